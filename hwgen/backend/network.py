@@ -1,0 +1,95 @@
+"""The streaming top level: layers chained behind a valid/ready interface."""
+
+from __future__ import annotations
+
+from amaranth.back import verilog
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from hwgen.backend.adder_graph import AdderGraphPipeline
+from hwgen.backend.requant import Requantizer
+from hwgen.hwplan import NetworkPlan
+
+__all__ = ["TOP_NAME", "StreamingNetwork", "generate_verilog"]
+
+TOP_NAME = "twn_top"
+
+
+class StreamingNetwork(wiring.Component):
+    """A whole network: one input vector in, one output vector out, per handshake.
+
+    The datapath is a free-running pipeline (no clock enables fan out to it);
+    a shift register of valid bits tracks which stages hold data. Results
+    land in an output FIFO, and the input is accepted only while the FIFO has
+    a free entry for every result in flight (credit counting), so
+    backpressure never drops or duplicates a vector and ``x.ready`` is a
+    registered function of state, with no combinational path from
+    ``y.ready``. At full rate the initiation interval is one cycle and the
+    latency is ``plan.latency`` cycles from the input to the output handshake.
+
+    Members
+    -------
+    x : In(stream.Signature(ArrayLayout(signed(in_bits), n_in)))
+        Input vector; element ``j`` is ``x__payload[j*in_bits +: in_bits]``.
+    y : Out(stream.Signature(ArrayLayout(signed(out_bits), n_out)))
+        Output codes; element ``i`` is ``y__payload[i*out_bits +: out_bits]``.
+    """
+
+    def __init__(self, plan: NetworkPlan) -> None:
+        self._plan = plan
+        n_in = plan.network.in_features
+        n_out = plan.layers[-1].layer.out_features
+        super().__init__(
+            {
+                "x": In(stream.Signature(data.ArrayLayout(signed(plan.in_bits), n_in))),
+                "y": Out(stream.Signature(data.ArrayLayout(signed(plan.out_bits), n_out))),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        plan = self._plan
+        depth = plan.fifo_depth
+
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(
+            width=len(self.y.payload.as_value()), depth=depth
+        )
+        in_flight = Signal(range(depth + 1))
+        m.d.comb += self.x.ready.eq(in_flight < depth)
+        accept = self.x.valid & self.x.ready
+        deliver = self.y.valid & self.y.ready
+        m.d.sync += in_flight.eq(in_flight + accept - deliver)
+
+        x_reg = Signal.like(self.x.payload, reset_less=True, name="x_reg")
+        m.d.sync += x_reg.eq(self.x.payload)
+        valid = Signal(plan.pipeline_latency, name="stage_valid")
+        m.d.sync += valid.eq(Cat(accept, valid[:-1]))
+
+        current = x_reg
+        for k, lp in enumerate(plan.layers):
+            graph = AdderGraphPipeline(lp)
+            requant = Requantizer(lp, graph.out_bits)
+            m.submodules[f"layer{k}_adders"] = graph
+            m.submodules[f"layer{k}_requant"] = requant
+            m.d.comb += graph.x.eq(current)
+            m.d.comb += requant.x.eq(graph.y)
+            current = requant.y
+
+        m.d.comb += [
+            fifo.w_data.eq(current.as_value()),
+            fifo.w_en.eq(valid[-1]),
+            self.y.payload.eq(fifo.r_data),
+            self.y.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.y.ready),
+        ]
+        return m
+
+
+def generate_verilog(plan: NetworkPlan) -> str:
+    """Verilog for the network, top module ``twn_top`` (deterministic text)."""
+    top = StreamingNetwork(plan)
+    # emit_src=False: no source paths in the output, so the text does not
+    # depend on where twngen is installed.
+    return verilog.convert(top, name=TOP_NAME, emit_src=False)

@@ -1,0 +1,230 @@
+"""The Python API behind the CLI: parse, quantise, build, report.
+
+``prepare_network`` is what ``build``, ``golden`` and ``verify`` share, so
+every option that changes the arithmetic means the same thing in all three.
+``build`` writes the output folder atomically: everything goes into a
+temporary sibling folder that replaces OUTDIR only once complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.boards import Board, load_board
+from hwgen.errors import TwnError
+from hwgen.frontend import load_onnx
+from hwgen.golden import AccuracyReport, compare_with_onnxruntime
+from hwgen.ir import Network
+from hwgen.passes import run_passes
+from hwgen.passes.adder_graphs import BuildAdderGraphs
+from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
+
+__all__ = [
+    "ACCURACY_SAMPLES",
+    "ArithmeticOptions",
+    "BuildResult",
+    "build",
+    "load_array",
+    "prepare_network",
+]
+
+#: Size of the synthetic batch the accuracy check uses without --calibrate.
+ACCURACY_SAMPLES = 256
+
+
+@dataclass(frozen=True)
+class ArithmeticOptions:
+    """Every option that changes what the hardware computes (recorded in report.json)."""
+
+    act_bits: int = 16
+    input_bits: int = 16
+    out_bits: int | None = None
+    input_range: float = 8.0
+    ranges: str = "sampled"
+    headroom: float = 2.0
+    calibrate: str | None = None
+    adder_graph: str = "naive"
+    max_depth: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        d = asdict(self)
+        if self.calibrate is not None:
+            # Record the batch by content, not by path, so reports do not
+            # depend on the working directory.
+            d["calibrate"] = {
+                "file": Path(self.calibrate).name,
+                "sha256": _sha256(Path(self.calibrate)),
+            }
+        return d
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_array(path: str | Path, what: str) -> np.ndarray:
+    """Load a float .npy array given by the user (never unpickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TwnError(f"{what} {path}: no such file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise TwnError(f"{what} {path}: not a readable .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise TwnError(f"{what} {path}: expected a numeric array, got {getattr(arr, 'dtype', type(arr))}")
+    if not np.all(np.isfinite(arr)):
+        raise TwnError(f"{what} {path}: contains NaN or infinite values")
+    return arr.astype(np.float64)
+
+
+def _batch_for(network: Network, arr: np.ndarray, what: str) -> np.ndarray:
+    shape = tuple(network.input_shape)
+    if arr.shape[1:] == shape or arr.shape[1:] == (network.in_features,):
+        return arr.reshape(len(arr), -1)
+    if arr.shape == shape:
+        return arr.reshape(1, -1)
+    raise TwnError(
+        f"{what} has shape {list(arr.shape)}; the model's input {network.input_name!r} "
+        f"takes [batch, {', '.join(str(d) for d in shape)}]"
+    )
+
+
+def prepare_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
+    """ONNX file -> quantised IR with adder graphs; also returns the calibration batch."""
+    network = load_onnx(model)
+    calib = None
+    if options.calibrate is not None:
+        calib = _batch_for(network, load_array(options.calibrate, "--calibrate"), "--calibrate")
+        if len(calib) == 0:
+            raise TwnError("--calibrate: the calibration batch is empty")
+    passes = (
+        QuantizeActivations(
+            act_bits=options.act_bits,
+            input_bits=options.input_bits,
+            input_range=options.input_range,
+            calibration=calib,
+            ranges=options.ranges,
+            headroom=options.headroom,
+            out_bits=options.out_bits,
+        ),
+        BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth),
+    )
+    return run_passes(network, passes), calib
+
+
+@dataclass
+class BuildResult:
+    outdir: Path
+    network: Network
+    report: dict[str, object]
+    files: list[str] = field(default_factory=list)
+
+
+def accuracy_check(model: Path, network: Network, calib: np.ndarray | None) -> AccuracyReport:
+    if calib is not None:
+        return compare_with_onnxruntime(model, network, calib, "calibration batch (--calibrate)")
+    x = synthetic_batch(network.in_features)[:ACCURACY_SAMPLES]
+    return compare_with_onnxruntime(
+        model, network, x, f"{ACCURACY_SAMPLES} synthetic standard-normal vectors"
+    )
+
+
+def build(
+    model: str | Path,
+    board: str | Board,
+    outdir: str | Path | None = None,
+    options: ArithmeticOptions = ArithmeticOptions(),  # noqa: B008 (frozen)
+    clock_mhz: float | None = None,
+    allow_overflow: bool = False,
+    command: str | None = None,
+) -> BuildResult:
+    """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>)."""
+    from hwgen.backend import TOP_NAME, generate_verilog
+    from hwgen.estimate import estimate_network
+    from hwgen.hwplan import plan_network
+    from hwgen.report import make_report, render_markdown
+
+    model = Path(model)
+    board_obj = board if isinstance(board, Board) else load_board(board)
+    clock = board_obj.clock_mhz if clock_mhz is None else float(clock_mhz)
+    if not (0 < clock <= 2000):
+        raise TwnError(f"--clock-mhz must be between 0 and 2000, not {clock}")
+    out = Path(outdir) if outdir is not None else Path("build") / model.stem
+
+    network, calib = prepare_network(model, options)
+    plan = plan_network(network)
+    per_layer, total = estimate_network(plan)
+    accuracy = accuracy_check(model, network, calib)
+    report = make_report(
+        model=model,
+        network=network,
+        plan=plan,
+        board=board_obj,
+        clock_mhz=clock,
+        per_layer=per_layer,
+        total=total,
+        accuracy=accuracy,
+        options=options,
+        command=command,
+    )
+    if not report["fits"] and not allow_overflow:
+        raise TwnError(
+            f"the design does not fit {board_obj.name} ({board_obj.part}): "
+            + ", ".join(
+                f"{k} {v['used']:,} of {v['available']:,}"
+                for k, v in report["utilisation"].items()  # type: ignore[attr-defined]
+                if v["used"] > v["available"]
+            )
+            + "; use --allow-overflow to write the RTL anyway"
+        )
+    verilog = generate_verilog(plan)
+
+    files = {
+        f"rtl/{TOP_NAME}.v": verilog,
+        "network.json": network.to_json() + "\n",
+        "report.json": _json_text(report),
+        "report.md": render_markdown(report),
+    }
+    _write_atomically(out, files)
+    return BuildResult(out, network, report, sorted(files))
+
+
+def _json_text(obj: object) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def _write_atomically(out: Path, files: dict[str, str]) -> None:
+    """Write ``files`` into a fresh folder and swap it in place of ``out``."""
+    out = out.absolute()
+    if out.exists() and not out.is_dir():
+        raise TwnError(f"output path {out} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUTDIR should not be
+    try:
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "previous")
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

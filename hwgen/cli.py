@@ -1,0 +1,244 @@
+"""Command line: thin glue over :mod:`hwgen.build`, :mod:`hwgen.golden`, :mod:`hwgen.verify`.
+
+    twngen MODEL.onnx --board BOARD [-o OUTDIR] [--clock-mhz F] [arithmetic options]
+    twngen verify OUTDIR [--simulator icarus|verilator] [--vectors N] [--inputs X.npy]
+    twngen golden MODEL.onnx --inputs X.npy --outputs Y.npy [arithmetic options]
+    twngen inspect MODEL.onnx
+    twngen boards
+
+Bad input exits with status 2 and a one-paragraph message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hwgen import __version__
+from hwgen.errors import TwnError
+
+__all__ = ["main"]
+
+SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse")
+
+
+def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    from hwgen.build import ArithmeticOptions
+    from hwgen.passes.adder_graphs import ADDER_GRAPH_METHODS
+    from hwgen.passes.quantize import RANGE_METHODS
+
+    d = ArithmeticOptions()
+
+    def dflt(v: object) -> object:
+        return v if defaults else None
+
+    g = p.add_argument_group("arithmetic (recorded in report.json; same meaning in build, golden, verify)")
+    g.add_argument("--act-bits", type=int, default=dflt(d.act_bits), help="activation width between layers (default %(default)s)")
+    g.add_argument("--input-bits", type=int, default=dflt(d.input_bits), help="input quantisation width (default %(default)s)")
+    g.add_argument("--out-bits", type=int, default=None, help="output width (default: keep the last layer's accumulator precision)")
+    g.add_argument("--input-range", type=float, default=dflt(d.input_range), help="without --calibrate, inputs are coded over [-R, R) (default %(default)s)")
+    g.add_argument("--calibrate", metavar="X.npy", default=None, help="calibration batch [N, *input_shape] for input and activation ranges")
+    g.add_argument("--ranges", choices=RANGE_METHODS, default=dflt(d.ranges), help="activation ranges: peak on a batch times --headroom, or safe interval bounds (default %(default)s)")
+    g.add_argument("--headroom", type=float, default=dflt(d.headroom), help="factor on sampled peaks (default %(default)s)")
+    g.add_argument("--adder-graph", choices=ADDER_GRAPH_METHODS, default=dflt(d.adder_graph), help="naive pruned trees or merged common subexpressions (default %(default)s)")
+    g.add_argument("--max-depth", type=int, default=None, help="adder-graph depth limit for merging")
+
+
+def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from hwgen.build import ArithmeticOptions
+
+    return ArithmeticOptions(
+        act_bits=args.act_bits,
+        input_bits=args.input_bits,
+        out_bits=args.out_bits,
+        input_range=args.input_range,
+        ranges=args.ranges,
+        headroom=args.headroom,
+        calibrate=args.calibrate,
+        adder_graph=args.adder_graph,
+        max_depth=args.max_depth,
+    )
+
+
+def _cmd_build(argv: list[str]) -> int:
+    from hwgen.build import build
+
+    p = argparse.ArgumentParser(prog="twngen", description="Build streaming FPGA RTL for a ternary/binary ONNX network. "
+                                "Other commands: " + ", ".join(SUBCOMMANDS) + " (twngen COMMAND --help).")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--board", required=True, help="board preset (see `twngen boards`)")
+    p.add_argument("-o", "--outdir", default=None, help="output folder (default build/<model stem>)")
+    p.add_argument("--clock-mhz", type=float, default=None, help="target clock (default: the board's)")
+    p.add_argument("--allow-overflow", action="store_true", help="write the RTL even if the design does not fit the board")
+    p.add_argument("--version", action="version", version=f"twngen {__version__}")
+    _add_arithmetic_options(p)
+    args = p.parse_args(argv)
+    result = build(
+        args.model,
+        args.board,
+        args.outdir,
+        _options_from(args),
+        clock_mhz=args.clock_mhz,
+        allow_overflow=args.allow_overflow,
+        command="twngen " + shlex.join(argv),
+    )
+    r = result.report
+    res = r["resources"]
+    print(f"twngen: built {r['model']} for {r['board']} ({r['part']}) at {r['clock_mhz']:g} MHz")
+    print(f"  layers: {len(r['layers'])}, adders: {r['adders']:,} (naive {r['naive_adders']:,})")  # type: ignore[arg-type]
+    print(f"  II {r['initiation_interval_cycles']} cycle(s), latency {r['latency_cycles']} cycles, "
+          f"{r['throughput_per_s']:,.0f} inferences/s")
+    print(f"  estimate: {res['lut']:,} LUT, {res['ff']:,} FF, {res['bram']} BRAM36, {res['dsp']} DSP; fits: {r['fits']}")  # type: ignore[index]
+    acc = r["accuracy"]
+    print(f"  golden vs onnxruntime: max |error| {acc['max_abs_error']:.3g}, top-1 agreement "  # type: ignore[index]
+          f"{100 * acc['top1_agreement']:.1f}% on {acc['samples']} samples")  # type: ignore[index]
+    print(f"  Verilog: {result.outdir / 'rtl' / 'twn_top.v'}")
+    print(f"  report:  {result.outdir / 'report.md'} and report.json")
+    return 0
+
+
+def _cmd_verify(argv: list[str]) -> int:
+    from hwgen.build import ArithmeticOptions, load_array
+    from hwgen.verify import VerifyFailed, load_build, verify
+
+    p = argparse.ArgumentParser(prog="twngen verify", description="Simulate a build's RTL against the golden model, bit-exactly.")
+    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("--simulator", choices=("icarus", "verilator", "both"), default="icarus")
+    p.add_argument("--vectors", type=int, default=100, help="random vectors when --inputs is not given (default %(default)s)")
+    p.add_argument("--inputs", metavar="X.npy", default=None, help="float inputs to simulate instead")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--stall", type=float, default=0.3, help="probability of an input gap / output stall each cycle")
+    _add_arithmetic_options(p, defaults=False)
+    args = p.parse_args(argv)
+    _, report = load_build(Path(args.outdir))
+    # Arithmetic options given here must match the build's.
+    recorded = report["options"]
+    given = {k: getattr(args, k) for k in vars(ArithmeticOptions()) if getattr(args, k, None) is not None}
+    for key, value in given.items():
+        rec = recorded.get(key)  # type: ignore[union-attr]
+        if key == "calibrate":
+            from hwgen.build import _sha256
+
+            same = isinstance(rec, dict) and rec.get("sha256") == _sha256(Path(value))
+        else:
+            same = rec == value
+        if not same:
+            raise TwnError(
+                f"--{key.replace('_', '-')} {value} differs from the build in {args.outdir} "
+                f"({rec}); rebuild with the same options or omit it"
+            )
+    inputs = load_array(args.inputs, "--inputs") if args.inputs else None
+    sims = ("icarus", "verilator") if args.simulator == "both" else (args.simulator,)
+    ok = True
+    for sim in sims:
+        try:
+            r = verify(Path(args.outdir), sim, args.vectors, inputs, args.seed, args.stall)
+        except VerifyFailed as exc:
+            print(f"twngen: [{sim}] simulation failed: {exc}", file=sys.stderr)
+            ok = False
+            continue
+        print(f"[{sim}] {r.passed} passed, {r.failed} failed")
+        print(f"measured_ii_cycles={r.measured_ii_cycles}")
+        print(f"measured_latency_cycles={r.measured_latency_cycles}")
+        if r.extra_outputs:
+            print(f"[{sim}] {r.extra_outputs} extra (duplicated) outputs")
+        if r.measured_latency_cycles != r.expected_latency_cycles or r.measured_ii_cycles != r.expected_ii_cycles:
+            print(f"[{sim}] report says II {r.expected_ii_cycles}, latency {r.expected_latency_cycles}: MISMATCH")
+        for mm in r.mismatches:
+            print(f"[{sim}] vector {mm['vector']}: expected {mm['expected']}, got {mm['got']}")
+        ok = ok and r.ok
+    return 0 if ok else 1
+
+
+def _cmd_golden(argv: list[str]) -> int:
+    import numpy as np
+
+    from hwgen import golden
+    from hwgen.build import load_array, prepare_network
+
+    p = argparse.ArgumentParser(prog="twngen golden", description="Run the golden model (what the hardware computes) on a batch.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--inputs", metavar="X.npy", required=True)
+    p.add_argument("--outputs", metavar="Y.npy", required=True, help="dequantised float outputs, batch first")
+    p.add_argument("--codes", metavar="Q.npy", default=None, help="also write the integer output codes")
+    p.add_argument("--compare", action="store_true", help="print error and top-1 agreement against onnxruntime")
+    _add_arithmetic_options(p)
+    args = p.parse_args(argv)
+    network, _ = prepare_network(args.model, _options_from(args))
+    x = load_array(args.inputs, "--inputs")
+    q = golden.run_integer(network, golden.quantize_input(network, x))
+    y = golden.dequantize_output(network, q)
+    np.save(args.outputs, y.astype(np.float32))
+    if args.codes:
+        np.save(args.codes, q)
+    print(f"wrote {args.outputs}: shape {list(y.shape)}")
+    if args.compare:
+        acc = golden.compare_with_onnxruntime(Path(args.model), network, x.reshape(len(y), -1), "--inputs")
+        print(f"max_abs_error={acc.max_abs_error:.6g}")
+        print(f"top1_agreement={acc.top1_agreement:.6f}")
+    return 0
+
+
+def _cmd_inspect(argv: list[str]) -> int:
+    from hwgen.frontend import load_onnx
+
+    p = argparse.ArgumentParser(prog="twngen inspect", description="Print the layers the frontend understood.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    args = p.parse_args(argv)
+    net = load_onnx(args.model)
+    print(f"{net.name}: input {net.input_name!r} {list(net.input_shape)}, output {net.output_name!r} "
+          f"{list(net.output_shape)}, opset {net.opset}")
+    print(f"{'layer':<24} {'op':<7} {'in':>6} {'out':>6} {'weights':<8} {'scale':<12} {'nonzero':>9} {'sparsity':>8} relu  nodes")
+    for layer in net.layers:
+        per = "per-channel" if len(set(layer.scale[layer.scale != 0].tolist())) > 1 else "per-tensor"
+        sparsity = 1 - layer.weights_nonzero / max(layer.weights.size, 1)
+        print(f"{layer.name:<24} {layer.op:<7} {layer.in_features:>6} {layer.out_features:>6} "
+              f"{layer.weight_kind:<8} {per:<12} {layer.weights_nonzero:>9} {sparsity:>8.1%} "
+              f"{'yes' if layer.relu else 'no ':<5} {', '.join(layer.source_nodes)}")
+    return 0
+
+
+def _cmd_boards(argv: list[str]) -> int:
+    from hwgen.boards import list_boards
+
+    argparse.ArgumentParser(prog="twngen boards", description="List board presets.").parse_args(argv)
+    print(f"{'board':<10} {'part':<24} {'MHz':>6} {'LUT':>9} {'FF':>9} {'BRAM36':>7} {'DSP':>6}  description")
+    for b in list_boards():
+        print(f"{b.name:<10} {b.part:<24} {b.clock_mhz:>6g} {b.lut:>9,} {b.ff:>9,} {b.bram36:>7,} {b.dsp:>6,}  {b.description}")
+    return 0
+
+
+def _cmd_cse(argv: list[str]) -> int:
+    try:
+        from hwgen.cse_tool import cse_main
+    except ImportError:
+        raise TwnError("`twngen cse` is not available in this build") from None
+    return cse_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {
+        "verify": _cmd_verify,
+        "golden": _cmd_golden,
+        "inspect": _cmd_inspect,
+        "boards": _cmd_boards,
+        "cse": _cmd_cse,
+    }
+    try:
+        if argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:])
+        return _cmd_build(argv)
+    except TwnError as exc:
+        print(f"twngen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twngen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Resource estimate (LUT, FF, BRAM36, DSP) of the planned hardware.
+
+A first-order model of a 6-input-LUT fabric with carry chains (UltraScale+),
+counted from the same :mod:`hwgen.hwplan` the backend builds from:
+
+* a w-bit registered adder: w LUTs on the carry chain and w FFs;
+* a delay chain of w bits and L > 1 cycles: SRL32 shift registers
+  (w * ceil((L-1)/32) LUTs) plus one output register (w FFs); one cycle: w FFs;
+* a requantisation multiply: a DSP48E2 when the operands fit its 27x18
+  multiplier (more DSPs otherwise), none when the multiplier is a power of
+  two (a wire shift); its output register lives in the DSP;
+* offset, shift and clamp: one LUT per sum bit plus one per output bit;
+* the output FIFO in distributed RAM: two LUTs per bit per 64 entries.
+
+The coefficients are not yet calibrated against synthesis; the synthesis
+flow (Yosys) replaces them in a later issue.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwgen.hwplan import LayerPlan, NetworkPlan
+
+__all__ = ["Resources", "estimate_layer", "estimate_network"]
+
+DSP_A_BITS, DSP_B_BITS = 27, 18
+
+
+@dataclass(frozen=True)
+class Resources:
+    lut: int = 0
+    ff: int = 0
+    bram: int = 0
+    dsp: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.lut + other.lut, self.ff + other.ff, self.bram + other.bram, self.dsp + other.dsp
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return {"lut": self.lut, "ff": self.ff, "bram": self.bram, "dsp": self.dsp}
+
+
+def _is_power_of_two(v: int) -> bool:
+    v = abs(v)
+    return v > 0 and v & (v - 1) == 0
+
+
+def _dsp_count(a_bits: int, b_bits: int) -> int:
+    a, b = max(a_bits, b_bits), min(a_bits, b_bits)
+    return math.ceil(a / (DSP_A_BITS - 1)) * math.ceil(b / (DSP_B_BITS - 1))
+
+
+def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
+    """One layer: adder graph, delay lines, requantisation."""
+    graph = lp.graph
+    lut = ff = dsp = 0
+    for k in range(len(graph.nodes)):
+        w = lp.value_bits[graph.n_inputs + k]
+        lut += w
+        ff += w
+    for value, length in lp.delays.items():
+        w = lp.value_bits[value]
+        ff += w
+        if length > 1:
+            lut += w * math.ceil((length - 1) / 32)
+    rq = lp.layer.requant
+    assert rq is not None
+    for i, mult in enumerate(lp.effective_multipliers):
+        ff += lp.out_bits
+        if mult == 0:
+            continue
+        if not _is_power_of_two(mult):
+            dsp += _dsp_count(in_value_bits, int(mult).bit_length() + 1)
+        else:
+            ff += lp.product_bits[i]
+        lut += lp.sum_bits[i] + lp.out_bits
+    return Resources(lut=lut, ff=ff, dsp=dsp)
+
+
+def estimate_network(plan: NetworkPlan) -> tuple[list[Resources], Resources]:
+    """Per-layer estimates and the total (including I/O registers and FIFO)."""
+    per_layer = []
+    for lp in plan.layers:
+        out_widths = [lp.value_bits[o.value] for o in lp.graph.outputs if o is not None]
+        per_layer.append(estimate_layer(lp, max(out_widths, default=1)))
+    n_in = plan.network.in_features
+    n_out = plan.layers[-1].layer.out_features
+    fifo_bits = n_out * plan.out_bits
+    glue = Resources(
+        lut=2 * fifo_bits * math.ceil(plan.fifo_depth / 64) + 16,
+        ff=n_in * plan.in_bits + fifo_bits + plan.pipeline_latency + 3 * plan.fifo_depth.bit_length(),
+    )
+    total = glue
+    for r in per_layer:
+        total = total + r
+    return per_layer, total

@@ -1,0 +1,132 @@
+"""The golden model: exactly what the generated hardware computes, in numpy.
+
+Written from the IR's arithmetic (see :mod:`hwgen.ir.network`), independently
+of the gateware, it is the single oracle for the cocotb testbenches, the
+Amaranth unit tests and the accuracy check against onnxruntime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.errors import TwnError
+from hwgen.ir import Network
+
+__all__ = [
+    "AccuracyReport",
+    "compare_with_onnxruntime",
+    "dequantize_output",
+    "quantize_input",
+    "run",
+    "run_integer",
+    "run_layers",
+]
+
+
+def _check_ready(network: Network) -> None:
+    if network.input_format is None or any(layer.requant is None for layer in network.layers):
+        raise ValueError("the golden model needs a quantised network (run the quantise pass)")
+
+
+def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
+    """Float inputs [batch, *input_shape] to integer codes [batch, features]."""
+    _check_ready(network)
+    assert network.input_format is not None
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == len(network.input_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(network.input_shape) and x.shape[1:] != (network.in_features,):
+        raise TwnError(
+            f"inputs have shape {list(x.shape)}; the model takes "
+            f"[batch, {', '.join(str(d) for d in network.input_shape)}]"
+        )
+    if not np.all(np.isfinite(x)):
+        raise TwnError("inputs contain NaN or infinite values")
+    return network.input_format.quantize(x.reshape(len(x), -1))
+
+
+def run_layers(network: Network, q: np.ndarray) -> list[np.ndarray]:
+    """Integer codes after every layer, for input codes q [batch, features]."""
+    _check_ready(network)
+    q = np.asarray(q, dtype=np.int64)
+    outs = []
+    for layer in network.layers:
+        assert layer.requant is not None
+        # Python-integer matmul: exact whatever the widths.
+        acc = q.astype(object) @ layer.weights.T.astype(object)
+        q = layer.requant.apply(acc)
+        outs.append(q)
+    return outs
+
+
+def run_integer(network: Network, q: np.ndarray) -> np.ndarray:
+    """Output codes [batch, outputs] for input codes [batch, features]."""
+    return run_layers(network, q)[-1]
+
+
+def dequantize_output(network: Network, q: np.ndarray) -> np.ndarray:
+    last = network.layers[-1].requant
+    assert last is not None
+    y = last.out.dequantize(q)
+    return y.reshape(len(y), *network.output_shape)
+
+
+def run(network: Network, x: np.ndarray) -> np.ndarray:
+    """Float in, float out: quantise, run the integer model, dequantise."""
+    return dequantize_output(network, run_integer(network, quantize_input(network, x)))
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    samples: int
+    max_abs_error: float
+    mean_abs_error: float
+    output_peak: float
+    top1_agreement: float
+    batch: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "samples": self.samples,
+            "max_abs_error": self.max_abs_error,
+            "mean_abs_error": self.mean_abs_error,
+            "output_peak": self.output_peak,
+            "top1_agreement": self.top1_agreement,
+            "batch": self.batch,
+        }
+
+
+def onnxruntime_outputs(model_path: Path, network: Network, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), *network.input_shape)
+    # Run one sample at a time: exporters often fix the batch dimension to 1.
+    batch_dim = sess.get_inputs()[0].shape[0]
+    if isinstance(batch_dim, int) and batch_dim == 1:
+        ys = [sess.run(None, {network.input_name: x[i : i + 1]})[0] for i in range(len(x))]
+        return np.concatenate(ys).astype(np.float64)
+    return np.asarray(sess.run(None, {network.input_name: x})[0], dtype=np.float64)
+
+
+def compare_with_onnxruntime(
+    model_path: Path, network: Network, x: np.ndarray, batch: str
+) -> AccuracyReport:
+    """How far the golden model is from onnxruntime on the source model."""
+    ref = onnxruntime_outputs(model_path, network, x).reshape(len(x), -1)
+    got = run(network, x).reshape(len(x), -1)
+    err = np.abs(ref - got)
+    top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(got, axis=1))) if ref.shape[1] > 1 else 1.0
+    return AccuracyReport(
+        samples=len(x),
+        max_abs_error=float(err.max()) if err.size else 0.0,
+        mean_abs_error=float(err.mean()) if err.size else 0.0,
+        output_peak=float(np.abs(ref).max()) if ref.size else 0.0,
+        top1_agreement=top1,
+        batch=batch,
+    )

@@ -1,0 +1,270 @@
+"""Adder graphs: how a constant matrix-vector product is built from adders.
+
+An :class:`AdderGraph` computes ``y = W @ x`` for a constant integer matrix
+``W`` with two-input add/subtract nodes only. Values are numbered: ``0 ..
+n_inputs-1`` are the inputs, ``n_inputs + k`` is ``nodes[k]``. A node adds two
+:class:`Operand` s, each a value optionally shifted left and negated; an output
+is an operand too (or ``None`` for an all-zero row). Output negation and shift
+are left to the consumer (the requantisation multiplier absorbs them for
+free), so they cost no adder.
+
+This is the contract between the graph-building passes (naive trees,
+common-subexpression merging) and the backends: backends register every node
+and align operands by :meth:`AdderGraph.depths`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AddNode", "AdderGraph", "Operand"]
+
+
+@dataclass(frozen=True, order=True)
+class Operand:
+    """``(-1)**negate * (value << shift)``."""
+
+    value: int
+    negate: bool = False
+    shift: int = 0
+
+    def to_json(self) -> list[int]:
+        return [self.value, int(self.negate), self.shift]
+
+    @staticmethod
+    def from_json(d: list[int]) -> Operand:
+        return Operand(int(d[0]), bool(d[1]), int(d[2]))
+
+
+@dataclass(frozen=True)
+class AddNode:
+    """``a + b`` of two operands (either may be negated)."""
+
+    a: Operand
+    b: Operand
+
+
+@dataclass(frozen=True)
+class AdderGraph:
+    n_inputs: int
+    nodes: tuple[AddNode, ...]
+    outputs: tuple[Operand | None, ...]
+
+    def __post_init__(self) -> None:
+        for k, node in enumerate(self.nodes):
+            for op in (node.a, node.b):
+                if not 0 <= op.value < self.n_inputs + k:
+                    raise ValueError(f"node {k} uses value {op.value} before it exists")
+                if op.shift < 0:
+                    raise ValueError(f"node {k} has a negative shift")
+        for i, out in enumerate(self.outputs):
+            if out is not None and not 0 <= out.value < self.n_inputs + len(self.nodes):
+                raise ValueError(f"output {i} refers to missing value {out.value}")
+
+    @property
+    def adders(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def n_values(self) -> int:
+        return self.n_inputs + len(self.nodes)
+
+    @cached_property
+    def depths(self) -> tuple[int, ...]:
+        """Adder depth of every value (inputs are at depth 0)."""
+        d = [0] * self.n_inputs
+        for node in self.nodes:
+            d.append(1 + max(d[node.a.value], d[node.b.value]))
+        return tuple(d)
+
+    @property
+    def depth(self) -> int:
+        """Depth of the deepest output (the layer's adder pipeline length)."""
+        ds = [self.depths[o.value] for o in self.outputs if o is not None]
+        return max(ds, default=0)
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """Exact evaluation on integer vectors x: [..., n_inputs] -> [..., n_outputs]."""
+        x = np.asarray(x).astype(object)
+        vals: list[Any] = [x[..., j] for j in range(self.n_inputs)]
+
+        def get(op: Operand) -> Any:
+            v = vals[op.value] * (1 << op.shift)
+            return -v if op.negate else v
+
+        for node in self.nodes:
+            vals.append(get(node.a) + get(node.b))
+        zero = x[..., 0] * 0 if self.n_inputs else np.zeros(x.shape[:-1], dtype=object)
+        outs = [get(o) if o is not None else zero for o in self.outputs]
+        return np.stack(outs, axis=-1) if outs else np.zeros((*x.shape[:-1], 0), dtype=object)
+
+    def coefficients(self) -> np.ndarray:
+        """Re-expand the graph into the integer matrix it computes ([out, in])."""
+        rows: list[np.ndarray] = [np.eye(self.n_inputs, dtype=np.int64)[j] for j in range(self.n_inputs)]
+
+        def get(op: Operand) -> np.ndarray:
+            v = rows[op.value] << op.shift
+            return -v if op.negate else v
+
+        for node in self.nodes:
+            rows.append(get(node.a) + get(node.b))
+        zero = np.zeros(self.n_inputs, dtype=np.int64)
+        return np.array(
+            [get(o) if o is not None else zero for o in self.outputs], dtype=np.int64
+        ).reshape(len(self.outputs), self.n_inputs)
+
+    def value_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Interval of every value when each input lies in ``[lo, hi]``.
+
+        Interval arithmetic: always a safe bound (it can only over-estimate
+        when two operands share an input), linear in the graph size.
+        """
+        ranges: list[tuple[int, int]] = [(lo, hi)] * self.n_inputs
+
+        def get(op: Operand) -> tuple[int, int]:
+            a, b = ranges[op.value]
+            a, b = a << op.shift, b << op.shift
+            return (-b, -a) if op.negate else (a, b)
+
+        for node in self.nodes:
+            (a_lo, a_hi), (b_lo, b_hi) = get(node.a), get(node.b)
+            ranges.append((a_lo + b_lo, a_hi + b_hi))
+        return ranges
+
+    def output_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Interval of every output (with its sign and shift applied)."""
+        ranges = self.value_ranges(lo, hi)
+        result = []
+        for o in self.outputs:
+            if o is None:
+                result.append((0, 0))
+                continue
+            a, b = ranges[o.value]
+            a, b = a << o.shift, b << o.shift
+            result.append((-b, -a) if o.negate else (a, b))
+        return result
+
+    def to_json(self) -> list[int]:
+        return [self.value, int(self.negate), self.shift]
+
+    @staticmethod
+    def from_json(d: list[int]) -> Operand:
+        return Operand(int(d[0]), bool(d[1]), int(d[2]))
+
+
+@dataclass(frozen=True)
+class AddNode:
+    """``a + b`` of two operands (either may be negated)."""
+
+    a: Operand
+    b: Operand
+
+
+@dataclass(frozen=True)
+class AdderGraph:
+    n_inputs: int
+    nodes: tuple[AddNode, ...]
+    outputs: tuple[Operand | None, ...]
+
+    def __post_init__(self) -> None:
+        for k, node in enumerate(self.nodes):
+            for op in (node.a, node.b):
+                if not 0 <= op.value < self.n_inputs + k:
+                    raise ValueError(f"node {k} uses value {op.value} before it exists")
+                if op.shift < 0:
+                    raise ValueError(f"node {k} has a negative shift")
+        for i, out in enumerate(self.outputs):
+            if out is not None and not 0 <= out.value < self.n_inputs + len(self.nodes):
+                raise ValueError(f"output {i} refers to missing value {out.value}")
+
+    @property
+    def adders(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def n_values(self) -> int:
+        return self.n_inputs + len(self.nodes)
+
+    @cached_property
+    def depths(self) -> tuple[int, ...]:
+        """Adder depth of every value (inputs are at depth 0)."""
+        d = [0] * self.n_inputs
+        for node in self.nodes:
+            d.append(1 + max(d[node.a.value], d[node.b.value]))
+        return tuple(d)
+
+    @property
+    def depth(self) -> int:
+        """Depth of the deepest output (the layer's adder pipeline length)."""
+        ds = [self.depths[o.value] for o in self.outputs if o is not None]
+        return max(ds, default=0)
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """Exact evaluation on integer vectors x: [..., n_inputs] -> [..., n_outputs]."""
+        x = np.asarray(x).astype(object)
+        vals: list[Any] = [x[..., j] for j in range(self.n_inputs)]
+
+        def get(op: Operand) -> Any:
+            v = vals[op.value] * (1 << op.shift)
+            return -v if op.negate else v
+
+        for node in self.nodes:
+            vals.append(get(node.a) + get(node.b))
+        zero = x[..., 0] * 0 if self.n_inputs else np.zeros(x.shape[:-1], dtype=object)
+        outs = [get(o) if o is not None else zero for o in self.outputs]
+        return np.stack(outs, axis=-1) if outs else np.zeros((*x.shape[:-1], 0), dtype=object)
+
+    def coefficients(self) -> np.ndarray:
+        """Re-expand the graph into the integer matrix it computes ([out, in])."""
+        rows: list[np.ndarray] = [np.eye(self.n_inputs, dtype=np.int64)[j] for j in range(self.n_inputs)]
+
+        def get(op: Operand) -> np.ndarray:
+            v = rows[op.value] << op.shift
+            return -v if op.negate else v
+
+        for node in self.nodes:
+            rows.append(get(node.a) + get(node.b))
+        zero = np.zeros(self.n_inputs, dtype=np.int64)
+        return np.array(
+            [get(o) if o is not None else zero for o in self.outputs], dtype=np.int64
+        ).reshape(len(self.outputs), self.n_inputs)
+
+    def value_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Interval of every value when each input lies in ``[lo, hi]``.
+
+        Computed from each value's re-expanded coefficients, so the bound is
+        exact (tight) for independent inputs, not a sum of per-node bounds.
+        """
+        ranges: list[tuple[int, int]] = [(lo, hi)] * self.n_inputs
+        coeff: list[np.ndarray] = [np.eye(self.n_inputs, dtype=np.int64)[j] for j in range(self.n_inputs)]
+
+        def get(op: Operand) -> np.ndarray:
+            v = coeff[op.value] << op.shift
+            return -v if op.negate else v
+
+        for node in self.nodes:
+            c = get(node.a) + get(node.b)
+            coeff.append(c)
+            pos = int(c[c > 0].sum())
+            neg = int(c[c < 0].sum())
+            ranges.append((pos * lo + neg * hi, pos * hi + neg * lo))
+        return ranges
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n_inputs": self.n_inputs,
+            "nodes": [[n.a.to_json(), n.b.to_json()] for n in self.nodes],
+            "outputs": [o.to_json() if o is not None else None for o in self.outputs],
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> AdderGraph:
+        return AdderGraph(
+            int(d["n_inputs"]),
+            tuple(AddNode(Operand.from_json(a), Operand.from_json(b)) for a, b in d["nodes"]),
+            tuple(Operand.from_json(o) if o is not None else None for o in d["outputs"]),
+        )

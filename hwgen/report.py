@@ -1,0 +1,159 @@
+"""report.json and report.md: every number computed from the plan and estimate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from string import Template
+
+from hwgen import __version__
+from hwgen.boards import Board
+from hwgen.estimate import Resources
+from hwgen.golden import AccuracyReport
+from hwgen.hwplan import NetworkPlan
+from hwgen.ir import FixedFormat, Network
+from hwgen.paths import RTL_TEMPLATES_DIR
+
+__all__ = ["make_report", "render_markdown"]
+
+
+def _fmt_json(f: FixedFormat) -> dict[str, int]:
+    return {"bits": f.bits, "frac": f.frac, "min_code": f.lo, "max_code": f.hi}
+
+
+def make_report(
+    *,
+    model: Path,
+    network: Network,
+    plan: NetworkPlan,
+    board: Board,
+    clock_mhz: float,
+    per_layer: list[Resources],
+    total: Resources,
+    accuracy: AccuracyReport,
+    options: object,
+    command: str | None,
+) -> dict[str, object]:
+    layers = []
+    in_shape = list(network.input_shape)
+    for lp, res in zip(plan.layers, per_layer, strict=True):
+        layer = lp.layer
+        rq = layer.requant
+        graph = lp.graph
+        assert rq is not None
+        layers.append(
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "source_nodes": list(layer.source_nodes),
+                "in_shape": in_shape,
+                "out_shape": [layer.out_features],
+                "weight_kind": layer.weight_kind,
+                "weights_total": int(layer.weights.size),
+                "weights_nonzero": layer.weights_nonzero,
+                "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
+                "adders": graph.adders,
+                "naive_adders": layer.naive_adders,
+                "adder_depth": graph.depth,
+                "in_bits": lp.in_bits,
+                "acc_bits": lp.accumulator_bits,
+                "act_bits": rq.out.bits,
+                "out_frac": rq.out.frac,
+                "relu": layer.relu,
+                "requant_shift": rq.shift,
+                "latency_cycles": lp.latency,
+                **res.to_json(),
+            }
+        )
+        in_shape = [layer.out_features]
+    ii = plan.initiation_interval
+    avail = {"lut": board.lut, "ff": board.ff, "bram": board.bram36, "dsp": board.dsp}
+    used = total.to_json()
+    utilisation = {
+        k: {"used": used[k], "available": avail[k], "fraction": round(used[k] / avail[k], 6)}
+        for k in ("lut", "ff", "bram", "dsp")
+    }
+    assert network.input_format is not None
+    out_fmt = network.layers[-1].requant.out  # type: ignore[union-attr]
+    return {
+        "twngen_version": __version__,
+        "model": model.name,
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "board": board.name,
+        "part": board.part,
+        "clock_mhz": clock_mhz,
+        "command": command,
+        "options": options.to_json(),  # type: ignore[attr-defined]
+        "input": {"name": network.input_name, "shape": list(network.input_shape),
+                  "format": _fmt_json(network.input_format)},
+        "output": {"name": network.output_name, "shape": list(network.output_shape),
+                   "format": _fmt_json(out_fmt)},
+        "layers": layers,
+        "adders": sum(int(layer["adders"]) for layer in layers),  # type: ignore[call-overload]
+        "naive_adders": sum(int(layer["naive_adders"]) for layer in layers),  # type: ignore[call-overload]
+        "latency_cycles": plan.latency,
+        "latency_us": plan.latency / clock_mhz,
+        "initiation_interval_cycles": ii,
+        "throughput_per_s": clock_mhz * 1e6 / ii,
+        "resources": used,
+        "resource_estimate_model": "first-order LUT/FF/DSP model (hwgen.estimate), not synthesis",
+        "utilisation": utilisation,
+        "fits": all(used[k] <= avail[k] for k in avail),
+        "accuracy": accuracy.to_json(),
+        "interface": {
+            "top": "twn_top",
+            "input_element_bits": plan.in_bits,
+            "output_element_bits": plan.out_bits,
+            "packing": "element j of a vector occupies payload bits [j*bits, (j+1)*bits)",
+            "fifo_depth": plan.fifo_depth,
+        },
+    }
+
+
+def _fmt_text(d: dict[str, int]) -> str:
+    return f"signed {d['bits']} bits, {d['frac']} fraction bits, codes {d['min_code']}..{d['max_code']}"
+
+
+def render_markdown(report: dict[str, object]) -> str:
+    r: dict = report  # type: ignore[type-arg]
+    tmpl = Template((RTL_TEMPLATES_DIR / "report.md.tmpl").read_text())
+    resource_rows = "\n".join(
+        f"| {k.upper()} | {v['used']:,} | {v['available']:,} | "
+        f"{100 * v['fraction']:.2f}% {'█' * min(20, round(20 * v['fraction']))} |"
+        for k, v in r["utilisation"].items()
+    )
+    layer_rows = "\n".join(
+        f"| {lay['name']} | {lay['op']} | {lay['in_shape']} → {lay['out_shape']} | {lay['weight_kind']} "
+        f"| {lay['weights_nonzero']:,} of {lay['weights_total']:,} | {lay['adders']:,} ({lay['naive_adders']:,}) "
+        f"| {lay['adder_depth']} | {lay['acc_bits']} | s{lay['act_bits']}.{lay['out_frac']}"
+        f"{' ReLU' if lay['relu'] else ''} | {lay['latency_cycles']} | {lay['lut']:,} | {lay['ff']:,} | {lay['dsp']} |"
+        for lay in r["layers"]
+    )
+    acc = r["accuracy"]
+    return tmpl.substitute(
+        model=r["model"],
+        board=r["board"],
+        part=r["part"],
+        clock_mhz=f"{r['clock_mhz']:g}",
+        command=r["command"] or "the Python API",
+        ii=r["initiation_interval_cycles"],
+        throughput=f"{r['throughput_per_s']:,.0f}",
+        latency=r["latency_cycles"],
+        latency_us=f"{r['latency_us']:.3f}",
+        resource_rows=resource_rows,
+        fits="yes" if r["fits"] else "NO",
+        estimate_model=r["resource_estimate_model"],
+        layer_rows=layer_rows,
+        input_name=r["input"]["name"],
+        input_format=_fmt_text(r["input"]["format"]),
+        output_name=r["output"]["name"],
+        output_format=_fmt_text(r["output"]["format"]),
+        options=json.dumps(r["options"], sort_keys=True),
+        acc_batch=acc["batch"],
+        acc_samples=acc["samples"],
+        max_err=f"{acc['max_abs_error']:.3g}",
+        out_peak=f"{acc['output_peak']:.3g}",
+        mean_err=f"{acc['mean_abs_error']:.3g}",
+        top1=f"{100 * acc['top1_agreement']:.1f}%",
+    )

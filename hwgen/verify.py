@@ -1,0 +1,150 @@
+"""Simulate a build's RTL against its golden model (``twngen verify``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from hwgen import golden
+from hwgen.errors import TwnError
+from hwgen.hwplan import plan_network
+from hwgen.ir import Network
+from hwgen.paths import SIM_DIR
+
+__all__ = ["VerifyFailed", "VerifyResult", "load_build", "make_vectors", "verify"]
+
+
+class VerifyFailed(RuntimeError):
+    """The simulation itself failed (not a mismatch): build error, crash, timeout."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    simulator: str
+    vectors: int
+    passed: int
+    failed: int
+    extra_outputs: int
+    measured_latency_cycles: int
+    measured_ii_cycles: int
+    expected_latency_cycles: int
+    expected_ii_cycles: int
+    mismatches: list[dict[str, object]]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.failed == 0
+            and self.extra_outputs == 0
+            and self.measured_latency_cycles == self.expected_latency_cycles
+            and self.measured_ii_cycles == self.expected_ii_cycles
+        )
+
+
+def _sim_runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("twngen_sim_runner", SIM_DIR / "runner.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_build(outdir: Path) -> tuple[Network, dict[str, object]]:
+    outdir = Path(outdir)
+    ir_path, report_path = outdir / "network.json", outdir / "report.json"
+    if not ir_path.is_file() or not report_path.is_file():
+        raise TwnError(
+            f"{outdir} is not a twngen build folder (network.json and report.json are missing); "
+            "build one with `twngen MODEL.onnx --board BOARD -o OUTDIR`"
+        )
+    return Network.from_json(ir_path.read_text()), json.loads(report_path.read_text())
+
+
+def make_vectors(network: Network, count: int, seed: int) -> np.ndarray:
+    """Input codes that exercise the hardware: corners first, then random.
+
+    Corners: all zeros, all most-negative, all most-positive, and alternating
+    extremes (the widest accumulators). Then half uniform over the full code
+    range and half standard-normal values quantised like real data.
+    """
+    fmt = network.input_format
+    assert fmt is not None
+    n = network.in_features
+    rng = np.random.default_rng(seed)
+    alt = np.where(np.arange(n) % 2 == 0, fmt.lo, fmt.hi)
+    corners = [np.zeros(n), np.full(n, fmt.lo), np.full(n, fmt.hi), alt, alt[::-1].copy()]
+    vecs = [v.astype(np.int64) for v in corners]
+    rest = max(0, count - len(vecs))
+    uniform = rng.integers(fmt.lo, fmt.hi + 1, size=(rest - rest // 2, n))
+    normal = network.input_format.quantize(rng.standard_normal((rest // 2, n)))  # type: ignore[union-attr]
+    all_vecs = np.concatenate([np.array(vecs).reshape(-1, n), uniform, normal]) if n else np.zeros((count, 0))
+    return all_vecs[:count].astype(np.int64)
+
+
+def verify(
+    outdir: Path,
+    simulator: str = "icarus",
+    vectors: int = 100,
+    inputs: np.ndarray | None = None,
+    seed: int = 1,
+    stall: float = 0.3,
+) -> VerifyResult:
+    """Run the build's RTL in ``simulator`` against the golden model."""
+    outdir = Path(outdir)
+    network, report = load_build(outdir)
+    if inputs is not None:
+        codes = golden.quantize_input(network, inputs)
+    else:
+        if vectors < 1:
+            raise TwnError(f"--vectors must be at least 1, not {vectors}")
+        codes = make_vectors(network, vectors, seed)
+    if not 0 <= stall < 1:
+        raise TwnError(f"--stall must be in [0, 1), not {stall}")
+    expected = golden.run_integer(network, codes)
+    plan = plan_network(network)
+    rtl = sorted((outdir / "rtl").glob("*.v"))
+    if not rtl:
+        raise TwnError(f"{outdir}/rtl holds no Verilog files")
+
+    runner = _sim_runner()
+    if simulator not in runner.SIMULATORS:
+        raise TwnError(f"--simulator must be one of {', '.join(runner.SIMULATORS)}, not {simulator!r}")
+    work = outdir / "sim" / simulator
+    work.mkdir(parents=True, exist_ok=True)
+    vec_path = work / "vectors.npz"
+    np.savez(
+        vec_path,
+        inputs=codes,
+        expected=expected,
+        in_bits=plan.in_bits,
+        out_bits=plan.out_bits,
+    )
+    try:
+        summary = runner.run_testbench(
+            sources=rtl,
+            simulator=simulator,
+            build_dir=work,
+            env={"TWN_VECTORS": str(vec_path), "TWN_SEED": str(seed), "TWN_STALL": str(stall)},
+            results_json=work / "results.json",
+        )
+    except runner.SimulatorUnavailable as exc:
+        raise TwnError(str(exc)) from None
+    except runner.SimulationFailed as exc:
+        raise VerifyFailed(str(exc)) from None
+    return VerifyResult(
+        simulator=simulator,
+        vectors=int(summary["vectors"]),
+        passed=int(summary["passed"]),
+        failed=int(summary["failed"]),
+        extra_outputs=int(summary["extra_outputs"]),
+        measured_latency_cycles=int(summary["measured_latency_cycles"]),
+        measured_ii_cycles=int(summary["measured_ii_cycles"]),
+        expected_latency_cycles=int(report["latency_cycles"]),  # type: ignore[call-overload]
+        expected_ii_cycles=int(report["initiation_interval_cycles"]),  # type: ignore[call-overload]
+        mismatches=list(summary["mismatches"]),
+    )
