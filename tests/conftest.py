@@ -1,0 +1,38 @@
+"""Shared helpers: small ONNX models written with onnx.helper, built networks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "examples"))
+
+from make_ternary_mlp import make_mlp  # noqa: E402
+
+from hwgen.build import ArithmeticOptions, prepare_network  # noqa: E402
+from hwgen.ir import Network  # noqa: E402
+
+
+def write_mlp(path: Path, sizes: list[int], **kwargs: object) -> Path:
+    onnx.save(make_mlp(sizes, **kwargs), str(path))  # type: ignore[arg-type]
+    return path
+
+
+def built_network(path: Path, **options: object) -> Network:
+    network, _ = prepare_network(path, ArithmeticOptions(**options))  # type: ignore[arg-type]
+    return network
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def example_model() -> Path:
+    return REPO / "examples" / "mlp_ternary.onnx"

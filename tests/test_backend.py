@@ -1,0 +1,129 @@
+"""Gateware against the golden model in Amaranth's simulator (fast, no external tools)."""
+
+import random
+
+import numpy as np
+import onnx
+import pytest
+from amaranth.sim import Simulator
+from conftest import built_network, write_mlp
+from onnx import TensorProto, helper, numpy_helper
+
+from hwgen import golden
+from hwgen.backend import StreamingNetwork, generate_verilog
+from hwgen.hwplan import plan_network
+
+
+def simulate(network, codes, stall=0.0, seed=0):
+    """Stream ``codes`` through the gateware with random input gaps and output
+    stalls; return the plan, outputs in order, and the handshake cycles."""
+    plan = plan_network(network)
+    dut = StreamingNetwork(plan)
+    rnd = random.Random(seed)
+    n = len(codes)
+    outputs, accepted, delivered = [], [], []
+
+    async def bench(ctx):
+        sent, cycle = 0, 0
+        while len(outputs) < n + 1 and cycle < 100 + 30 * n:
+            offer = sent < n and rnd.random() >= stall
+            ctx.set(dut.x.valid, offer)
+            if offer:
+                ctx.set(dut.x.payload, [int(v) for v in codes[sent]])
+            ready = rnd.random() >= stall
+            ctx.set(dut.y.ready, ready)
+            # A testbench sees settled values: these are what the edge samples.
+            take = offer and ctx.get(dut.x.ready)
+            give = ready and ctx.get(dut.y.valid)
+            word = [int(v) for v in ctx.get(dut.y.payload)] if give else None
+            await ctx.tick()
+            cycle += 1
+            if take:
+                sent += 1
+                accepted.append(cycle)
+            if give:
+                outputs.append(word)
+                delivered.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return plan, outputs, accepted, delivered
+
+
+def _codes(network, n, seed):
+    fmt = network.input_format
+    rng = np.random.default_rng(seed)
+    corners = np.array([[fmt.lo] * network.in_features, [fmt.hi] * network.in_features])
+    return np.concatenate([corners, rng.integers(fmt.lo, fmt.hi + 1, size=(n - 2, network.in_features))])
+
+
+@pytest.mark.parametrize(
+    "sizes, kwargs",
+    [
+        ([12, 9, 5], {}),
+        ([10, 6], {"binary": True}),
+        ([9, 7, 4], {"zeros": 0.85, "style": "matmul", "per_channel": False}),
+    ],
+)
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_network_matches_golden_under_backpressure(tmp_path, sizes, kwargs, stall):
+    net = built_network(write_mlp(tmp_path / "m.onnx", sizes, seed=len(sizes), **kwargs))
+    codes = _codes(net, 24, seed=3)
+    plan, outputs, accepted, delivered = simulate(net, codes, stall=stall, seed=7)
+    # Exactly one output per input, in order, bit-exact.
+    assert outputs == golden.run_integer(net, codes).tolist()
+    if stall == 0.0:
+        assert [d - a for a, d in zip(accepted, delivered, strict=True)] == [plan.latency] * len(codes)
+        assert set(np.diff(delivered).tolist()) == {plan.initiation_interval}
+
+
+def _single_layer_model(path, w, bias):
+    n_out, n_in = w.shape
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "B"], ["y"], name="fc", transB=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", n_out])],
+        [numpy_helper.from_array(w.astype(np.float32), "W"), numpy_helper.from_array(bias.astype(np.float32), "B")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_degenerate_rows_zero_single_and_negative(tmp_path):
+    """All-zero rows (constant output), single-term rows (no adder, depth 0),
+    all-negative rows (sign folded into the multiplier)."""
+    w = np.array(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 0, 0.5, 0, 0],
+            [-0.5, -0.5, -0.5, -0.5, -0.5],
+            [0, -0.5, 0, 0, 0],
+            [0.5, 0.5, -0.5, 0, 0.5],
+        ]
+    )
+    path = _single_layer_model(tmp_path / "m.onnx", w, np.array([0.25, -1.0, 0.0, 3.0, 0.1]))
+    net = built_network(path)
+    codes = _codes(net, 16, seed=1)
+    _, outputs, _, _ = simulate(net, codes, stall=0.3, seed=1)
+    assert outputs == golden.run_integer(net, codes).tolist()
+
+
+def test_all_rows_single_term_gives_zero_depth_graph(tmp_path):
+    w = np.eye(4) * 0.5
+    net = built_network(_single_layer_model(tmp_path / "m.onnx", w, np.zeros(4)))
+    assert net.layers[0].adder_graph.depth == 0
+    codes = _codes(net, 8, seed=2)
+    plan, outputs, accepted, delivered = simulate(net, codes)
+    assert outputs == golden.run_integer(net, codes).tolist()
+    assert delivered[0] - accepted[0] == plan.latency
+
+
+def test_verilog_is_deterministic(tmp_path):
+    net = built_network(write_mlp(tmp_path / "m.onnx", [8, 6, 3], seed=9))
+    a = generate_verilog(plan_network(net))
+    b = generate_verilog(plan_network(net))
+    assert a == b
+    assert "module twn_top" in a and str(tmp_path) not in a

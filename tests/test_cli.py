@@ -1,0 +1,174 @@
+"""The CLI contract: outputs, report fields, determinism, and clear refusals."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import REPO, write_mlp
+from onnx import TensorProto, helper, numpy_helper
+
+from hwgen import golden
+from hwgen.cli import main
+from hwgen.hwplan import plan_network
+from hwgen.verify import load_build
+
+
+def run_cli(*args, cwd=None, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "hwgen.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, env=full_env, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "mlp"
+    model = REPO / "examples" / "mlp_ternary.onnx"
+    assert main([str(model), "--board", "zcu111", "-o", str(out)]) == 0
+    return model, out
+
+
+def test_build_writes_rtl_and_reports(built):
+    _, out = built
+    assert (out / "rtl" / "twn_top.v").read_text().count("module twn_top") == 1
+    assert (out / "report.md").read_text().startswith("# twngen report")
+    report = json.loads((out / "report.json").read_text())
+    for key in ("model", "board", "clock_mhz", "layers", "latency_cycles", "initiation_interval_cycles",
+                "throughput_per_s", "resources", "fits", "accuracy", "options"):
+        assert key in report
+    for layer in report["layers"]:
+        for key in ("name", "op", "in_shape", "out_shape", "weights_nonzero", "adders", "act_bits"):
+            assert key in layer
+    assert set(report["resources"]) == {"lut", "ff", "bram", "dsp"}
+    assert not list(out.parent.glob(".mlp.*"))  # no temporary folders left
+
+
+def test_report_numbers_are_the_plans(built):
+    _, out = built
+    network, report = load_build(out)
+    plan = plan_network(network)
+    assert report["latency_cycles"] == plan.latency
+    assert report["initiation_interval_cycles"] == plan.initiation_interval
+    assert report["throughput_per_s"] == report["clock_mhz"] * 1e6 / plan.initiation_interval
+    assert [lay["adders"] for lay in report["layers"]] == [lp.graph.adders for lp in plan.layers]
+    assert [lay["weights_nonzero"] for lay in report["layers"]] == [
+        int(np.count_nonzero(lp.layer.weights)) for lp in plan.layers
+    ]
+    assert report["fits"] is True
+    assert report["accuracy"]["top1_agreement"] >= 0.99
+
+
+def test_rebuild_is_byte_identical_across_folders_and_hash_seeds(tmp_path):
+    model = REPO / "examples" / "mlp_ternary.onnx"
+    outs = []
+    for k, seed in enumerate(("0", "12345")):
+        cwd = tmp_path / f"wd{k}"
+        cwd.mkdir()
+        r = run_cli(model, "--board", "zcu111", "-o", "out", cwd=cwd, env={"PYTHONHASHSEED": seed})
+        assert r.returncode == 0, r.stderr
+        outs.append(cwd / "out")
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file())
+    for f in files:
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
+
+
+def _sigmoid_model(path: Path) -> Path:
+    w = numpy_helper.from_array(np.full((3, 4), 0.5, dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc1", transB=1),
+         helper.make_node("Sigmoid", ["h"], ["y"], name="squash")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [w],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, args, message",
+    [
+        ("unsupported op", ["{sigmoid}", "--board", "zcu111"], "node 'squash' (Sigmoid)"),
+        ("missing file", ["{tmp}/nope.onnx", "--board", "zcu111"], "no such model file"),
+        ("garbage file", ["{junk}", "--board", "zcu111"], "not a readable ONNX model"),
+        ("unknown board", ["{example}", "--board", "zcu999"], "unknown board 'zcu999'"),
+        ("bad option", ["{example}", "--board", "zcu111", "--act-bits", "1"], "--act-bits"),
+        ("bad calibration", ["{example}", "--board", "zcu111", "--calibrate", "{junk}"], "--calibrate"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, case, args, message):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00garbage\xff")
+    subs = {
+        "sigmoid": _sigmoid_model(tmp_path / "sig.onnx"),
+        "tmp": tmp_path,
+        "junk": junk,
+        "example": REPO / "examples" / "mlp_ternary.onnx",
+    }
+    out = tmp_path / "out"
+    r = run_cli(*[a.format(**subs) for a in args], "-o", out)
+    assert r.returncode == 2, case
+    assert message in r.stderr and r.stderr.startswith("twngen: error:")
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_failed_rebuild_leaves_previous_outdir_intact(tmp_path, built):
+    _, good = built
+    out = tmp_path / "keep"
+    r = run_cli(REPO / "examples" / "mlp_ternary.onnx", "--board", "zcu111", "-o", out)
+    assert r.returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = run_cli(_sigmoid_model(tmp_path / "sig.onnx"), "--board", "zcu111", "-o", out)
+    assert r.returncode == 2
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_boards_lists_zcu111(capsys):
+    assert main(["boards"]) == 0
+    text = capsys.readouterr().out
+    assert "zcu111" in text and "xczu28dr-ffvg1517-2-e" in text and "425,280" in text
+
+
+def test_golden_command_writes_dequantised_outputs(tmp_path, built):
+    model, out = built
+    x = np.random.default_rng(5).standard_normal((64, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["golden", str(model), "--inputs", str(tmp_path / "x.npy"),
+                 "--outputs", str(tmp_path / "y.npy"), "--codes", str(tmp_path / "q.npy")]) == 0
+    y = np.load(tmp_path / "y.npy")
+    network, _ = load_build(out)
+    assert y.shape == (64, 10)
+    np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), golden.run_integer(network, golden.quantize_input(network, x)))
+    np.testing.assert_allclose(y, golden.run(network, x), rtol=1e-6)
+
+
+def test_golden_options_change_the_arithmetic_like_the_build(tmp_path):
+    model = write_mlp(tmp_path / "m.onnx", [16, 8, 4], seed=4)
+    x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    base = ["golden", str(model), "--inputs", str(tmp_path / "x.npy")]
+    assert main([*base, "--outputs", str(tmp_path / "a.npy"), "--act-bits", "6"]) == 0
+    assert main([*base, "--outputs", str(tmp_path / "b.npy")]) == 0
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert not np.array_equal(a, b)
+
+
+def test_verify_refuses_options_that_differ_from_the_build(built):
+    _, out = built
+    r = run_cli("verify", out, "--act-bits", "8")
+    assert r.returncode == 2 and "--act-bits 8 differs" in r.stderr
+
+
+def test_verify_refuses_a_folder_that_is_not_a_build(tmp_path):
+    r = run_cli("verify", tmp_path)
+    assert r.returncode == 2 and "not a twngen build folder" in r.stderr

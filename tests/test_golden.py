@@ -1,0 +1,41 @@
+"""The golden model tracks onnxruntime on the source model."""
+
+import numpy as np
+import pytest
+from conftest import built_network, write_mlp
+
+from hwgen import golden
+
+
+@pytest.mark.parametrize(
+    "sizes, seed, kwargs",
+    [
+        ([64, 40, 24, 10], 11, {}),
+        ([32, 32, 10], 12, {"binary": True}),
+        ([100, 50, 20], 13, {"zeros": 0.8, "style": "matmul"}),
+        ([16, 8, 8, 8, 4], 14, {"per_channel": False, "style": "gemm-t0"}),
+    ],
+)
+def test_golden_tracks_onnxruntime(tmp_path, sizes, seed, kwargs):
+    path = write_mlp(tmp_path / "m.onnx", sizes, seed=seed, **kwargs)
+    net = built_network(path)
+    x = np.random.default_rng(seed).standard_normal((256, sizes[0]))
+    acc = golden.compare_with_onnxruntime(path, net, x, "normal")
+    assert acc.top1_agreement >= 0.99
+    # 16-bit activations: errors are a small fraction of the output scale.
+    assert acc.max_abs_error <= 2e-3 * max(acc.output_peak, 1.0)
+
+
+def test_float_in_float_out_shape_is_the_onnx_output_shape(tmp_path):
+    net = built_network(write_mlp(tmp_path / "m.onnx", [6, 5, 3]))
+    y = golden.run(net, np.zeros((4, 6)))
+    assert y.shape == (4, 3)
+
+
+def test_integer_model_is_deterministic_and_exact_python_ints(tmp_path):
+    net = built_network(write_mlp(tmp_path / "m.onnx", [30, 20, 5], seed=2))
+    fmt = net.input_format
+    q = np.array([[fmt.lo] * 30, [fmt.hi] * 30])
+    a = golden.run_integer(net, q)
+    b = golden.run_integer(net, q.copy())
+    assert a.dtype == np.int64 and np.array_equal(a, b)
