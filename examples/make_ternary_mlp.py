@@ -11,6 +11,7 @@ with trained-like sparsity; hidden layers end in Relu. The bundled
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import numpy as np
 import onnx
@@ -34,7 +35,7 @@ def make_mlp(
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     x = "input"
-    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+    for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         signs = rng.choice([-1.0, 1.0], size=(n_out, n_in))
         if not binary:
             signs[rng.random((n_out, n_in)) < zeros] = 0.0
@@ -56,9 +57,7 @@ def make_mlp(
             inits.append(numpy_helper.from_array(w if trans_b else w.T.copy(), f"fc{k}.weight"))
             inits.append(numpy_helper.from_array(b, f"fc{k}.bias"))
             nodes.append(
-                helper.make_node(
-                    "Gemm", [x, f"fc{k}.weight", f"fc{k}.bias"], [y], name=f"fc{k}/Gemm", transB=trans_b
-                )
+                helper.make_node("Gemm", [x, f"fc{k}.weight", f"fc{k}.bias"], [y], name=f"fc{k}/Gemm", transB=trans_b)
             )
         x = y
         if k < len(sizes) - 2:

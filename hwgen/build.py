@@ -132,16 +132,14 @@ def accuracy_check(model: Path, network: Network, calib: np.ndarray | None) -> A
     if calib is not None:
         return compare_with_onnxruntime(model, network, calib, "calibration batch (--calibrate)")
     x = synthetic_batch(network.in_features)[:ACCURACY_SAMPLES]
-    return compare_with_onnxruntime(
-        model, network, x, f"{ACCURACY_SAMPLES} synthetic standard-normal vectors"
-    )
+    return compare_with_onnxruntime(model, network, x, f"{ACCURACY_SAMPLES} synthetic standard-normal vectors")
 
 
 def build(
     model: str | Path,
     board: str | Board,
     outdir: str | Path | None = None,
-    options: ArithmeticOptions = ArithmeticOptions(),  # noqa: B008 (frozen)
+    options: ArithmeticOptions = ArithmeticOptions(),
     clock_mhz: float | None = None,
     allow_overflow: bool = False,
     command: str | None = None,

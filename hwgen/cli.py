@@ -36,14 +36,42 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         return v if defaults else None
 
     g = p.add_argument_group("arithmetic (recorded in report.json; same meaning in build, golden, verify)")
-    g.add_argument("--act-bits", type=int, default=dflt(d.act_bits), help="activation width between layers (default %(default)s)")
-    g.add_argument("--input-bits", type=int, default=dflt(d.input_bits), help="input quantisation width (default %(default)s)")
-    g.add_argument("--out-bits", type=int, default=None, help="output width (default: keep the last layer's accumulator precision)")
-    g.add_argument("--input-range", type=float, default=dflt(d.input_range), help="without --calibrate, inputs are coded over [-R, R) (default %(default)s)")
-    g.add_argument("--calibrate", metavar="X.npy", default=None, help="calibration batch [N, *input_shape] for input and activation ranges")
-    g.add_argument("--ranges", choices=RANGE_METHODS, default=dflt(d.ranges), help="activation ranges: peak on a batch times --headroom, or safe interval bounds (default %(default)s)")
-    g.add_argument("--headroom", type=float, default=dflt(d.headroom), help="factor on sampled peaks (default %(default)s)")
-    g.add_argument("--adder-graph", choices=ADDER_GRAPH_METHODS, default=dflt(d.adder_graph), help="naive pruned trees or merged common subexpressions (default %(default)s)")
+    g.add_argument(
+        "--act-bits", type=int, default=dflt(d.act_bits), help="activation width between layers (default %(default)s)"
+    )
+    g.add_argument(
+        "--input-bits", type=int, default=dflt(d.input_bits), help="input quantisation width (default %(default)s)"
+    )
+    g.add_argument(
+        "--out-bits", type=int, default=None, help="output width (default: keep the last layer's accumulator precision)"
+    )
+    g.add_argument(
+        "--input-range",
+        type=float,
+        default=dflt(d.input_range),
+        help="without --calibrate, inputs are coded over [-R, R) (default %(default)s)",
+    )
+    g.add_argument(
+        "--calibrate",
+        metavar="X.npy",
+        default=None,
+        help="calibration batch [N, *input_shape] for input and activation ranges",
+    )
+    g.add_argument(
+        "--ranges",
+        choices=RANGE_METHODS,
+        default=dflt(d.ranges),
+        help="activation ranges: peak on a batch times --headroom, or safe interval bounds (default %(default)s)",
+    )
+    g.add_argument(
+        "--headroom", type=float, default=dflt(d.headroom), help="factor on sampled peaks (default %(default)s)"
+    )
+    g.add_argument(
+        "--adder-graph",
+        choices=ADDER_GRAPH_METHODS,
+        default=dflt(d.adder_graph),
+        help="naive pruned trees or merged common subexpressions (default %(default)s)",
+    )
     g.add_argument("--max-depth", type=int, default=None, help="adder-graph depth limit for merging")
 
 
@@ -66,13 +94,18 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _cmd_build(argv: list[str]) -> int:
     from hwgen.build import build
 
-    p = argparse.ArgumentParser(prog="twngen", description="Build streaming FPGA RTL for a ternary/binary ONNX network. "
-                                "Other commands: " + ", ".join(SUBCOMMANDS) + " (twngen COMMAND --help).")
+    p = argparse.ArgumentParser(
+        prog="twngen",
+        description="Build streaming FPGA RTL for a ternary/binary ONNX network. "
+        "Other commands: " + ", ".join(SUBCOMMANDS) + " (twngen COMMAND --help).",
+    )
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--board", required=True, help="board preset (see `twngen boards`)")
     p.add_argument("-o", "--outdir", default=None, help="output folder (default build/<model stem>)")
     p.add_argument("--clock-mhz", type=float, default=None, help="target clock (default: the board's)")
-    p.add_argument("--allow-overflow", action="store_true", help="write the RTL even if the design does not fit the board")
+    p.add_argument(
+        "--allow-overflow", action="store_true", help="write the RTL even if the design does not fit the board"
+    )
     p.add_argument("--version", action="version", version=f"twngen {__version__}")
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
@@ -89,12 +122,18 @@ def _cmd_build(argv: list[str]) -> int:
     res = r["resources"]
     print(f"twngen: built {r['model']} for {r['board']} ({r['part']}) at {r['clock_mhz']:g} MHz")
     print(f"  layers: {len(r['layers'])}, adders: {r['adders']:,} (naive {r['naive_adders']:,})")  # type: ignore[arg-type]
-    print(f"  II {r['initiation_interval_cycles']} cycle(s), latency {r['latency_cycles']} cycles, "
-          f"{r['throughput_per_s']:,.0f} inferences/s")
-    print(f"  estimate: {res['lut']:,} LUT, {res['ff']:,} FF, {res['bram']} BRAM36, {res['dsp']} DSP; fits: {r['fits']}")  # type: ignore[index]
+    print(
+        f"  II {r['initiation_interval_cycles']} cycle(s), latency {r['latency_cycles']} cycles, "
+        f"{r['throughput_per_s']:,.0f} inferences/s"
+    )
+    print(
+        f"  estimate: {res['lut']:,} LUT, {res['ff']:,} FF, {res['bram']} BRAM36, {res['dsp']} DSP; fits: {r['fits']}"
+    )  # type: ignore[index]
     acc = r["accuracy"]
-    print(f"  golden vs onnxruntime: max |error| {acc['max_abs_error']:.3g}, top-1 agreement "  # type: ignore[index]
-          f"{100 * acc['top1_agreement']:.1f}% on {acc['samples']} samples")  # type: ignore[index]
+    print(
+        f"  golden vs onnxruntime: max |error| {acc['max_abs_error']:.3g}, top-1 agreement "  # type: ignore[index]
+        f"{100 * acc['top1_agreement']:.1f}% on {acc['samples']} samples"
+    )  # type: ignore[index]
     print(f"  Verilog: {result.outdir / 'rtl' / 'twn_top.v'}")
     print(f"  report:  {result.outdir / 'report.md'} and report.json")
     return 0
@@ -104,10 +143,14 @@ def _cmd_verify(argv: list[str]) -> int:
     from hwgen.build import ArithmeticOptions, load_array
     from hwgen.verify import VerifyFailed, load_build, verify
 
-    p = argparse.ArgumentParser(prog="twngen verify", description="Simulate a build's RTL against the golden model, bit-exactly.")
+    p = argparse.ArgumentParser(
+        prog="twngen verify", description="Simulate a build's RTL against the golden model, bit-exactly."
+    )
     p.add_argument("outdir", metavar="OUTDIR")
     p.add_argument("--simulator", choices=("icarus", "verilator", "both"), default="icarus")
-    p.add_argument("--vectors", type=int, default=100, help="random vectors when --inputs is not given (default %(default)s)")
+    p.add_argument(
+        "--vectors", type=int, default=100, help="random vectors when --inputs is not given (default %(default)s)"
+    )
     p.add_argument("--inputs", metavar="X.npy", default=None, help="float inputs to simulate instead")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall", type=float, default=0.3, help="probability of an input gap / output stall each cycle")
@@ -159,7 +202,9 @@ def _cmd_golden(argv: list[str]) -> int:
     from hwgen import golden
     from hwgen.build import load_array, prepare_network
 
-    p = argparse.ArgumentParser(prog="twngen golden", description="Run the golden model (what the hardware computes) on a batch.")
+    p = argparse.ArgumentParser(
+        prog="twngen golden", description="Run the golden model (what the hardware computes) on a batch."
+    )
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--inputs", metavar="X.npy", required=True)
     p.add_argument("--outputs", metavar="Y.npy", required=True, help="dequantised float outputs, batch first")
@@ -189,15 +234,20 @@ def _cmd_inspect(argv: list[str]) -> int:
     p.add_argument("model", metavar="MODEL.onnx")
     args = p.parse_args(argv)
     net = load_onnx(args.model)
-    print(f"{net.name}: input {net.input_name!r} {list(net.input_shape)}, output {net.output_name!r} "
-          f"{list(net.output_shape)}, opset {net.opset}")
-    print(f"{'layer':<24} {'op':<7} {'in':>6} {'out':>6} {'weights':<8} {'scale':<12} {'nonzero':>9} {'sparsity':>8} relu  nodes")
+    print(
+        f"{net.name}: input {net.input_name!r} {list(net.input_shape)}, output {net.output_name!r} "
+        f"{list(net.output_shape)}, opset {net.opset}"
+    )
+    header = f"{'layer':<24} {'op':<7} {'in':>6} {'out':>6} {'weights':<8} {'scale':<12} {'nonzero':>9}"
+    print(f"{header} {'sparsity':>8} relu  nodes")
     for layer in net.layers:
         per = "per-channel" if len(set(layer.scale[layer.scale != 0].tolist())) > 1 else "per-tensor"
         sparsity = 1 - layer.weights_nonzero / max(layer.weights.size, 1)
-        print(f"{layer.name:<24} {layer.op:<7} {layer.in_features:>6} {layer.out_features:>6} "
-              f"{layer.weight_kind:<8} {per:<12} {layer.weights_nonzero:>9} {sparsity:>8.1%} "
-              f"{'yes' if layer.relu else 'no ':<5} {', '.join(layer.source_nodes)}")
+        print(
+            f"{layer.name:<24} {layer.op:<7} {layer.in_features:>6} {layer.out_features:>6} "
+            f"{layer.weight_kind:<8} {per:<12} {layer.weights_nonzero:>9} {sparsity:>8.1%} "
+            f"{'yes' if layer.relu else 'no ':<5} {', '.join(layer.source_nodes)}"
+        )
     return 0
 
 
@@ -207,7 +257,10 @@ def _cmd_boards(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="twngen boards", description="List board presets.").parse_args(argv)
     print(f"{'board':<10} {'part':<24} {'MHz':>6} {'LUT':>9} {'FF':>9} {'BRAM36':>7} {'DSP':>6}  description")
     for b in list_boards():
-        print(f"{b.name:<10} {b.part:<24} {b.clock_mhz:>6g} {b.lut:>9,} {b.ff:>9,} {b.bram36:>7,} {b.dsp:>6,}  {b.description}")
+        print(
+            f"{b.name:<10} {b.part:<24} {b.clock_mhz:>6g} {b.lut:>9,} {b.ff:>9,} {b.bram36:>7,} {b.dsp:>6,}"
+            f"  {b.description}"
+        )
     return 0
 
 

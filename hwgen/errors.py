@@ -9,4 +9,3 @@ __all__ = ["TwnError"]
 
 class TwnError(Exception):
     """Bad input: the message names the node, the op, the reason and what is accepted."""
-

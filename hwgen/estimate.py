@@ -36,9 +36,7 @@ class Resources:
     dsp: int = 0
 
     def __add__(self, other: Resources) -> Resources:
-        return Resources(
-            self.lut + other.lut, self.ff + other.ff, self.bram + other.bram, self.dsp + other.dsp
-        )
+        return Resources(self.lut + other.lut, self.ff + other.ff, self.bram + other.bram, self.dsp + other.dsp)
 
     def to_json(self) -> dict[str, int]:
         return {"lut": self.lut, "ff": self.ff, "bram": self.bram, "dsp": self.dsp}

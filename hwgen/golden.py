@@ -114,9 +114,7 @@ def onnxruntime_outputs(model_path: Path, network: Network, x: np.ndarray) -> np
     return np.asarray(sess.run(None, {network.input_name: x})[0], dtype=np.float64)
 
 
-def compare_with_onnxruntime(
-    model_path: Path, network: Network, x: np.ndarray, batch: str
-) -> AccuracyReport:
+def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, batch: str) -> AccuracyReport:
     """How far the golden model is from onnxruntime on the source model."""
     ref = onnxruntime_outputs(model_path, network, x).reshape(len(x), -1)
     got = run(network, x).reshape(len(x), -1)

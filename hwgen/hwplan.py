@@ -135,9 +135,7 @@ class LayerPlan:
     @property
     def accumulator_bits(self) -> int:
         """Widest adder-graph output (the accumulator width the weights imply)."""
-        widths = [
-            self.value_bits[o.value] + o.shift for o in self.graph.outputs if o is not None
-        ]
+        widths = [self.value_bits[o.value] + o.shift for o in self.graph.outputs if o is not None]
         return max(widths, default=1)
 
 

@@ -85,10 +85,12 @@ def make_report(
         "clock_mhz": clock_mhz,
         "command": command,
         "options": options.to_json(),  # type: ignore[attr-defined]
-        "input": {"name": network.input_name, "shape": list(network.input_shape),
-                  "format": _fmt_json(network.input_format)},
-        "output": {"name": network.output_name, "shape": list(network.output_shape),
-                   "format": _fmt_json(out_fmt)},
+        "input": {
+            "name": network.input_name,
+            "shape": list(network.input_shape),
+            "format": _fmt_json(network.input_format),
+        },
+        "output": {"name": network.output_name, "shape": list(network.output_shape), "format": _fmt_json(out_fmt)},
         "layers": layers,
         "adders": sum(int(layer["adders"]) for layer in layers),  # type: ignore[call-overload]
         "naive_adders": sum(int(layer["naive_adders"]) for layer in layers),  # type: ignore[call-overload]

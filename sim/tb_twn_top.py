@@ -17,10 +17,10 @@ Two phases:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
-from collections import deque
 
 import cocotb
 import numpy as np
@@ -113,21 +113,15 @@ async def twn_top_matches_golden(dut):
 
     # Phase 1: full rate, no backpressure.
     m = min(n, 32)
-    outs, acc, dlv = await _run_phase(
-        dut, inputs[:m], expected[:m], in_bits, out_bits, 0.0, 0.0, rng, timeout
-    )
+    outs, acc, dlv = await _run_phase(dut, inputs[:m], expected[:m], in_bits, out_bits, 0.0, 0.0, rng, timeout)
     latency = [d - a for a, d in zip(acc, dlv, strict=False)]
-    spacing = [b - a for a, b in zip(dlv, dlv[1:], strict=False)]
+    spacing = [b - a for a, b in itertools.pairwise(dlv)]
     measured_latency = max(latency) if latency else -1
     measured_ii = max(spacing) if spacing else (1 if len(dlv) == 1 else -1)
-    phase1_ok = len(outs) == m and all(
-        list(o) == list(e) for o, e in zip(outs, expected[:m].tolist(), strict=False)
-    )
+    phase1_ok = len(outs) == m and all(list(o) == list(e) for o, e in zip(outs, expected[:m].tolist(), strict=False))
 
     # Phase 2: random gaps and backpressure over every vector.
-    outs2, _, _ = await _run_phase(
-        dut, inputs, expected, in_bits, out_bits, stall, stall, rng, timeout
-    )
+    outs2, _, _ = await _run_phase(dut, inputs, expected, in_bits, out_bits, stall, stall, rng, timeout)
     passed = failed = 0
     mismatches = []
     for i, e in enumerate(expected.tolist()):

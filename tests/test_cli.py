@@ -22,7 +22,11 @@ def run_cli(*args, cwd=None, env=None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "hwgen.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=full_env, check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        check=False,
     )
 
 
@@ -39,8 +43,19 @@ def test_build_writes_rtl_and_reports(built):
     assert (out / "rtl" / "twn_top.v").read_text().count("module twn_top") == 1
     assert (out / "report.md").read_text().startswith("# twngen report")
     report = json.loads((out / "report.json").read_text())
-    for key in ("model", "board", "clock_mhz", "layers", "latency_cycles", "initiation_interval_cycles",
-                "throughput_per_s", "resources", "fits", "accuracy", "options"):
+    for key in (
+        "model",
+        "board",
+        "clock_mhz",
+        "layers",
+        "latency_cycles",
+        "initiation_interval_cycles",
+        "throughput_per_s",
+        "resources",
+        "fits",
+        "accuracy",
+        "options",
+    ):
         assert key in report
     for layer in report["layers"]:
         for key in ("name", "op", "in_shape", "out_shape", "weights_nonzero", "adders", "act_bits"):
@@ -82,8 +97,10 @@ def test_rebuild_is_byte_identical_across_folders_and_hash_seeds(tmp_path):
 def _sigmoid_model(path: Path) -> Path:
     w = numpy_helper.from_array(np.full((3, 4), 0.5, dtype=np.float32), "W")
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc1", transB=1),
-         helper.make_node("Sigmoid", ["h"], ["y"], name="squash")],
+        [
+            helper.make_node("Gemm", ["x", "W"], ["h"], name="fc1", transB=1),
+            helper.make_node("Sigmoid", ["h"], ["y"], name="squash"),
+        ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
@@ -122,8 +139,7 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, case, arg
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
-def test_failed_rebuild_leaves_previous_outdir_intact(tmp_path, built):
-    _, good = built
+def test_failed_rebuild_leaves_previous_outdir_intact(tmp_path):
     out = tmp_path / "keep"
     r = run_cli(REPO / "examples" / "mlp_ternary.onnx", "--board", "zcu111", "-o", out)
     assert r.returncode == 0
@@ -143,12 +159,27 @@ def test_golden_command_writes_dequantised_outputs(tmp_path, built):
     model, out = built
     x = np.random.default_rng(5).standard_normal((64, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    assert main(["golden", str(model), "--inputs", str(tmp_path / "x.npy"),
-                 "--outputs", str(tmp_path / "y.npy"), "--codes", str(tmp_path / "q.npy")]) == 0
+    assert (
+        main(
+            [
+                "golden",
+                str(model),
+                "--inputs",
+                str(tmp_path / "x.npy"),
+                "--outputs",
+                str(tmp_path / "y.npy"),
+                "--codes",
+                str(tmp_path / "q.npy"),
+            ]
+        )
+        == 0
+    )
     y = np.load(tmp_path / "y.npy")
     network, _ = load_build(out)
     assert y.shape == (64, 10)
-    np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), golden.run_integer(network, golden.quantize_input(network, x)))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "q.npy"), golden.run_integer(network, golden.quantize_input(network, x))
+    )
     np.testing.assert_allclose(y, golden.run(network, x), rtol=1e-6)
 
 

@@ -39,9 +39,11 @@ def _model(nodes, inits, inputs=None, opset=13, out="y", out_dim=3):
 
 
 def _w(values=None, shape=(3, 4), name="W"):
-    arr = np.array(values, dtype=np.float32) if values is not None else np.sign(
-        np.random.default_rng(0).integers(-1, 2, size=shape)
-    ).astype(np.float32) * 0.5
+    arr = (
+        np.array(values, dtype=np.float32)
+        if values is not None
+        else np.sign(np.random.default_rng(0).integers(-1, 2, size=shape)).astype(np.float32) * 0.5
+    )
     return numpy_helper.from_array(arr, name)
 
 
@@ -127,5 +129,5 @@ def test_refuses_unknown_opset(tmp_path):
 def test_refuses_files_that_are_not_models(tmp_path, content):
     path = tmp_path / "junk.onnx"
     path.write_bytes(content)
-    with pytest.raises(TwnError, match="junk.onnx"):
+    with pytest.raises(TwnError, match=r"junk\.onnx"):
         load_onnx(path)

@@ -22,8 +22,9 @@ def designs(tmp_path_factory):
     models = {
         "example": REPO / "examples" / "mlp_ternary.onnx",
         "binary": write_mlp(root / "binary.onnx", [24, 16, 6], seed=21, binary=True),
-        "sparse_matmul": write_mlp(root / "sparse.onnx", [40, 20, 12, 5], seed=22, zeros=0.8,
-                                   style="matmul", per_channel=False),
+        "sparse_matmul": write_mlp(
+            root / "sparse.onnx", [40, 20, 12, 5], seed=22, zeros=0.8, style="matmul", per_channel=False
+        ),
     }
     return {name: build(path, "zcu111", root / name).outdir for name, path in models.items()}
 
@@ -55,10 +56,13 @@ def test_the_testbench_catches_a_wrong_output(designs, tmp_path):
     codes = make_vectors(network, 10, seed=1)
     expected = golden.run_integer(network, codes)
     expected[7, 2] += 1
-    np.savez(tmp_path / "v.npz", inputs=codes, expected=expected, in_bits=16,
-             out_bits=network.layers[-1].requant.out.bits)
+    np.savez(
+        tmp_path / "v.npz", inputs=codes, expected=expected, in_bits=16, out_bits=network.layers[-1].requant.out.bits
+    )
     summary = runner.run_testbench(
-        sources=sorted((out / "rtl").glob("*.v")), simulator="icarus", build_dir=tmp_path / "sim",
+        sources=sorted((out / "rtl").glob("*.v")),
+        simulator="icarus",
+        build_dir=tmp_path / "sim",
         env={"TWN_VECTORS": str(tmp_path / "v.npz"), "TWN_STALL": "0.2"},
         results_json=tmp_path / "r.json",
     )

@@ -38,9 +38,7 @@ class AdderGraphPipeline(wiring.Component):
     def __init__(self, plan: LayerPlan) -> None:
         self._plan = plan
         graph = plan.graph
-        out_bits = max(
-            (plan.value_bits[o.value] for o in graph.outputs if o is not None), default=1
-        )
+        out_bits = max((plan.value_bits[o.value] for o in graph.outputs if o is not None), default=1)
         self.out_bits = out_bits
         super().__init__(
             {
@@ -76,9 +74,7 @@ class AdderGraphPipeline(wiring.Component):
             index = graph.n_inputs + k
             ready = depths[index] - 1
             reg = Signal(signed(plan.value_bits[index]), name=f"n{k}", reset_less=True)
-            m.d.sync += reg.eq(
-                term(node.a, ready - depths[node.a.value]) + term(node.b, ready - depths[node.b.value])
-            )
+            m.d.sync += reg.eq(term(node.a, ready - depths[node.a.value]) + term(node.b, ready - depths[node.b.value]))
             values.append(reg)
 
         for i, out in enumerate(graph.outputs):

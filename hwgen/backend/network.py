@@ -53,9 +53,7 @@ class StreamingNetwork(wiring.Component):
         plan = self._plan
         depth = plan.fifo_depth
 
-        m.submodules.out_fifo = fifo = SyncFIFOBuffered(
-            width=len(self.y.payload.as_value()), depth=depth
-        )
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=len(self.y.payload.as_value()), depth=depth)
         in_flight = Signal(range(depth + 1))
         m.d.comb += self.x.ready.eq(in_flight < depth)
         accept = self.x.valid & self.x.ready

@@ -78,9 +78,7 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
         if node.op_type == "Constant":
             attr = {a.name: a for a in node.attribute}
             if "value" not in attr:
-                raise TwnError(
-                    f"{_node_label(node, i)}: only the 'value' form of Constant is accepted"
-                )
+                raise TwnError(f"{_node_label(node, i)}: only the 'value' form of Constant is accepted")
             consts[node.output[0]] = numpy_helper.to_array(attr["value"].t)
     return consts
 
@@ -111,13 +109,10 @@ def load_onnx(path: str | Path) -> Network:
     if len(inputs) != 1:
         names = ", ".join(vi.name for vi in inputs) or "none"
         raise TwnError(
-            f"{path}: the graph has {len(inputs)} inputs ({names}); "
-            "twngen accepts exactly one streamed input tensor"
+            f"{path}: the graph has {len(inputs)} inputs ({names}); twngen accepts exactly one streamed input tensor"
         )
     if len(graph.output) != 1:
-        raise TwnError(
-            f"{path}: the graph has {len(graph.output)} outputs; twngen accepts exactly one"
-        )
+        raise TwnError(f"{path}: the graph has {len(graph.output)} outputs; twngen accepts exactly one")
     inp = inputs[0]
     elem = inp.type.tensor_type.elem_type
     if elem != onnx.TensorProto.FLOAT:
@@ -197,8 +192,7 @@ def load_onnx(path: str | Path) -> Network:
                 w_oi, alpha, beta = w.T, 1.0, 1.0
             if w_oi.shape[1] != features:
                 raise TwnError(
-                    f"{label}: weight {wname!r} expects {w_oi.shape[1]} inputs but the "
-                    f"previous layer gives {features}"
+                    f"{label}: weight {wname!r} expects {w_oi.shape[1]} inputs but the previous layer gives {features}"
                 )
             bias = np.zeros(w_oi.shape[0])
             if op == "Gemm" and len(node.input) > 2 and node.input[2]:
@@ -230,8 +224,7 @@ def load_onnx(path: str | Path) -> Network:
         elif op == "Relu":
             if open_layer is None:
                 raise TwnError(
-                    f"{label}: a Relu on the network input is not supported; "
-                    "accepted: Relu after a dense layer"
+                    f"{label}: a Relu on the network input is not supported; accepted: Relu after a dense layer"
                 )
             open_layer.relu = True
             open_layer.source_nodes.append(node.name or f"#{idx}")
@@ -252,9 +245,7 @@ def load_onnx(path: str | Path) -> Network:
     if not layers:
         raise TwnError(f"{path}: the graph has no Gemm/MatMul layer to build")
     out_dims = _shape(graph.output[0])
-    output_shape = (
-        tuple(int(d) for d in out_dims[1:] if isinstance(d, int)) if len(out_dims) > 1 else ()
-    )
+    output_shape = tuple(int(d) for d in out_dims[1:] if isinstance(d, int)) if len(out_dims) > 1 else ()
     if int(np.prod(output_shape)) != features:
         output_shape = (features,)
 

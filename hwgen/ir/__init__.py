@@ -1,6 +1,6 @@
 """The IR: networks of layers (:mod:`.network`) and adder graphs (:mod:`.adder_graph`)."""
 
-from hwgen.ir.adder_graph import AddNode, AdderGraph, Operand
+from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand
 from hwgen.ir.network import DenseLayer, FixedFormat, Network, Requant, signed_bits_for_range
 
 __all__ = [

@@ -113,9 +113,9 @@ class AdderGraph:
         for node in self.nodes:
             rows.append(get(node.a) + get(node.b))
         zero = np.zeros(self.n_inputs, dtype=np.int64)
-        return np.array(
-            [get(o) if o is not None else zero for o in self.outputs], dtype=np.int64
-        ).reshape(len(self.outputs), self.n_inputs)
+        return np.array([get(o) if o is not None else zero for o in self.outputs], dtype=np.int64).reshape(
+            len(self.outputs), self.n_inputs
+        )
 
     def value_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """Interval of every value when each input lies in ``[lo, hi]``.

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from hwgen.ir.adder_graph import AdderGraph
 from hwgen.errors import TwnError
+from hwgen.ir.adder_graph import AdderGraph
 
 __all__ = [
     "DenseLayer",

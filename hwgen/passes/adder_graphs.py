@@ -34,16 +34,12 @@ class BuildAdderGraphs:
 
     def apply(self, network: Network) -> Network:
         if self.method not in ADDER_GRAPH_METHODS:
-            raise TwnError(
-                f"--adder-graph must be one of {', '.join(ADDER_GRAPH_METHODS)}, not {self.method!r}"
-            )
+            raise TwnError(f"--adder-graph must be one of {', '.join(ADDER_GRAPH_METHODS)}, not {self.method!r}")
         layers = []
         for layer in network.layers:
             if self.method == "naive":
                 graph = naive_adder_graph(layer.weights)
             else:
                 graph = _merged(layer.weights, self.max_depth)
-            layers.append(
-                replace(layer, adder_graph=graph, naive_adders=naive_adder_count(layer.weights))
-            )
+            layers.append(replace(layer, adder_graph=graph, naive_adders=naive_adder_count(layer.weights)))
         return network.with_layers(tuple(layers))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwgen.ir.adder_graph import AddNode, AdderGraph, Operand
+from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand
 
 __all__ = ["naive_adder_count", "naive_adder_graph"]
 
@@ -38,7 +38,7 @@ def naive_adder_count(weights: np.ndarray) -> int:
 def naive_adder_graph(weights: np.ndarray) -> AdderGraph:
     """One balanced, pruned adder tree per row of the integer matrix ``weights``."""
     w = np.asarray(weights, dtype=np.int64)
-    n_out, n_in = w.shape
+    n_in = w.shape[1]
     nodes: list[AddNode] = []
     outputs: list[Operand | None] = []
     for row in w:

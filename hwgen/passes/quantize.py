@@ -43,6 +43,7 @@ def synthetic_batch(features: int) -> np.ndarray:
     """The stand-in calibration batch: standard-normal (standardised) inputs."""
     return np.random.default_rng(20261123).standard_normal((SYNTHETIC_SAMPLES, features))
 
+
 #: Signed width of the requantisation multipliers (one DSP48 B port).
 MULTIPLIER_BITS = 18
 
@@ -78,13 +79,12 @@ def _requant(layer: DenseLayer, in_frac: int, out: FixedFormat) -> Requant:
     shift = 0
     if peak > 0:
         shift = max(0, math.floor(math.log2(limit / peak)))
-        while shift > 0 and round(peak * 2.0**shift) > limit:
+        while shift > 0 and math.floor(peak * 2.0**shift + 0.5) > limit:
             shift -= 1
-    mult = tuple(int(math.floor(r * 2.0**shift + 0.5)) for r in real)
+    # Round half up, like every other rounding in the arithmetic.
+    mult = tuple(math.floor(r * 2.0**shift + 0.5) for r in real)
     rounding = (1 << (shift - 1)) if shift > 0 else 0
-    offset = tuple(
-        int(math.floor(float(b) * 2.0 ** (out.frac + shift) + 0.5)) + rounding for b in layer.bias
-    )
+    offset = tuple(math.floor(float(b) * 2.0 ** (out.frac + shift) + 0.5) + rounding for b in layer.bias)
     return Requant(mult, offset, shift, out, layer.relu)
 
 
