@@ -13,7 +13,8 @@ def _run(*args):
 
 
 def test_ruff():
-    r = _run("ruff", "check", "hwgen", "sim", "tests", "examples", "bench")
+    dirs = [d for d in ("hwgen", "sim", "tests", "examples", "bench") if (REPO / d).is_dir()]
+    r = _run("ruff", "check", *dirs)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
