@@ -47,9 +47,17 @@ def _is_power_of_two(v: int) -> bool:
     return v > 0 and v & (v - 1) == 0
 
 
+def _chunks(bits: int, port: int) -> int:
+    """Pieces a signed ``bits``-wide operand needs on a signed ``port``-bit input."""
+    return 1 if bits <= port else 1 + math.ceil((bits - port) / (port - 1))
+
+
 def _dsp_count(a_bits: int, b_bits: int) -> int:
-    a, b = max(a_bits, b_bits), min(a_bits, b_bits)
-    return math.ceil(a / (DSP_A_BITS - 1)) * math.ceil(b / (DSP_B_BITS - 1))
+    """DSP48E2s for a signed a x b product (27x18 signed multiplier each)."""
+    return min(
+        _chunks(a_bits, DSP_A_BITS) * _chunks(b_bits, DSP_B_BITS),
+        _chunks(b_bits, DSP_A_BITS) * _chunks(a_bits, DSP_B_BITS),
+    )
 
 
 def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
@@ -72,7 +80,7 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
         if mult == 0:
             continue
         if not _is_power_of_two(mult):
-            dsp += _dsp_count(in_value_bits, int(mult).bit_length() + 1)
+            dsp += _dsp_count(in_value_bits, abs(int(mult)).bit_length() + 1)
         else:
             ff += lp.product_bits[i]
         lut += lp.sum_bits[i] + lp.out_bits

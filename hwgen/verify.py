@@ -95,7 +95,8 @@ def verify(
     stall: float = 0.3,
 ) -> VerifyResult:
     """Run the build's RTL in ``simulator`` against the golden model."""
-    outdir = Path(outdir)
+    # The simulator runs in its own folder: every path handed to it is absolute.
+    outdir = Path(outdir).resolve()
     network, report = load_build(outdir)
     if inputs is not None:
         codes = golden.quantize_input(network, inputs)

@@ -62,6 +62,9 @@ def run_testbench(
     from cocotb_tools.runner import get_runner
 
     _prepare_path(simulator)
+    build_dir, results_json = build_dir.resolve(), results_json.resolve()
+    sources = [s.resolve() for s in sources]
+    env = {k: str(Path(v).resolve()) if k == "TWN_VECTORS" else v for k, v in env.items()}
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "sim.log"
     build_args: list[str] = []

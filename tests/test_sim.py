@@ -44,6 +44,16 @@ def test_given_float_inputs_are_simulated(designs):
     assert r.passed == 12 and r.ok
 
 
+def test_verify_from_the_cli_with_a_relative_outdir(designs, monkeypatch, capsys):
+    from hwgen.cli import main
+
+    monkeypatch.chdir(designs["binary"].parent)
+    assert main(["verify", "binary", "--vectors", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "[icarus] 20 passed, 0 failed" in out
+    assert "measured_ii_cycles=1" in out and "measured_latency_cycles=" in out
+
+
 def test_the_testbench_catches_a_wrong_output(designs, tmp_path):
     """The cocotb check can fail: feed it one corrupted expectation."""
     spec = importlib.util.spec_from_file_location("sim_runner_for_test", SIM_DIR / "runner.py")
