@@ -52,6 +52,8 @@ class ArithmeticOptions:
     calibrate: str | None = None
     adder_graph: str = "naive"
     max_depth: int | None = None
+    max_weight_bits: int = 4
+    max_final_weight_bits: int = 8
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -99,7 +101,7 @@ def _batch_for(network: Network, arr: np.ndarray, what: str) -> np.ndarray:
 
 def prepare_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
     """ONNX file -> quantised IR with adder graphs; also returns the calibration batch."""
-    network = load_onnx(model)
+    network = load_onnx(model, options.max_weight_bits, options.max_final_weight_bits)
     calib = None
     if options.calibrate is not None:
         calib = _batch_for(network, load_array(options.calibrate, "--calibrate"), "--calibrate")

@@ -73,6 +73,18 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         help="naive pruned trees or merged common subexpressions (default %(default)s)",
     )
     g.add_argument("--max-depth", type=int, default=None, help="adder-graph depth limit for merging")
+    g.add_argument(
+        "--max-weight-bits",
+        type=int,
+        default=dflt(d.max_weight_bits),
+        help="widest signed integer weights accepted in hidden layers (default %(default)s; 2 = ternary/binary)",
+    )
+    g.add_argument(
+        "--max-final-weight-bits",
+        type=int,
+        default=dflt(d.max_final_weight_bits),
+        help="widest signed integer weights accepted in the last layer (default %(default)s)",
+    )
 
 
 def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -88,6 +100,8 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         calibrate=args.calibrate,
         adder_graph=args.adder_graph,
         max_depth=args.max_depth,
+        max_weight_bits=args.max_weight_bits,
+        max_final_weight_bits=args.max_final_weight_bits,
     )
 
 
@@ -228,26 +242,48 @@ def _cmd_golden(argv: list[str]) -> int:
 
 
 def _cmd_inspect(argv: list[str]) -> int:
-    from hwgen.frontend import load_onnx
+    from hwgen.build import prepare_network
+    from hwgen.ir import LinearLayer
 
-    p = argparse.ArgumentParser(prog="twngen inspect", description="Print the layers the frontend understood.")
-    p.add_argument("model", metavar="MODEL.onnx")
-    args = p.parse_args(argv)
-    net = load_onnx(args.model)
-    print(
-        f"{net.name}: input {net.input_name!r} {list(net.input_shape)}, output {net.output_name!r} "
-        f"{list(net.output_shape)}, opset {net.opset}"
+    p = argparse.ArgumentParser(
+        prog="twngen inspect", description="Print the layers the frontend understood, with their quantisation."
     )
-    header = f"{'layer':<24} {'op':<7} {'in':>6} {'out':>6} {'weights':<8} {'scale':<12} {'nonzero':>9}"
-    print(f"{header} {'sparsity':>8} relu  nodes")
+    p.add_argument("model", metavar="MODEL.onnx")
+    _add_arithmetic_options(p)
+    args = p.parse_args(argv)
+    net, _ = prepare_network(args.model, _options_from(args))
+    fmt = net.input_format
+    assert fmt is not None
+    print(
+        f"{net.name}: input {net.input_name!r} {list(net.input_shape)} as s{fmt.bits}.{fmt.frac}, "
+        f"output {net.output_name!r} {list(net.output_shape)}"
+        + (f" after {net.output_op}" if net.output_op != "none" else "")
+        + f", opset {net.opset}"
+    )
+    print(
+        f"{'layer':<22} {'op':<8} {'in':<14} {'out':<14} {'window':<16} {'weights':<8} {'scale':<11} "
+        f"{'nonzero':>9} {'sparsity':>8} {'act':>7}  folded nodes"
+    )
     for layer in net.layers:
-        per = "per-channel" if len(set(layer.scale[layer.scale != 0].tolist())) > 1 else "per-tensor"
-        sparsity = 1 - layer.weights_nonzero / max(layer.weights.size, 1)
-        print(
-            f"{layer.name:<24} {layer.op:<7} {layer.in_features:>6} {layer.out_features:>6} "
-            f"{layer.weight_kind:<8} {per:<12} {layer.weights_nonzero:>9} {sparsity:>8.1%} "
-            f"{'yes' if layer.relu else 'no ':<5} {', '.join(layer.source_nodes)}"
-        )
+        if isinstance(layer, LinearLayer):
+            window = f"k{list(layer.kernel)} s{list(layer.stride)}" if layer.is_conv else ""
+            per = "per-channel" if len(set(layer.scale[layer.scale != 0].tolist())) > 1 else "per-tensor"
+            sparsity = 1 - layer.weights_nonzero / max(layer.weights.size, 1)
+            rq = layer.requant
+            act = f"s{rq.out.bits}.{rq.out.frac}" if rq else ""
+            print(
+                f"{layer.name:<22} {layer.op:<8} {list(layer.in_shape)!s:<14} {list(layer.out_shape)!s:<14} "
+                f"{window:<16} {layer.weight_kind:<8} {per:<11} {layer.weights_nonzero:>9} {sparsity:>8.1%} "
+                f"{act + (' relu' if layer.relu else ''):>7}  {', '.join(layer.source_nodes)}"
+            )
+        else:
+            mins = sum(layer.minimum)
+            window = f"k{list(layer.kernel)} s{list(layer.stride)}"
+            note = f"min on {mins} channel(s)" if mins else ""
+            print(
+                f"{layer.name:<22} {layer.op:<8} {list(layer.in_shape)!s:<14} {list(layer.out_shape)!s:<14} "
+                f"{window:<16} {note:<30}  {', '.join(layer.source_nodes)}"
+            )
     return 0
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import Network
+from hwgen.ir import FixedFormat, Network
 
 __all__ = [
     "AccuracyReport",
+    "apply_output_op",
     "compare_with_onnxruntime",
     "dequantize_output",
+    "output_format",
     "quantize_input",
     "run",
     "run_integer",
@@ -27,7 +29,7 @@ __all__ = [
 
 
 def _check_ready(network: Network) -> None:
-    if network.input_format is None or any(layer.requant is None for layer in network.layers):
+    if network.input_format is None or any(layer.requant is None for layer in network.linear_layers):
         raise ValueError("the golden model needs a quantised network (run the quantise pass)")
 
 
@@ -36,7 +38,7 @@ def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
     _check_ready(network)
     assert network.input_format is not None
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim == len(network.input_shape):
+    if x.ndim == len(network.input_shape) and x.shape == tuple(network.input_shape):
         x = x[None]
     if tuple(x.shape[1:]) != tuple(network.input_shape) and x.shape[1:] != (network.in_features,):
         raise TwnError(
@@ -49,34 +51,49 @@ def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
 
 
 def run_layers(network: Network, q: np.ndarray) -> list[np.ndarray]:
-    """Integer codes after every layer, for input codes q [batch, features]."""
+    """Integer codes after every layer ([batch, *out_shape]) for input codes q [batch, features]."""
     _check_ready(network)
-    q = np.asarray(q, dtype=np.int64)
+    q = np.asarray(q, dtype=np.int64).reshape(len(q), *network.input_shape)
     outs = []
     for layer in network.layers:
-        assert layer.requant is not None
-        # Python-integer matmul: exact whatever the widths.
-        acc = q.astype(object) @ layer.weights.T.astype(object)
-        q = layer.requant.apply(acc)
+        q = layer.integer_forward(q)
         outs.append(q)
     return outs
 
 
 def run_integer(network: Network, q: np.ndarray) -> np.ndarray:
-    """Output codes [batch, outputs] for input codes [batch, features]."""
-    return run_layers(network, q)[-1]
+    """Output codes [batch, outputs] (flattened) for input codes [batch, features]."""
+    out = run_layers(network, q)[-1]
+    return out.reshape(len(out), -1)
+
+
+def output_format(network: Network) -> FixedFormat:
+    rq = network.linear_layers[-1].requant
+    assert rq is not None
+    return rq.out
 
 
 def dequantize_output(network: Network, q: np.ndarray) -> np.ndarray:
-    last = network.layers[-1].requant
-    assert last is not None
-    y = last.out.dequantize(q)
-    return y.reshape(len(y), *network.output_shape)
+    """Output codes to floats in the last layer's shape (before the output op)."""
+    y = output_format(network).dequantize(q)
+    return y.reshape(len(y), -1)
+
+
+def apply_output_op(network: Network, y: np.ndarray) -> np.ndarray:
+    """The graph's final op (softmax, argmax, ...) on float outputs [batch, classes]."""
+    op = network.output_op
+    if op == "none":
+        return y.reshape(len(y), *network.output_shape)
+    if op in ("softmax", "logsoftmax"):
+        z = y - y.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return np.exp(logp) if op == "softmax" else logp
+    return np.argmax(y, axis=1).reshape(len(y), 1)
 
 
 def run(network: Network, x: np.ndarray) -> np.ndarray:
-    """Float in, float out: quantise, run the integer model, dequantise."""
-    return dequantize_output(network, run_integer(network, quantize_input(network, x)))
+    """Float in, float out: quantise, run the integer model, dequantise, apply the output op."""
+    return apply_output_op(network, dequantize_output(network, run_integer(network, quantize_input(network, x))))
 
 
 @dataclass(frozen=True)
@@ -99,14 +116,22 @@ class AccuracyReport:
         }
 
 
-def onnxruntime_outputs(model_path: Path, network: Network, x: np.ndarray) -> np.ndarray:
+def onnxruntime_outputs(model_path: Path, network: Network, x: np.ndarray, tensor: str | None = None) -> np.ndarray:
+    """onnxruntime on the source model; ``tensor`` exposes an inner tensor as the output."""
+    import onnx
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    source: str | bytes = str(model_path)
+    if tensor and tensor != network.output_name:
+        model = onnx.load(str(model_path), load_external_data=False)
+        del model.graph.output[:]
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
+        source = model.SerializeToString()
+    sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     x = np.asarray(x, dtype=np.float32).reshape(len(x), *network.input_shape)
-    # Run one sample at a time: exporters often fix the batch dimension to 1.
+    # Run one sample at a time when the exporter fixed the batch dimension to 1.
     batch_dim = sess.get_inputs()[0].shape[0]
     if isinstance(batch_dim, int) and batch_dim == 1:
         ys = [sess.run(None, {network.input_name: x[i : i + 1]})[0] for i in range(len(x))]
@@ -115,9 +140,13 @@ def onnxruntime_outputs(model_path: Path, network: Network, x: np.ndarray) -> np
 
 
 def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, batch: str) -> AccuracyReport:
-    """How far the golden model is from onnxruntime on the source model."""
-    ref = onnxruntime_outputs(model_path, network, x).reshape(len(x), -1)
-    got = run(network, x).reshape(len(x), -1)
+    """How far the golden model is from onnxruntime on the source model.
+
+    Compared at the last layer's output (logits, before a final softmax or
+    argmax), where the quantisation error is meaningful.
+    """
+    ref = onnxruntime_outputs(model_path, network, x, network.compare_name or None).reshape(len(x), -1)
+    got = dequantize_output(network, run_integer(network, quantize_input(network, x)))
     err = np.abs(ref - got)
     top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(got, axis=1))) if ref.shape[1] > 1 else 1.0
     return AccuracyReport(

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from hwgen.ir import DenseLayer, Network, signed_bits_for_range
+from hwgen.errors import TwnError
+from hwgen.ir import LinearLayer, Network, signed_bits_for_range
 
 __all__ = [
     "INPUT_REGISTER_LATENCY",
@@ -41,7 +42,7 @@ OUTPUT_FIFO_LATENCY = 2
 
 @dataclass(frozen=True, eq=False)
 class LayerPlan:
-    layer: DenseLayer
+    layer: LinearLayer
     in_lo: int
     in_hi: int
     in_bits: int
@@ -178,9 +179,17 @@ def plan_network(network: Network) -> NetworkPlan:
     fmt = network.input_format
     if fmt is None:
         raise ValueError("plan_network needs a quantised network")
+    if network.has_conv:
+        first = next(la for la in network.layers if not isinstance(la, LinearLayer) or la.is_conv)
+        raise TwnError(
+            f"layer {first.name!r} ({first.op}): hardware for convolution and pooling layers is not "
+            "generated yet (it comes with the streaming-network issue); this model can be inspected "
+            "(`twngen inspect`) and run in the golden model (`twngen golden`); `twngen` builds "
+            "networks of dense layers"
+        )
     plans = []
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
-    for layer in network.layers:
+    for layer in network.linear_layers:
         plans.append(LayerPlan(layer, lo, hi, bits))
         rq = layer.requant
         assert rq is not None

@@ -75,7 +75,7 @@ def make_report(
         for k in ("lut", "ff", "bram", "dsp")
     }
     assert network.input_format is not None
-    out_fmt = network.layers[-1].requant.out  # type: ignore[union-attr]
+    out_fmt = network.linear_layers[-1].requant.out  # type: ignore[union-attr]
     return {
         "twngen_version": __version__,
         "model": model.name,

@@ -89,9 +89,40 @@ def test_refuses_unsupported_op_by_name(tmp_path):
 
 
 def test_refuses_continuous_weights(tmp_path):
-    w = _w([[0.1, 0.2, 0.3, 0.4]] * 3)
+    w = _w(np.random.default_rng(3).standard_normal((3, 4)))
     nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], name="fc", transB=1)]
-    _refused(tmp_path, _model(nodes, [w]), r"node 'fc' \(Gemm\).*distinct weight magnitudes.*ternary")
+    _refused(tmp_path, _model(nodes, [w]), r"node 'fc' \(Gemm\).*distinct weight magnitudes.*8 bits")
+
+
+def _two_layer(tmp_path, w1, w2):
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1"], ["h"], name="hidden", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "W2"], ["y"], name="last", transB=1),
+    ]
+    path = tmp_path / "two.onnx"
+    onnx.save(_model(nodes, [_w(w1, name="W1"), _w(w2, name="W2")]), str(path))
+    return path
+
+
+def test_six_bit_hidden_weights_are_refused_by_name_unless_allowed(tmp_path):
+    rng = np.random.default_rng(0)
+    six_bit = rng.integers(-31, 32, size=(3, 4)) / 32.0
+    path = _two_layer(tmp_path, six_bit, np.sign(rng.standard_normal((3, 3))))
+    with pytest.raises(TwnError, match=r"node 'hidden' \(Gemm\).*4 bits"):
+        load_onnx(path)
+    net = load_onnx(path, max_weight_bits=6)
+    assert net.layers[0].weight_kind == "int6"
+    assert np.array_equal(net.layers[0].weights * net.layers[0].scale[:, None], six_bit)
+
+
+def test_final_layer_at_one_sixty_fourth_resolution_is_accepted(tmp_path, rng):
+    final = np.random.default_rng(1).integers(-100, 101, size=(3, 3)) / 64.0
+    path = _two_layer(tmp_path, np.sign(np.random.default_rng(2).standard_normal((3, 4))) * 0.5, final)
+    net = load_onnx(path)
+    assert [layer.weight_kind for layer in net.layers] == ["binary", "int8"]
+    x = rng.standard_normal((8, 4))
+    np.testing.assert_allclose(net.float_forward(x), _ort(path, x), rtol=1e-5, atol=1e-5)
 
 
 def test_refuses_two_inputs(tmp_path):

@@ -1,43 +1,93 @@
-"""Read a plain float ONNX MLP into the IR.
+"""Read a plain float ONNX network into the IR.
 
-The graph must be a single chain from one input to one output. Each
-Gemm/MatMul starts a dense layer; a constant Add after it is its bias; a Relu
-closes it. Identity, Dropout and a Flatten of the input are pass-throughs.
-Everything else is refused with the node, the op and what would be accepted.
+The graph must be a single chain from one input to one output (shape
+computations aside, which are constant-folded). Gemm, MatMul and Conv start a
+linear layer; constant affine ops (BatchNormalization, Mul, Add, Sub, Div)
+fold into it as per-channel scale and bias; Relu closes it. MaxPool becomes a
+pooling layer; an affine after the pooling still folds into the layer before
+it (pooling is monotone, so a negative scale turns that channel's max into a
+min). Reshape-like ops change only the shape; a Transpose is accepted before
+a dense layer (it permutes the dense layer's columns). A final Softmax,
+LogSoftmax, ArgMax or TopK(k=1) is recorded as the output op. Everything
+else is refused with the node, the op and what would be accepted.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from hwgen.errors import TwnError
+from hwgen.frontend.fold import BATCH, fold_constants
 from hwgen.frontend.weights import factor_weights
-from hwgen.ir import DenseLayer, Network
+from hwgen.ir import Layer, LinearLayer, Network, PoolLayer
 
-__all__ = ["SUPPORTED_OPS", "load_onnx"]
+__all__ = ["MAX_FINAL_WEIGHT_BITS", "MAX_WEIGHT_BITS", "SUPPORTED_OPS", "load_onnx"]
 
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Identity", "Dropout", "Flatten", "Constant")
+SUPPORTED_OPS = (
+    "Gemm",
+    "MatMul",
+    "Conv",
+    "BatchNormalization",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Relu",
+    "Clip (as ReLU)",
+    "MaxPool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose (before a dense layer)",
+    "Identity",
+    "Dropout",
+    "Softmax/LogSoftmax/ArgMax/TopK (last)",
+)
 MIN_OPSET, MAX_OPSET = 7, 21
+_LINEAR = ("Gemm", "MatMul", "Conv")
+_AFFINE = ("BatchNormalization", "Add", "Sub", "Mul", "Div")
+_SHAPE_ONLY = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+_OUTPUT_OPS = {"Softmax": "softmax", "LogSoftmax": "logsoftmax", "ArgMax": "argmax", "TopK": "topk1"}
 
 
 def _node_label(node: onnx.NodeProto, index: int) -> str:
-    name = node.name or f"#{index}"
-    return f"node {name!r} ({node.op_type})"
+    return f"node {node.name or '#' + str(index)!r} ({node.op_type})"
 
 
 @dataclass
-class _PendingLayer:
+class _Pool:
+    name: str
+    in_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pads: tuple[int, ...]
+    sign: np.ndarray  # product of the signs of affines applied after this pool
+    source: str
+
+
+@dataclass
+class _Open:
+    """A linear layer still taking affine ops, with any pools that follow it."""
+
     name: str
     op: str
-    weights: np.ndarray  # float64 [out, in]
+    weights: np.ndarray  # float64 [out, cols]
+    scale: np.ndarray  # float64 [out], multiplies the factored weights
     bias: np.ndarray  # float64 [out]
-    alpha: float = 1.0  # Gemm's alpha, folded into the scale after factoring
+    in_shape: tuple[int, ...]
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
     relu: bool = False
+    pools: list[_Pool] = field(default_factory=list)
     source_nodes: list[str] = field(default_factory=list)
 
 
@@ -65,7 +115,7 @@ def _opset(model: onnx.ModelProto, path: Path) -> int:
     raise TwnError(f"{path}: the model imports no default-domain ONNX opset")
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     consts: dict[str, np.ndarray] = {}
     for init in graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
@@ -74,219 +124,576 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
                 "twngen accepts models with all weights embedded in the .onnx file"
             )
         consts[init.name] = numpy_helper.to_array(init)
-    for i, node in enumerate(graph.node):
-        if node.op_type == "Constant":
-            attr = {a.name: a for a in node.attribute}
-            if "value" not in attr:
-                raise TwnError(f"{_node_label(node, i)}: only the 'value' form of Constant is accepted")
-            consts[node.output[0]] = numpy_helper.to_array(attr["value"].t)
     return consts
 
 
-def _shape(value_info: onnx.ValueInfoProto) -> list[int | str]:
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
     dims: list[int | str] = []
     for d in value_info.type.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        else:
-            dims.append(d.dim_param or "?")
+        dims.append(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?"))
     return dims
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def load_onnx(path: str | Path) -> Network:
-    """Parse a plain-ONNX ternary/binary MLP into a :class:`Network` (not yet quantised)."""
-    path = Path(path)
-    model = _load_model(path)
-    opset = _opset(model, path)
-    graph = model.graph
-    consts = _constants(graph)
-
-    inputs = [vi for vi in graph.input if vi.name not in consts]
-    if len(inputs) != 1:
-        names = ", ".join(vi.name for vi in inputs) or "none"
+def _channel_vector(c: np.ndarray, channels: int, rank: int, label: str) -> np.ndarray:
+    """A constant that broadcasts per channel (axis 1 of [batch, C, ...]) as a [C] vector."""
+    c = np.asarray(c, dtype=np.float64)
+    if not np.all(np.isfinite(c)):
+        raise TwnError(f"{label}: constant has NaN or infinite values")
+    if c.size == 1:
+        return np.full(channels, float(c.reshape(-1)[0]))
+    # Align to the full rank [batch, C, *spatial] the way numpy broadcasting does.
+    full = c.reshape((1,) * (rank + 1 - c.ndim) + c.shape) if c.ndim <= rank + 1 else None
+    ok = full is not None and full.shape[0] == 1 and full.shape[1] == channels and all(d == 1 for d in full.shape[2:])
+    if not ok and rank == 1 and c.ndim == 1 and c.size == channels:
+        return c.copy()
+    if not ok:
         raise TwnError(
-            f"{path}: the graph has {len(inputs)} inputs ({names}); twngen accepts exactly one streamed input tensor"
+            f"{label}: constant of shape {list(c.shape)} is not per-channel for a tensor with {channels} "
+            "channels; accepted: a scalar or one value per channel"
         )
-    if len(graph.output) != 1:
-        raise TwnError(f"{path}: the graph has {len(graph.output)} outputs; twngen accepts exactly one")
-    inp = inputs[0]
-    elem = inp.type.tensor_type.elem_type
-    if elem != onnx.TensorProto.FLOAT:
-        raise TwnError(
-            f"input {inp.name!r} has element type {onnx.TensorProto.DataType.Name(elem)}; "
-            "twngen accepts a FLOAT input tensor"
-        )
-    in_dims = _shape(inp)
-    if len(in_dims) < 2 or any(not isinstance(d, int) or d <= 0 for d in in_dims[1:]):
-        raise TwnError(
-            f"input {inp.name!r} has shape {in_dims}; twngen accepts [batch, features...] "
-            "with fixed positive feature dimensions (the batch dimension may be dynamic)"
-        )
-    input_shape = tuple(int(d) for d in in_dims[1:])  # type: ignore[arg-type]
+    assert full is not None
+    return full.reshape(channels).copy()
 
-    consumers: dict[str, list[int]] = {}
-    for i, node in enumerate(graph.node):
-        for name in node.input:
-            if name:
-                consumers.setdefault(name, []).append(i)
 
-    layers: list[_PendingLayer] = []
-    current = inp.name
-    features = int(np.prod(input_shape))
-    flat = len(input_shape) == 1
-    # A layer stays open (can take a bias) until something non-affine follows it.
-    open_layer: _PendingLayer | None = None
-    visited: set[int] = set()
+def _window_attrs(
+    attrs: dict[str, Any], spatial: tuple[int, ...], kernel: tuple[int, ...], label: str, pool: bool
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    nd = len(kernel)
+    stride = tuple(int(v) for v in attrs.get("strides", [1] * nd))
+    dil = tuple(int(v) for v in attrs.get("dilations", [1] * nd))
+    if any(d != 1 for d in dil):
+        raise TwnError(f"{label}: dilations {list(dil)} are not supported; accepted: dilation 1")
+    if pool and int(attrs.get("ceil_mode", 0)) != 0:
+        raise TwnError(f"{label}: ceil_mode=1 is not supported; accepted: ceil_mode=0")
+    if len(stride) != nd or any(s < 1 for s in stride):
+        raise TwnError(f"{label}: strides {list(stride)} do not match a {nd}-D kernel")
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("NOTSET", ""):
+        pads = tuple(int(v) for v in attrs.get("pads", [0] * (2 * nd)))
+    elif auto == "VALID":
+        pads = (0,) * (2 * nd)
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for size, k, s in zip(spatial, kernel, stride, strict=True):
+            out = -(-size // s)
+            total = max((out - 1) * s + k - size, 0)
+            small, big = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else big)
+            end.append(big if auto == "SAME_UPPER" else small)
+        pads = tuple(begin + end)
+    else:
+        raise TwnError(f"{label}: auto_pad={auto!r} is not supported")
+    if len(pads) != 2 * nd or any(p < 0 for p in pads):
+        raise TwnError(f"{label}: pads {list(pads)} are not valid for a {nd}-D kernel")
+    return stride, pads
 
-    while current != graph.output[0].name:
-        users = [u for u in consumers.get(current, []) if graph.node[u].op_type != "Constant"]
-        if len(users) != 1:
+
+class _Reader:
+    def __init__(self, path: Path, max_weight_bits: int, max_final_weight_bits: int) -> None:
+        self.path = path
+        self.max_weight_bits = max_weight_bits
+        self.max_final_weight_bits = max_final_weight_bits
+        model = _load_model(path)
+        self.opset = _opset(model, path)
+        # A model that shape inference cannot handle is read without it.
+        with contextlib.suppress(Exception):
+            model = onnx.shape_inference.infer_shapes(model)
+        self.graph = model.graph
+        self.consts = _initializers(self.graph)
+        self.value_shapes = {vi.name: _dims(vi) for vi in [*self.graph.value_info, *self.graph.input]}
+        self.layers: list[Layer | _Open] = []
+        self.open: _Open | None = None
+        self.output_op = "none"
+        self.last_tensor = ""
+
+    # -- chain walking -----------------------------------------------------
+    def read(self) -> Network:
+        graph = self.graph
+        inputs = [vi for vi in graph.input if vi.name not in self.consts]
+        if len(inputs) != 1:
+            names = ", ".join(vi.name for vi in inputs) or "none"
             raise TwnError(
-                f"tensor {current!r} feeds {len(users)} nodes; twngen accepts a single chain "
-                "of layers from the input to the output (no branches, no dead ends)"
+                f"{self.path}: the graph has {len(inputs)} inputs ({names}); "
+                "twngen accepts exactly one streamed input tensor"
             )
-        idx = users[0]
-        node = graph.node[idx]
-        if idx in visited:
-            raise TwnError(f"{_node_label(node, idx)}: the graph has a cycle")
-        visited.add(idx)
-        label = _node_label(node, idx)
-        data_inputs = [n for n in node.input if n and n not in consts]
-        if data_inputs != [current]:
+        if len(graph.output) != 1:
+            raise TwnError(f"{self.path}: the graph has {len(graph.output)} outputs; twngen accepts exactly one")
+        inp = inputs[0]
+        elem = inp.type.tensor_type.elem_type
+        if elem != onnx.TensorProto.FLOAT:
             raise TwnError(
-                f"{label}: takes {len(data_inputs)} non-constant inputs; "
-                "twngen accepts ops whose only non-constant input is the previous layer"
+                f"input {inp.name!r} has element type {onnx.TensorProto.DataType.Name(elem)}; "
+                "twngen accepts a FLOAT input tensor"
             )
-        attrs = _attrs(node)
-        op = node.op_type
-        if node.domain not in ("", "ai.onnx"):
+        in_dims = _dims(inp)
+        if len(in_dims) < 2 or any(not isinstance(d, int) or d <= 0 for d in in_dims[1:]):
             raise TwnError(
-                f"{label}: custom op domain {node.domain!r} is not supported here; "
-                f"this frontend accepts plain ONNX ops: {', '.join(SUPPORTED_OPS)}"
+                f"input {inp.name!r} has shape {in_dims}; twngen accepts [batch, features...] "
+                "with fixed positive feature dimensions (the batch dimension may be dynamic)"
             )
+        input_shape = tuple(int(d) for d in in_dims[1:])  # type: ignore[arg-type]
+        folded = fold_constants(graph, self.consts, self.value_shapes, inp.name, input_shape, self.opset)
 
-        if op in ("Gemm", "MatMul"):
-            if not flat:
+        consumers: dict[str, list[int]] = {}
+        for i, node in enumerate(graph.node):
+            if i in folded:
+                continue
+            for name in node.input:
+                if name:
+                    consumers.setdefault(name, []).append(i)
+
+        current, shape = inp.name, input_shape
+        perm: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (shape before, permutation)
+        visited: set[int] = set()
+        out_name = graph.output[0].name
+        while current != out_name:
+            users = consumers.get(current, [])
+            if len(users) != 1:
                 raise TwnError(
-                    f"{label}: input has shape {list(input_shape)}; a dense layer needs a "
-                    "flat [batch, features] input (add a Flatten before it)"
+                    f"tensor {current!r} feeds {len(users)} nodes; twngen accepts a single chain "
+                    "of layers from the input to the output (no branches, no dead ends)"
                 )
-            wname = node.input[1]
-            if wname not in consts:
-                raise TwnError(f"{label}: weight {wname!r} is not a constant initializer")
-            w = consts[wname].astype(np.float64)
-            if w.ndim != 2:
-                raise TwnError(f"{label}: weight {wname!r} has shape {list(w.shape)}; needs 2-D")
-            if op == "Gemm":
-                if int(attrs.get("transA", 0)) != 0:  # type: ignore[call-overload]
-                    raise TwnError(f"{label}: transA=1 is not supported; accepted: transA=0")
-                trans_b = int(attrs.get("transB", 0))  # type: ignore[call-overload]
-                alpha = float(attrs.get("alpha", 1.0))  # type: ignore[arg-type]
-                beta = float(attrs.get("beta", 1.0))  # type: ignore[arg-type]
-                w_oi = w if trans_b else w.T
+            idx = users[0]
+            node = graph.node[idx]
+            label = _node_label(node, idx)
+            if idx in visited:
+                raise TwnError(f"{label}: the graph has a cycle")
+            visited.add(idx)
+            if node.domain not in ("", "ai.onnx"):
+                raise TwnError(
+                    f"{label}: op domain {node.domain!r} is not supported by the plain-ONNX frontend; "
+                    f"accepted ops: {', '.join(SUPPORTED_OPS)}"
+                )
+            data_inputs = [n for n in node.input if n and n not in self.consts]
+            if data_inputs != [current]:
+                raise TwnError(
+                    f"{label}: takes {len(data_inputs)} non-constant inputs; "
+                    "twngen accepts ops whose only non-constant input is the previous layer"
+                )
+            if self.output_op != "none":
+                raise TwnError(f"{label}: nothing may follow the final {self.output_op} op")
+            op = node.op_type
+            attrs = _attrs(node)
+            nodename = node.name or f"#{idx}"
+            if op in _LINEAR:
+                if perm is not None and op != "Conv":
+                    shape, perm_cols = self._permuted_columns(perm, shape)
+                else:
+                    perm_cols = None
+                if perm is not None and op == "Conv":
+                    raise TwnError(f"{label}: a Transpose before a convolution is not supported")
+                perm = None
+                self._close()
+                shape = self._linear(node, label, attrs, shape, nodename, perm_cols)
+            elif op in _AFFINE:
+                self._affine(node, label, attrs, shape, nodename)
+            elif op == "Relu" or op == "Clip":
+                if op == "Clip":
+                    self._check_clip_is_relu(node, label, attrs)
+                if self.open is None:
+                    raise TwnError(f"{label}: a ReLU on the network input is not supported")
+                self.open.relu = True
+                self.open.source_nodes.append(nodename)
+            elif op == "MaxPool":
+                if perm is not None:
+                    raise TwnError(f"{label}: a Transpose before pooling is not supported")
+                if len(node.output) > 1 and node.output[1]:
+                    raise TwnError(f"{label}: the Indices output is not supported")
+                shape = self._pool(node, label, attrs, shape, nodename)
+            elif op in _SHAPE_ONLY:
+                # After a Transpose the data stays in its untransposed order
+                # until a dense layer reads it (see _permuted_columns).
+                shape = self._reshape(node, label, attrs, shape)
+            elif op == "Transpose":
+                p = tuple(int(v) for v in attrs.get("perm", range(len(shape) + 1))[::1])
+                if not p or p[0] != 0:
+                    raise TwnError(f"{label}: a Transpose that moves the batch axis is not supported")
+                inner = tuple(v - 1 for v in p[1:])
+                base_shape = perm[0] if perm is not None else shape
+                if perm is not None:
+                    if int(np.prod(shape)) != int(np.prod(perm[0])) or shape != tuple(perm[0][i] for i in perm[1]):
+                        raise TwnError(f"{label}: a Transpose after a Reshape of a transposed tensor is not supported")
+                    inner = tuple(perm[1][i] for i in inner)
+                perm = (base_shape, inner)
+                shape = tuple(base_shape[i] for i in inner)
+            elif op in ("Identity", "Dropout"):
+                if op == "Dropout" and len(node.output) > 1 and node.output[1]:
+                    raise TwnError(f"{label}: the Dropout mask output is not supported")
+            elif op in _OUTPUT_OPS:
+                shape = self._output_op(node, label, attrs, shape)
+                current = node.output[1] if op == "TopK" else node.output[0]
+                continue
             else:
-                w_oi, alpha, beta = w.T, 1.0, 1.0
-            if w_oi.shape[1] != features:
                 raise TwnError(
-                    f"{label}: weight {wname!r} expects {w_oi.shape[1]} inputs but the previous layer gives {features}"
+                    f"{label}: op {op!r} is not supported by the plain-ONNX frontend; "
+                    f"accepted ops: {', '.join(SUPPORTED_OPS)}"
                 )
-            bias = np.zeros(w_oi.shape[0])
-            if op == "Gemm" and len(node.input) > 2 and node.input[2]:
-                c = consts.get(node.input[2])
-                if c is None:
-                    raise TwnError(f"{label}: bias {node.input[2]!r} is not a constant")
-                bias = _broadcast_bias(c.astype(np.float64) * beta, w_oi.shape[0], label)
-            open_layer = _PendingLayer(
-                name=node.name or f"{op.lower()}_{idx}",
-                op=op,
-                weights=w_oi,
-                bias=bias,
-                alpha=alpha,
-                source_nodes=[node.name or f"#{idx}"],
+            current = node.output[0]
+            if self.output_op == "none":
+                self.last_tensor = current
+        if perm is not None:
+            raise TwnError("a Transpose must be followed by a dense layer (Gemm/MatMul)")
+        self._close()
+        opens = [k for k, layer in enumerate(self.layers) if isinstance(layer, _Open)]
+        if not opens:
+            raise TwnError(f"{self.path}: the graph has no Gemm/MatMul/Conv layer to build")
+        layers: list[Layer] = [
+            self._factor(layer, k == opens[-1]) if isinstance(layer, _Open) else layer
+            for k, layer in enumerate(self.layers)
+        ]
+        out_dims = _dims(graph.output[0])
+        last = layers[-1]
+        output_shape = tuple(last.out_shape)
+        if len(out_dims) > 1 and all(isinstance(d, int) for d in out_dims[1:]):
+            declared = tuple(int(d) for d in out_dims[1:])  # type: ignore[arg-type]
+            if self.output_op == "none" and int(np.prod(declared)) == int(np.prod(output_shape)):
+                output_shape = declared
+        net = Network(
+            name=self.path.stem,
+            input_name=inp.name,
+            input_shape=input_shape,
+            output_name=out_name,
+            output_shape=output_shape,
+            layers=tuple(layers),
+            opset=self.opset,
+            output_op=self.output_op,
+            compare_name=self.last_tensor or out_name,
+        )
+        net.verify()
+        return net
+
+    # -- ops -----------------------------------------------------------------
+    def _const(self, name: str, label: str, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise TwnError(f"{label}: {what} {name!r} is not a constant initializer")
+        return np.asarray(self.consts[name])
+
+    def _linear(
+        self,
+        node: onnx.NodeProto,
+        label: str,
+        attrs: dict[str, Any],
+        shape: tuple[int, ...],
+        nodename: str,
+        perm_cols: np.ndarray | None,
+    ) -> tuple[int, ...]:
+        op = node.op_type
+        w = self._const(node.input[1], label, "weight").astype(np.float64)
+        bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        kernel: tuple[int, ...] = ()
+        stride: tuple[int, ...] = ()
+        pads: tuple[int, ...] = ()
+        alpha = 1.0
+        if op == "Conv":
+            if len(shape) < 2:
+                raise TwnError(f"{label}: a convolution needs a [channels, length(s)] input, not {list(shape)}")
+            if int(attrs.get("group", 1)) != 1:
+                raise TwnError(
+                    f"{label}: group={attrs.get('group')} (grouped/depthwise convolution) is not supported; "
+                    "accepted: group=1"
+                )
+            if w.ndim != len(shape) + 1 or w.shape[1] != shape[0]:
+                raise TwnError(f"{label}: weight shape {list(w.shape)} does not fit input {list(shape)}")
+            kernel = tuple(int(v) for v in w.shape[2:])
+            if len(kernel) > 2:
+                raise TwnError(f"{label}: {len(kernel)}-D convolution is not supported; accepted: 1-D and 2-D")
+            if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != kernel:
+                raise TwnError(f"{label}: kernel_shape {attrs['kernel_shape']} differs from the weights")
+            stride, pads = _window_attrs(attrs, shape[1:], kernel, label, pool=False)
+            w_oi = w.reshape(w.shape[0], -1)
+        else:
+            if len(shape) != 1:
+                raise TwnError(
+                    f"{label}: input has shape {list(shape)}; a dense layer needs a flat [batch, features] "
+                    "input (add a Flatten before it)"
+                )
+            if w.ndim != 2:
+                raise TwnError(f"{label}: weight has shape {list(w.shape)}; needs 2-D")
+            if op == "Gemm":
+                if int(attrs.get("transA", 0)) != 0:
+                    raise TwnError(f"{label}: transA=1 is not supported; accepted: transA=0")
+                w_oi = w if int(attrs.get("transB", 0)) else w.T
+                alpha = float(attrs.get("alpha", 1.0))
+            else:
+                w_oi, bias_name = w.T, None
+            if perm_cols is not None:
+                w_oi = w_oi[:, perm_cols]
+            if w_oi.shape[1] != shape[0]:
+                raise TwnError(
+                    f"{label}: weight expects {w_oi.shape[1]} inputs but the previous layer gives {shape[0]}"
+                )
+        out = w_oi.shape[0]
+        bias = np.zeros(out)
+        if bias_name is not None:
+            beta = float(attrs.get("beta", 1.0)) if op == "Gemm" else 1.0
+            bias = _channel_vector(self._const(bias_name, label, "bias") * beta, out, 1, label)
+        self.open = _Open(
+            name=nodename,
+            op=op,
+            weights=w_oi,
+            scale=np.full(out, alpha),
+            bias=bias,
+            in_shape=shape,
+            kernel=kernel,
+            stride=stride,
+            pads=pads,
+            source_nodes=[nodename],
+        )
+        probe = LinearLayer(
+            name=nodename,
+            op=op,
+            weights=np.zeros((out, w_oi.shape[1]), dtype=np.int64),
+            scale=np.zeros(out),
+            bias=np.zeros(out),
+            relu=False,
+            weight_kind="ternary",
+            source_nodes=(),
+            in_shape=shape,
+            kernel=kernel,
+            stride=stride,
+            pads=pads,
+        )
+        if any(d <= 0 for d in probe.out_shape):
+            raise TwnError(f"{label}: the output would be empty ({list(probe.out_shape)})")
+        return probe.out_shape
+
+    def _affine(
+        self, node: onnx.NodeProto, label: str, attrs: dict[str, Any], shape: tuple[int, ...], nodename: str
+    ) -> None:
+        op = node.op_type
+        channels = shape[0]
+        rank = len(shape)
+        if op == "BatchNormalization":
+            params = []
+            for n in node.input[1:5]:
+                v = np.asarray(self._const(n, label, "parameter"), dtype=np.float64).reshape(-1)
+                if v.size != channels or not np.all(np.isfinite(v)):
+                    raise TwnError(f"{label}: parameter {n!r} must hold {channels} finite values")
+                params.append(v)
+            gamma, beta, mean, var = params
+            eps = float(attrs.get("epsilon", 1e-5))
+            if np.any(var + eps <= 0):
+                raise TwnError(f"{label}: variance + epsilon must be positive")
+            a = gamma / np.sqrt(var + eps)
+            b = beta - mean * a
+        else:
+            const_pos = 0 if node.input[0] in self.consts else 1
+            c = _channel_vector(self.consts[node.input[const_pos]], channels, rank, label)
+            if op == "Add":
+                a, b = np.ones(channels), c
+            elif op == "Sub":
+                a, b = (np.ones(channels), -c) if const_pos == 1 else (-np.ones(channels), c)
+            elif op == "Mul":
+                a, b = c, np.zeros(channels)
+            else:
+                if const_pos == 0:
+                    raise TwnError(f"{label}: constant / tensor is not an affine op; accepted: tensor / constant")
+                if np.any(c == 0):
+                    raise TwnError(f"{label}: division by zero")
+                a, b = 1.0 / c, np.zeros(channels)
+        layer = self.open
+        if layer is None:
+            raise TwnError(
+                f"{label}: an affine op on the network input is not supported; accepted: "
+                "affine ops (batch norm, constant Mul/Add/Sub/Div) after a Gemm/MatMul/Conv"
             )
-            layers.append(open_layer)
-            features = w_oi.shape[0]
-        elif op == "Add":
-            if open_layer is None or open_layer.relu:
-                raise TwnError(
-                    f"{label}: a constant Add is accepted only as the bias of a dense layer "
-                    "(directly after Gemm/MatMul, before its Relu)"
-                )
-            const_name = next(n for n in node.input if n in consts)
-            open_layer.bias = open_layer.bias + _broadcast_bias(
-                consts[const_name].astype(np.float64), len(open_layer.bias), label
+        if layer.relu:
+            raise TwnError(
+                f"{label}: an affine op after a ReLU cannot be folded into the layer before it; accepted: "
+                "affine ops between a Gemm/MatMul/Conv (or its pooling) and its ReLU"
             )
-            open_layer.source_nodes.append(node.name or f"#{idx}")
-        elif op == "Relu":
-            if open_layer is None:
-                raise TwnError(
-                    f"{label}: a Relu on the network input is not supported; accepted: Relu after a dense layer"
-                )
-            open_layer.relu = True
-            open_layer.source_nodes.append(node.name or f"#{idx}")
-        elif op in ("Identity", "Dropout"):
-            pass
-        elif op == "Flatten":
-            axis = int(attrs.get("axis", 1))  # type: ignore[call-overload]
+        if len(a) != layer.weights.shape[0]:
+            raise TwnError(f"{label}: has {len(a)} channels, the layer before has {layer.weights.shape[0]}")
+        layer.scale = layer.scale * a
+        layer.bias = layer.bias * a + b
+        for pool in layer.pools:
+            pool.sign = pool.sign * np.where(a < 0, -1, 1)
+        layer.source_nodes.append(nodename)
+
+    def _check_clip_is_relu(self, node: onnx.NodeProto, label: str, attrs: dict[str, Any]) -> None:
+        if self.opset < 11:
+            lo, hi = attrs.get("min", -np.inf), attrs.get("max", np.inf)
+        else:
+            bounds = []
+            for k, default in ((1, -np.inf), (2, np.inf)):
+                name = node.input[k] if len(node.input) > k else ""
+                if name and name not in self.consts:
+                    raise TwnError(f"{label}: Clip bounds must be constants")
+                bounds.append(float(np.asarray(self.consts[name]).reshape(-1)[0]) if name else default)
+            lo, hi = bounds
+        if lo != 0 or np.isfinite(hi):
+            raise TwnError(f"{label}: Clip({lo}, {hi}) is not supported here; accepted: Clip(0, none) as a ReLU")
+
+    def _pool(
+        self, node: onnx.NodeProto, label: str, attrs: dict[str, Any], shape: tuple[int, ...], nodename: str
+    ) -> tuple[int, ...]:
+        if len(shape) < 2:
+            raise TwnError(f"{label}: pooling needs a [channels, length(s)] input, not {list(shape)}")
+        kernel = tuple(int(v) for v in attrs["kernel_shape"])
+        if len(kernel) != len(shape) - 1:
+            raise TwnError(f"{label}: kernel {list(kernel)} does not fit input {list(shape)}")
+        stride, pads = _window_attrs(attrs, shape[1:], kernel, label, pool=True)
+        if any(p >= k for p, k in zip(pads, kernel * 2, strict=True)):
+            raise TwnError(f"{label}: padding as large as the kernel is not supported")
+        pool = _Pool(nodename, shape, kernel, stride, pads, np.ones(shape[0]), nodename)
+        if self.open is not None:
+            self.open.pools.append(pool)
+        else:
+            self._emit_pool(pool)
+        probe = PoolLayer(nodename, "MaxPool", shape, kernel, stride, pads, (False,) * shape[0], ())
+        if any(d <= 0 for d in probe.out_shape):
+            raise TwnError(f"{label}: the output would be empty ({list(probe.out_shape)})")
+        return probe.out_shape
+
+    def _emit_pool(self, pool: _Pool) -> None:
+        self.layers.append(
+            PoolLayer(
+                name=pool.name,
+                op="MaxPool",
+                in_shape=pool.in_shape,
+                kernel=pool.kernel,
+                stride=pool.stride,
+                pads=pool.pads,
+                minimum=tuple(bool(s < 0) for s in pool.sign),
+                source_nodes=(pool.source,),
+            )
+        )
+
+    def _reshape(
+        self, node: onnx.NodeProto, label: str, attrs: dict[str, Any], shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        op = node.op_type
+        total = int(np.prod(shape))
+        full = (BATCH, *shape)
+        if op == "Flatten":
+            axis = int(attrs.get("axis", 1))
             if axis != 1:
                 raise TwnError(f"{label}: Flatten axis={axis}; accepted: axis=1 (keep the batch)")
-            flat = True
-        else:
+            return (total,)
+        if op in ("Squeeze", "Unsqueeze"):
+            axes = attrs.get("axes")
+            if axes is None and len(node.input) > 1:
+                axes = [int(v) for v in np.asarray(self.consts[node.input[1]]).reshape(-1)]
+            if axes is None:
+                if op == "Unsqueeze":
+                    raise TwnError(f"{label}: Unsqueeze without axes")
+                return tuple(d for d in shape if d != 1) or (1,)
+            rank = len(full) + (len(axes) if op == "Unsqueeze" else 0)
+            axes = sorted(a + rank if a < 0 else a for a in axes)
+            if 0 in axes:
+                raise TwnError(f"{label}: {op} of the batch axis is not supported")
+            dims = list(full)
+            if op == "Squeeze":
+                if any(dims[a] != 1 for a in axes):
+                    raise TwnError(f"{label}: squeezes an axis that is not 1")
+                dims = [d for i, d in enumerate(dims) if i not in axes]
+            else:
+                for a in axes:
+                    dims.insert(a, 1)
+            return tuple(int(d) for d in dims[1:])
+        # Reshape
+        if len(node.input) < 2 or node.input[1] not in self.consts:
+            raise TwnError(f"{label}: the target shape is not a constant (or a foldable shape computation)")
+        target = list(np.asarray(self.consts[node.input[1]], dtype=object).reshape(-1))
+        if not target:
+            raise TwnError(f"{label}: empty target shape")
+        first = target[0]
+        if not (first is BATCH or first in (0, -1, 1)):
             raise TwnError(
-                f"{label}: op {op!r} is not supported by the plain-ONNX MLP frontend; "
-                f"accepted ops: {', '.join(SUPPORTED_OPS)}"
+                f"{label}: target shape {target} does not keep the batch dimension first; "
+                "accepted: [batch, ...] (batch as 0, -1, 1 or the input's batch size)"
             )
-        current = node.output[0]
+        rest = [shape[i - 1] if (t == 0 and i - 1 < len(shape)) else t for i, t in enumerate(target) if i > 0]
+        if any(t is BATCH for t in rest):
+            raise TwnError(f"{label}: the batch dimension may only be the first")
+        rest = [int(t) for t in rest]
+        if first == -1 and -1 in rest:
+            raise TwnError(f"{label}: two inferred dimensions")
+        if -1 in rest:
+            known = int(np.prod([t for t in rest if t != -1]))
+            if known == 0 or total % known:
+                raise TwnError(f"{label}: cannot reshape {list(shape)} to {target}")
+            rest[rest.index(-1)] = total // known
+        if int(np.prod(rest)) != total or any(t <= 0 for t in rest):
+            raise TwnError(f"{label}: cannot reshape {list(shape)} to {target} keeping the batch")
+        return tuple(rest)
 
-    if not layers:
-        raise TwnError(f"{path}: the graph has no Gemm/MatMul layer to build")
-    out_dims = _shape(graph.output[0])
-    output_shape = tuple(int(d) for d in out_dims[1:] if isinstance(d, int)) if len(out_dims) > 1 else ()
-    if int(np.prod(output_shape)) != features:
-        output_shape = (features,)
+    def _permuted_columns(
+        self, perm: tuple[tuple[int, ...], tuple[int, ...]], shape: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], np.ndarray]:
+        """Columns of a dense layer that reads a transposed-then-flattened tensor."""
+        base, p = perm
+        index = np.arange(int(np.prod(base))).reshape(base).transpose(p).reshape(-1)
+        # Dense column j reads element index[j] of the untransposed tensor; reorder
+        # so that column i of the new matrix reads element i.
+        cols = np.empty_like(index)
+        cols[index] = np.arange(len(index))
+        return (int(np.prod(base)),), cols
 
-    ir_layers = []
-    for pl in layers:
-        where = f"node {pl.source_nodes[0]!r} ({pl.op})"
-        fw = factor_weights(pl.weights, where)
-        ir_layers.append(
-            DenseLayer(
-                name=pl.name,
-                op=pl.op,
-                weights=fw.integers,
-                scale=fw.scale * pl.alpha,
-                bias=pl.bias,
-                relu=pl.relu,
-                weight_kind=fw.kind,
-                source_nodes=tuple(pl.source_nodes),
-            )
+    def _output_op(
+        self, node: onnx.NodeProto, label: str, attrs: dict[str, Any], shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        op = node.op_type
+        if len(shape) != 1:
+            raise TwnError(f"{label}: a final {op} needs a flat [batch, classes] input, not {list(shape)}")
+        axis = int(attrs.get("axis", -1 if op in ("Softmax", "LogSoftmax", "TopK") else 0))
+        if axis not in (1, -1):
+            raise TwnError(f"{label}: axis={axis}; accepted: the class axis (1 or -1)")
+        if op == "TopK":
+            k = np.asarray(self.consts.get(node.input[1], attrs.get("k", 0))).reshape(-1)
+            if len(k) != 1 or int(k[0]) != 1 or self.graph.output[0].name != node.output[1]:
+                raise TwnError(f"{label}: only TopK with k=1 whose indices are the graph output is supported")
+        self._close()
+        self.output_op = _OUTPUT_OPS[op]
+        return (1,) if op in ("ArgMax", "TopK") else shape
+
+    def _close(self) -> None:
+        layer = self.open
+        if layer is None:
+            return
+        self.open = None
+        self.layers.append(layer)  # factored once the last linear layer is known
+        for pool in layer.pools:
+            self._emit_pool(pool)
+
+    def _factor(self, layer: _Open, last: bool) -> LinearLayer:
+        where = f"node {layer.source_nodes[0]!r} ({layer.op})"
+        max_bits = self.max_final_weight_bits if last else self.max_weight_bits
+        fw = factor_weights(layer.weights, where, max_bits)
+        return LinearLayer(
+            name=layer.name,
+            op=layer.op,
+            weights=fw.integers,
+            scale=fw.scale * layer.scale,
+            bias=layer.bias,
+            relu=layer.relu,
+            weight_kind=fw.kind,
+            source_nodes=tuple(layer.source_nodes),
+            in_shape=layer.in_shape,
+            kernel=layer.kernel,
+            stride=layer.stride,
+            pads=layer.pads,
         )
-    net = Network(
-        name=path.stem,
-        input_name=inp.name,
-        input_shape=input_shape,
-        output_name=graph.output[0].name,
-        output_shape=output_shape,
-        layers=tuple(ir_layers),
-        opset=opset,
-    )
-    net.verify()
-    return net
 
 
-def _broadcast_bias(c: np.ndarray, n: int, label: str) -> np.ndarray:
-    if not np.all(np.isfinite(c)):
-        raise TwnError(f"{label}: bias has NaN or infinite values")
-    if c.size == 1:
-        return np.full(n, float(c.reshape(-1)[0]))
-    flat = c.reshape(-1)
-    if flat.size != n or (c.ndim > 1 and c.shape[-1] != n):
-        raise TwnError(
-            f"{label}: bias of shape {list(c.shape)} does not broadcast to the layer's "
-            f"{n} outputs; accepted: a scalar or [{n}]"
-        )
-    return flat.astype(np.float64)
+#: Widest signed integer weights accepted by default: hidden layers may be
+#: ternary, binary or up to 4-bit; the last layer, which trained networks
+#: often keep at higher precision, up to 8-bit.
+MAX_WEIGHT_BITS, MAX_FINAL_WEIGHT_BITS = 4, 8
+
+
+def load_onnx(
+    path: str | Path,
+    max_weight_bits: int = MAX_WEIGHT_BITS,
+    max_final_weight_bits: int = MAX_FINAL_WEIGHT_BITS,
+) -> Network:
+    """Parse a plain-ONNX ternary/binary network into a :class:`Network` (not yet quantised)."""
+    for what, bits in (("--max-weight-bits", max_weight_bits), ("--max-final-weight-bits", max_final_weight_bits)):
+        if not 2 <= bits <= 16:
+            raise TwnError(f"{what} must be between 2 and 16, not {bits}")
+    return _Reader(Path(path), max_weight_bits, max_final_weight_bits).read()

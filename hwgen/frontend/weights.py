@@ -1,9 +1,10 @@
 """Factor float weight matrices into small integers times per-channel scales.
 
 A trained ternary layer arrives as floats {-a, 0, +a}; a binary one as
-{-a, +a}; ``a`` is per tensor or per output channel. The factorisation must be
-exact: ``integer * scale`` reproduces every float weight bit for bit, or the
-layer is refused, never approximated.
+{-a, +a}; a low-bit fixed-point layer as multiples of a step (e.g. k/64).
+``a`` (or the step) is per tensor or per output channel. The factorisation
+must be exact: ``float32(integer * scale)`` reproduces every float weight bit
+for bit, or the layer is refused, never approximated.
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ import numpy as np
 
 from hwgen.errors import TwnError
 
-__all__ = ["FactoredWeights", "factor_weights"]
+__all__ = ["FactoredWeights", "factor_weights", "signed_bits"]
 
 
 @dataclass(frozen=True, eq=False)
 class FactoredWeights:
     integers: np.ndarray  # int64 [out, in]
     scale: np.ndarray  # float64 [out]
-    kind: str  # "ternary" or "binary"
+    kind: str  # "binary", "ternary" or "int<bits>"
     per_channel: bool
+    bits: int  # signed bits of the integers (2 for ternary/binary)
+
+
+def signed_bits(max_abs: int) -> int:
+    """Signed width of integers in [-max_abs, max_abs]."""
+    return max(2, int(max_abs).bit_length() + 1)
 
 
 def _describe(values: np.ndarray, limit: int = 4) -> str:
@@ -30,10 +37,32 @@ def _describe(values: np.ndarray, limit: int = 4) -> str:
     return shown + (", ..." if len(values) > limit else "")
 
 
-def factor_weights(w: np.ndarray, where: str) -> FactoredWeights:
-    """Split ``w`` [out, in] into sign integers and a per-row magnitude.
+def _exact(w: np.ndarray, ints: np.ndarray, scale: float | np.ndarray) -> bool:
+    """Does ints * scale give back w in float32 (the precision the model stores)?"""
+    return bool(np.array_equal((ints * scale).astype(np.float32), w.astype(np.float32)))
 
-    ``where`` names the node and tensor for error messages.
+
+def _integer_step(values: np.ndarray, limit: int) -> float | None:
+    """The largest step s with every value an integer multiple of s, |multiple| <= limit."""
+    mags = np.unique(np.abs(values[values != 0]))
+    if len(mags) == 0:
+        return 0.0
+    smallest = float(mags[0])
+    for k in range(1, limit + 1):
+        step = smallest / k
+        ratios = mags / step
+        if np.all(np.abs(ratios - np.round(ratios)) <= 1e-6 * ratios) and np.round(ratios).max() <= limit:
+            ints = np.round(values / step).astype(np.int64)
+            if _exact(values, ints, step):
+                return step
+    return None
+
+
+def factor_weights(w: np.ndarray, where: str, max_bits: int = 2) -> FactoredWeights:
+    """Split ``w`` [out, in] into integers and a per-row scale.
+
+    ``max_bits`` is the widest signed integer accepted (2: ternary or binary
+    only). ``where`` names the node and tensor for error messages.
     """
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2:
@@ -42,26 +71,46 @@ def factor_weights(w: np.ndarray, where: str) -> FactoredWeights:
         bad = int(np.count_nonzero(~np.isfinite(w)))
         raise TwnError(f"{where}: {bad} weights are NaN or infinite; weights must be finite")
     w = w + 0.0  # -0.0 becomes +0.0
-    mag = np.abs(w)
-    scale = np.zeros(w.shape[0], dtype=np.float64)
-    for r in range(w.shape[0]):
-        distinct = np.unique(mag[r][mag[r] != 0])
-        if len(distinct) > 1:
-            raise TwnError(
-                f"{where}: output channel {r} has {len(distinct)} distinct weight magnitudes "
-                f"({_describe(distinct)}); twngen accepts ternary {{-a, 0, +a}} or binary "
-                "{-a, +a} weights with one magnitude a per tensor or per output channel"
-            )
-        if len(distinct) == 1:
-            scale[r] = distinct[0]
-    integers = np.sign(w).astype(np.int64)
-    # Exactness check: the factorisation must give back the float weights.
-    assert np.array_equal(integers * scale[:, None], w), where
+    limit = (1 << (max_bits - 1)) - 1 if max_bits > 2 else 1
+    accepted = (
+        "ternary {-a, 0, +a} or binary {-a, +a} weights"
+        if max_bits <= 2
+        else f"weights that are integers of at most {max_bits} signed bits times a scale"
+    )
+
+    # Prefer ternary/binary (one magnitude per tensor, then per channel), and
+    # only then wider integers: a per-channel ternary layer must not become a
+    # per-tensor multi-bit one.
+    scale = np.zeros(w.shape[0])
+    for lim in sorted({1, limit}):
+        step = _integer_step(w, lim)
+        if step is not None:
+            scale[:] = step
+            break
+        steps = [_integer_step(w[r], lim) for r in range(w.shape[0])]
+        if all(st is not None for st in steps):
+            scale = np.array(steps, dtype=np.float64)
+            break
+    else:
+        r = next(r for r in range(w.shape[0]) if _integer_step(w[r], limit) is None)
+        distinct = np.unique(np.abs(w[r][w[r] != 0]))
+        raise TwnError(
+            f"{where}: output channel {r} has {len(distinct)} distinct weight magnitudes "
+            f"({_describe(distinct)}) that are not multiples of one step within {max_bits} bits; "
+            f"twngen accepts {accepted}, with one scale per tensor or per output channel"
+        )
+    safe = np.where(scale == 0, 1.0, scale)
+    integers = np.round(w / safe[:, None]).astype(np.int64)
+    assert _exact(w, integers, scale[:, None]), where
     used = scale[scale != 0]
     per_channel = len(np.unique(used)) > 1
     if not per_channel and len(used):
-        # One magnitude for the whole tensor: give all-zero rows the same
-        # scale too, so the layer reads as per-tensor.
-        scale[:] = used[0]
-    kind = "binary" if w.size and np.count_nonzero(integers) == w.size else "ternary"
-    return FactoredWeights(integers, scale, kind, per_channel)
+        scale[:] = used[0]  # all-zero rows share the tensor's scale
+    peak = int(np.abs(integers).max()) if integers.size else 0
+    if peak <= 1:
+        kind = "binary" if integers.size and np.count_nonzero(integers) == integers.size else "ternary"
+        bits = 2
+    else:
+        bits = signed_bits(peak)
+        kind = f"int{bits}"
+    return FactoredWeights(integers, scale, kind, per_channel, bits)

@@ -31,9 +31,13 @@ from hwgen.errors import TwnError
 from hwgen.ir.adder_graph import AdderGraph
 
 __all__ = [
+    "OUTPUT_OPS",
     "DenseLayer",
     "FixedFormat",
+    "Layer",
+    "LinearLayer",
     "Network",
+    "PoolLayer",
     "Requant",
     "signed_bits_for_range",
 ]
@@ -123,14 +127,33 @@ class Requant:
         )
 
 
+def _window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
+    return (size + pad_begin + pad_end - kernel) // stride + 1
+
+
+def _windows(
+    x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], pads: tuple[int, ...], fill: Any
+) -> np.ndarray:
+    """Sliding windows of x [batch, C, *spatial] -> [batch, C, *out_spatial, *kernel] (padded with ``fill``)."""
+    nd = len(kernel)
+    pad_width = [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)]
+    xp = np.pad(x, pad_width, constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=tuple(range(2, 2 + nd)))
+    index = (slice(None), slice(None), *tuple(slice(None, None, st) for st in stride))
+    return win[index]
+
+
 @dataclass(frozen=True, eq=False)
-class DenseLayer:
-    """y = relu?(scale * (weights @ x) + bias), with integer ``weights``.
+class LinearLayer:
+    """A dense or convolution layer: y = clamp(scale * (W @ x) + bias).
 
     ``weights`` is an int64 matrix [out, in] (ternary, binary or small
-    integers); ``scale`` and ``bias`` are float64 per output channel, so the
-    float layer the frontend understood is ``(weights * scale[:, None]) @ x +
-    bias``. ``requant`` and ``adder_graph`` are filled in by passes.
+    integers). For a dense layer ``in`` is the flattened input (row-major, as
+    ONNX flattens); for a convolution (``kernel`` non-empty) a column is one
+    tap of the window, in the order of ONNX's [out, in_channels, *kernel]
+    weight layout, and the matrix is applied at every output position.
+    ``scale`` and ``bias`` are float64 per output channel; ``relu`` clamps
+    below at zero. ``requant`` and ``adder_graph`` are filled in by passes.
     """
 
     name: str
@@ -141,65 +164,204 @@ class DenseLayer:
     relu: bool
     weight_kind: str
     source_nodes: tuple[str, ...]
+    in_shape: tuple[int, ...] = ()
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
     requant: Requant | None = None
     adder_graph: AdderGraph | None = None
     naive_adders: int = field(default=0)
 
+    def __post_init__(self) -> None:
+        if not self.in_shape:
+            object.__setattr__(self, "in_shape", (int(self.weights.shape[1]),))
+
+    @property
+    def is_conv(self) -> bool:
+        return bool(self.kernel)
+
     @property
     def in_features(self) -> int:
+        """Columns of the weight matrix (window size for a convolution)."""
         return int(self.weights.shape[1])
 
     @property
     def out_features(self) -> int:
+        """Output channels."""
         return int(self.weights.shape[0])
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        if not self.is_conv:
+            return (self.out_features,)
+        nd = len(self.kernel)
+        spatial = tuple(
+            _window_out(self.in_shape[1 + i], self.kernel[i], self.stride[i], self.pads[i], self.pads[nd + i])
+            for i in range(nd)
+        )
+        return (self.out_features, *spatial)
+
+    @property
+    def positions(self) -> int:
+        """Output positions per input frame (1 for a dense layer)."""
+        return int(np.prod(self.out_shape[1:])) if self.is_conv else 1
 
     @property
     def weights_nonzero(self) -> int:
         return int(np.count_nonzero(self.weights))
 
+    def patches(self, x: np.ndarray, fill: Any = 0) -> np.ndarray:
+        """Inputs [batch, *in_shape] -> the vectors the matrix multiplies.
+
+        Dense: [batch, in]. Convolution: [batch, *out_spatial, in] with zero padding.
+        """
+        x = np.asarray(x)
+        if not self.is_conv:
+            return x.reshape(len(x), -1)
+        win = _windows(x.reshape(len(x), *self.in_shape), self.kernel, self.stride, self.pads, fill)
+        nd = len(self.kernel)
+        # [batch, C, *out, *k] -> [batch, *out, C, *k] -> [batch, *out, C*prod(k)]
+        order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+        win = win.transpose(order)
+        return win.reshape(*win.shape[: 1 + nd], -1)
+
+    def _channels_first(self, y: np.ndarray) -> np.ndarray:
+        """[batch, *out_spatial, O] -> [batch, O, *out_spatial]."""
+        return np.moveaxis(y, -1, 1) if self.is_conv else y
+
     def float_forward(self, x: np.ndarray) -> np.ndarray:
-        """The float layer as parsed (before any quantisation)."""
+        """The float layer as parsed (before any quantisation): [batch, *out_shape]."""
         w = self.weights.astype(np.float64) * self.scale[:, None]
-        y = x @ w.T + self.bias
-        return np.maximum(y, 0.0) if self.relu else y
+        y = self.patches(np.asarray(x, dtype=np.float64)) @ w.T + self.bias
+        y = np.maximum(y, 0.0) if self.relu else y
+        return self._channels_first(y)
+
+    def accumulate(self, q: np.ndarray) -> np.ndarray:
+        """Exact integer accumulators W @ patch, channels last: [batch, *out_spatial, O]."""
+        return self.patches(np.asarray(q).astype(object)) @ self.weights.T.astype(object)
+
+    def integer_forward(self, q: np.ndarray) -> np.ndarray:
+        assert self.requant is not None
+        return self._channels_first(self.requant.apply(self.accumulate(q)))
+
+
+#: Kept for readers of the first IR version: dense layers are LinearLayers.
+DenseLayer = LinearLayer
+
+
+@dataclass(frozen=True, eq=False)
+class PoolLayer:
+    """Max pooling over windows (per channel, the minimum where ``minimum[c]``).
+
+    A minimum arises when the frontend moves a negative-scale affine (batch
+    norm) from after the pooling to before it: max(a*x + b) = a*min(x) + b
+    for a < 0. Works on codes unchanged: pooling commutes with quantisation.
+    Padding never wins (it acts as -inf for max, +inf for min).
+    """
+
+    name: str
+    op: str
+    in_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pads: tuple[int, ...]
+    minimum: tuple[bool, ...]
+    source_nodes: tuple[str, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        nd = len(self.kernel)
+        return (
+            self.in_shape[0],
+            *(
+                _window_out(self.in_shape[1 + i], self.kernel[i], self.stride[i], self.pads[i], self.pads[nd + i])
+                for i in range(nd)
+            ),
+        )
+
+    def _pool(self, x: np.ndarray, low: Any, high: Any) -> np.ndarray:
+        x = np.asarray(x).reshape(len(x), *self.in_shape)
+        nd = len(self.kernel)
+        axes = tuple(range(-nd, 0))
+        hi = _windows(x, self.kernel, self.stride, self.pads, low).max(axis=axes)
+        lo = _windows(x, self.kernel, self.stride, self.pads, high).min(axis=axes)
+        mask = np.array(self.minimum, dtype=bool).reshape(1, -1, *([1] * nd))
+        return np.where(mask, lo, hi)
+
+    def float_forward(self, x: np.ndarray) -> np.ndarray:
+        return self._pool(np.asarray(x, dtype=np.float64), -np.inf, np.inf)
+
+    def integer_forward(self, q: np.ndarray) -> np.ndarray:
+        big = np.iinfo(np.int64).max
+        return self._pool(np.asarray(q, dtype=np.int64), -big, big)
+
+
+Layer = LinearLayer | PoolLayer
+
+#: What the graph does after its last layer; applied to the float outputs only.
+OUTPUT_OPS = ("none", "softmax", "logsoftmax", "argmax", "topk1")
 
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A chain of dense layers fed by one input tensor (batch dimension dropped)."""
+    """A chain of layers fed by one input tensor (shapes exclude the batch dimension)."""
 
     name: str
     input_name: str
     input_shape: tuple[int, ...]
     output_name: str
     output_shape: tuple[int, ...]
-    layers: tuple[DenseLayer, ...]
+    layers: tuple[Layer, ...]
     input_format: FixedFormat | None = None
     opset: int = 0
+    output_op: str = "none"
+    #: The ONNX tensor the last layer produces (before the output op): what
+    #: the golden model is compared with.
+    compare_name: str = ""
 
     @property
     def in_features(self) -> int:
         return int(np.prod(self.input_shape))
 
-    def with_layers(self, layers: tuple[DenseLayer, ...], **changes: Any) -> Network:
+    @property
+    def linear_layers(self) -> tuple[LinearLayer, ...]:
+        return tuple(layer for layer in self.layers if isinstance(layer, LinearLayer))
+
+    @property
+    def has_conv(self) -> bool:
+        return any(isinstance(layer, PoolLayer) or layer.is_conv for layer in self.layers)
+
+    def with_layers(self, layers: tuple[Layer, ...], **changes: Any) -> Network:
         return replace(self, layers=layers, **changes)
 
     def float_forward(self, x: np.ndarray) -> np.ndarray:
-        """Float reference of the parsed network, x: [batch, *input_shape]."""
-        y = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        """Float reference of the parsed network, x: [batch, *input_shape] -> [batch, *last layer's out_shape]."""
+        y = np.asarray(x, dtype=np.float64).reshape(len(x), *self.input_shape)
         for layer in self.layers:
             y = layer.float_forward(y)
         return y
 
     def verify(self) -> None:
-        """Check the IR's invariants; raise AssertionError naming the layer."""
-        if not self.layers:
-            raise TwnError(f"model {self.name!r} has no layers twngen can build")
-        width = self.in_features
+        """Check the IR's invariants; raise TwnError/AssertionError naming the layer."""
+        if not self.linear_layers:
+            raise TwnError(f"model {self.name!r} has no dense or convolution layer twngen can build")
+        assert self.output_op in OUTPUT_OPS, self.output_op
+        shape = tuple(self.input_shape)
         for layer in self.layers:
+            assert tuple(layer.in_shape) == shape or (
+                isinstance(layer, LinearLayer) and not layer.is_conv and int(np.prod(shape)) == layer.in_features
+            ), f"{layer.name}: takes {layer.in_shape}, gets {shape}"
+            if isinstance(layer, PoolLayer):
+                assert len(layer.minimum) == layer.in_shape[0], layer.name
+                shape = layer.out_shape
+                continue
             w = layer.weights
             assert w.dtype == np.int64 and w.ndim == 2, layer.name
-            assert w.shape[1] == width, f"{layer.name}: expects {w.shape[1]} inputs, gets {width}"
+            if layer.is_conv:
+                nd = len(layer.kernel)
+                assert len(layer.in_shape) == nd + 1 and len(layer.stride) == nd and len(layer.pads) == 2 * nd
+                assert w.shape[1] == layer.in_shape[0] * int(np.prod(layer.kernel)), layer.name
+                assert all(d > 0 for d in layer.out_shape), f"{layer.name}: empty output {layer.out_shape}"
             assert layer.scale.shape == (w.shape[0],), layer.name
             assert layer.bias.shape == (w.shape[0],), layer.name
             assert np.all(np.isfinite(layer.scale)) and np.all(np.isfinite(layer.bias)), layer.name
@@ -210,14 +372,27 @@ class Network:
             if layer.adder_graph is not None:
                 g = layer.adder_graph
                 assert g.n_inputs == w.shape[1] and len(g.outputs) == w.shape[0], layer.name
-            width = w.shape[0]
-        assert int(np.prod(self.output_shape)) == width, "output shape"
+            shape = layer.out_shape
+        assert int(np.prod(self.output_shape)) == int(np.prod(shape)), "output shape"
 
     # Serialisation: the build writes the quantised IR next to the RTL so that
     # `twngen verify` can rebuild the golden model without the ONNX file.
     def to_json(self) -> str:
-        def layer_json(layer: DenseLayer) -> dict[str, Any]:
+        def layer_json(layer: Layer) -> dict[str, Any]:
+            if isinstance(layer, PoolLayer):
+                return {
+                    "kind": "pool",
+                    "name": layer.name,
+                    "op": layer.op,
+                    "in_shape": list(layer.in_shape),
+                    "kernel": list(layer.kernel),
+                    "stride": list(layer.stride),
+                    "pads": list(layer.pads),
+                    "minimum": list(layer.minimum),
+                    "source_nodes": list(layer.source_nodes),
+                }
             return {
+                "kind": "linear",
                 "name": layer.name,
                 "op": layer.op,
                 "weights": layer.weights.tolist(),
@@ -226,6 +401,10 @@ class Network:
                 "relu": layer.relu,
                 "weight_kind": layer.weight_kind,
                 "source_nodes": list(layer.source_nodes),
+                "in_shape": list(layer.in_shape),
+                "kernel": list(layer.kernel),
+                "stride": list(layer.stride),
+                "pads": list(layer.pads),
                 "requant": layer.requant.to_json() if layer.requant else None,
                 "adder_graph": layer.adder_graph.to_json() if layer.adder_graph else None,
                 "naive_adders": layer.naive_adders,
@@ -238,6 +417,8 @@ class Network:
             "input_shape": list(self.input_shape),
             "output_name": self.output_name,
             "output_shape": list(self.output_shape),
+            "output_op": self.output_op,
+            "compare_name": self.compare_name,
             "input_format": self.input_format.to_json() if self.input_format else None,
             "opset": self.opset,
             "layers": [layer_json(layer) for layer in self.layers],
@@ -249,8 +430,20 @@ class Network:
         doc = json.loads(text)
         if doc.get("format") != "twngen-ir-1":
             raise TwnError("network.json is not a twngen IR file (format twngen-ir-1)")
-        layers = tuple(
-            DenseLayer(
+
+        def layer(d: dict[str, Any]) -> Layer:
+            if d["kind"] == "pool":
+                return PoolLayer(
+                    name=d["name"],
+                    op=d["op"],
+                    in_shape=tuple(d["in_shape"]),
+                    kernel=tuple(d["kernel"]),
+                    stride=tuple(d["stride"]),
+                    pads=tuple(d["pads"]),
+                    minimum=tuple(bool(v) for v in d["minimum"]),
+                    source_nodes=tuple(d["source_nodes"]),
+                )
+            return LinearLayer(
                 name=d["name"],
                 op=d["op"],
                 weights=np.array(d["weights"], dtype=np.int64).reshape(len(d["bias"]), -1),
@@ -259,12 +452,15 @@ class Network:
                 relu=bool(d["relu"]),
                 weight_kind=d["weight_kind"],
                 source_nodes=tuple(d["source_nodes"]),
+                in_shape=tuple(d["in_shape"]),
+                kernel=tuple(d["kernel"]),
+                stride=tuple(d["stride"]),
+                pads=tuple(d["pads"]),
                 requant=Requant.from_json(d["requant"]) if d["requant"] else None,
                 adder_graph=AdderGraph.from_json(d["adder_graph"]) if d["adder_graph"] else None,
                 naive_adders=int(d["naive_adders"]),
             )
-            for d in doc["layers"]
-        )
+
         fmt = doc["input_format"]
         return Network(
             name=doc["name"],
@@ -272,7 +468,9 @@ class Network:
             input_shape=tuple(doc["input_shape"]),
             output_name=doc["output_name"],
             output_shape=tuple(doc["output_shape"]),
-            layers=layers,
+            layers=tuple(layer(d) for d in doc["layers"]),
             input_format=FixedFormat.from_json(fmt) if fmt else None,
             opset=int(doc["opset"]),
+            output_op=doc.get("output_op", "none"),
+            compare_name=doc.get("compare_name", ""),
         )

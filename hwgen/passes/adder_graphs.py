@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from hwgen.errors import TwnError
-from hwgen.ir import AdderGraph, Network
+from hwgen.ir import AdderGraph, Layer, LinearLayer, Network
 from hwgen.passes.naive_tree import naive_adder_count, naive_adder_graph
 
 __all__ = ["ADDER_GRAPH_METHODS", "BuildAdderGraphs"]
@@ -35,8 +35,11 @@ class BuildAdderGraphs:
     def apply(self, network: Network) -> Network:
         if self.method not in ADDER_GRAPH_METHODS:
             raise TwnError(f"--adder-graph must be one of {', '.join(ADDER_GRAPH_METHODS)}, not {self.method!r}")
-        layers = []
+        layers: list[Layer] = []
         for layer in network.layers:
+            if not isinstance(layer, LinearLayer):
+                layers.append(layer)
+                continue
             if self.method == "naive":
                 graph = naive_adder_graph(layer.weights)
             else:

@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import DenseLayer, FixedFormat, Network, Requant
+from hwgen.ir import FixedFormat, Layer, LinearLayer, Network, PoolLayer, Requant
 
 __all__ = [
     "MULTIPLIER_BITS",
@@ -61,8 +61,20 @@ def frac_bits_for(max_abs: float, bits: int) -> int:
     return bits - 1 - int_bits
 
 
-def _interval_forward(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of the float layer's outputs for inputs in [lo, hi] (vectors)."""
+def _interval_forward(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of a float layer's outputs, per output channel, from bounds per input channel.
+
+    For a convolution the zero padding lies inside every bound (bounds always
+    contain zero here), so per-channel bounds of the window taps are safe.
+    """
+    if isinstance(layer, PoolLayer):
+        return lo, hi
+    if layer.is_conv:
+        taps = int(np.prod(layer.kernel))
+        lo, hi = np.repeat(np.minimum(lo, 0), taps), np.repeat(np.maximum(hi, 0), taps)
+    elif len(lo) != layer.in_features:
+        per_channel = layer.in_features // len(lo)
+        lo, hi = np.repeat(lo, per_channel), np.repeat(hi, per_channel)
     w = layer.weights.astype(np.float64) * layer.scale[:, None]
     wp, wn = np.maximum(w, 0), np.minimum(w, 0)
     out_lo = wp @ lo + wn @ hi + layer.bias
@@ -72,7 +84,7 @@ def _interval_forward(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tupl
     return out_lo, out_hi
 
 
-def _requant(layer: DenseLayer, in_frac: int, out: FixedFormat) -> Requant:
+def _requant(layer: LinearLayer, in_frac: int, out: FixedFormat) -> Requant:
     real = layer.scale * (2.0 ** (out.frac - in_frac))
     peak = float(np.max(np.abs(real))) if len(real) else 0.0
     limit = (1 << (MULTIPLIER_BITS - 1)) - 1
@@ -132,38 +144,43 @@ class QuantizeActivations:
             peak_in = self.input_range
         in_fmt = FixedFormat.full(self.input_bits, frac_bits_for(peak_in, self.input_bits))
 
-        # Output ranges per layer, in float: the safe bound always, and the
-        # sampled peak with headroom unless the user asked for safe ranges.
-        safe: list[float] = []
-        lo = np.full(network.in_features, in_fmt.lo * 2.0**-in_fmt.frac)
-        hi = np.full(network.in_features, in_fmt.hi * 2.0**-in_fmt.frac)
-        for layer in network.layers:
+        # Output ranges per linear layer, in float: the safe bound always, and
+        # the sampled peak with headroom unless the user asked for safe ranges.
+        channels = network.input_shape[0] if len(network.input_shape) > 1 else network.in_features
+        lo = np.full(channels, in_fmt.lo * 2.0**-in_fmt.frac)
+        hi = np.full(channels, in_fmt.hi * 2.0**-in_fmt.frac)
+        safe: dict[int, float] = {}
+        for k, layer in enumerate(network.layers):
             lo, hi = _interval_forward(layer, lo, hi)
-            safe.append(float(max(np.max(np.abs(lo), initial=0), np.max(np.abs(hi), initial=0))))
-        peaks = safe
+            if isinstance(layer, LinearLayer):
+                safe[k] = float(max(np.max(np.abs(lo), initial=0), np.max(np.abs(hi), initial=0)))
+        peaks = dict(safe)
         if self.ranges == "sampled":
             y = calib if calib is not None else synthetic_batch(network.in_features)
-            y = in_fmt.dequantize(in_fmt.quantize(y))
-            peaks = []
-            for layer, bound in zip(network.layers, safe, strict=True):
+            y = in_fmt.dequantize(in_fmt.quantize(y)).reshape(len(y), *network.input_shape)
+            for k, layer in enumerate(network.layers):
                 y = layer.float_forward(y)
-                seen = float(np.max(np.abs(y))) if y.size else 0.0
-                peaks.append(min(bound, seen * self.headroom))
+                if isinstance(layer, LinearLayer):
+                    seen = float(np.max(np.abs(y))) if y.size else 0.0
+                    peaks[k] = min(safe[k], seen * self.headroom)
 
-        layers = []
+        layers: list[Layer] = []
         in_frac = in_fmt.frac
-        last = len(network.layers) - 1
-        for k, (layer, peak) in enumerate(zip(network.layers, peaks, strict=True)):
+        last = max(peaks)
+        for k, layer in enumerate(network.layers):
+            if isinstance(layer, PoolLayer):
+                layers.append(layer)
+                continue
             if k == last:
-                full = self._output_format(layer, in_frac, peak)
+                full = self._output_format(layer, in_frac, peaks[k])
             else:
-                full = FixedFormat.full(self.act_bits, frac_bits_for(peak, self.act_bits))
+                full = FixedFormat.full(self.act_bits, frac_bits_for(peaks[k], self.act_bits))
             out = replace(full, lo=0) if layer.relu else full
             layers.append(replace(layer, requant=_requant(layer, in_frac, out)))
             in_frac = out.frac
         return network.with_layers(tuple(layers), input_format=in_fmt)
 
-    def _output_format(self, layer: DenseLayer, in_frac: int, peak: float) -> FixedFormat:
+    def _output_format(self, layer: LinearLayer, in_frac: int, peak: float) -> FixedFormat:
         if self.out_bits is not None:
             return FixedFormat.full(self.out_bits, frac_bits_for(peak, self.out_bits))
         # One accumulator step is worth min|scale| * 2**-in_frac; resolve a

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Write ternary convolutional networks as plain ONNX, shaped like real exports.
+
+``vgg1d`` is the modulation classifier family of the published work: input
+[1, 2, L] I/Q samples; N x (Conv1d k=3 'same' without bias, ternary ->
+MaxPool 2 -> BatchNormalization -> ReLU); flatten; ternary dense layers with
+BatchNormalization and ReLU; a final dense layer with weights at 1/64
+resolution. Weights are random at trained-like sparsity. The flatten is the
+PyTorch ``x.view(x.size(0), -1)`` chain (Shape -> Gather -> Unsqueeze ->
+Concat -> Reshape), which twngen constant-folds.
+
+    python examples/make_conv_net.py vgg1d.onnx --channels 64 --length 1024 --convs 7
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class _Builder:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def name(self, base: str) -> str:
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def const(self, value: np.ndarray, base: str) -> str:
+        n = self.name(base)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), n))
+        return n
+
+    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+        out = self.name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"/{out}/{op}", **attrs))
+        return out
+
+    def ternary(self, shape: tuple[int, ...], zeros: float) -> np.ndarray:
+        signs = self.rng.choice([-1.0, 1.0], size=shape)
+        signs[self.rng.random(shape) < zeros] = 0.0
+        fan_in = int(np.prod(shape[1:]))
+        mag = self.rng.uniform(0.5, 1.5, size=(shape[0],) + (1,) * (len(shape) - 1)) / np.sqrt(fan_in * (1 - zeros))
+        return (signs * mag).astype(np.float32)
+
+    def batchnorm(self, x: str, channels: int) -> str:
+        gamma = self.rng.uniform(0.5, 1.5, channels).astype(np.float32)
+        beta = self.rng.normal(0, 0.2, channels).astype(np.float32)
+        mean = self.rng.normal(0, 0.3, channels).astype(np.float32)
+        var = self.rng.uniform(0.5, 2.0, channels).astype(np.float32)
+        args = [x] + [
+            self.const(v, p) for v, p in ((gamma, "bn_w"), (beta, "bn_b"), (mean, "bn_mean"), (var, "bn_var"))
+        ]
+        return self.node("BatchNormalization", args, epsilon=1e-5)
+
+    def flatten_view(self, x: str) -> str:
+        """PyTorch's x.view(x.size(0), -1)."""
+        shape = self.node("Shape", [x])
+        batch = self.node("Gather", [shape, self.const(np.array(0, dtype=np.int64), "zero")], axis=0)
+        batch1 = self.node("Unsqueeze", [batch, self.const(np.array([0], dtype=np.int64), "axes")])
+        target = self.node("Concat", [batch1, self.const(np.array([-1], dtype=np.int64), "minus1")], axis=0)
+        return self.node("Reshape", [x, target])
+
+    def model(self, x_shape: list[object], out: str, out_dim: int, opset: int = 13) -> onnx.ModelProto:
+        self.nodes[-1].output[0] = "logits"
+        graph = helper.make_graph(
+            self.nodes,
+            "twn_conv",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, x_shape)],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", out_dim])],
+            self.inits,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="twngen-examples"
+        )
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
+
+def vgg1d(
+    channels: int = 64,
+    length: int = 1024,
+    convs: int = 7,
+    dense: tuple[int, ...] = (512, 512),
+    classes: int = 24,
+    seed: int = 0,
+    conv_zeros: float = 0.7,
+    dense_zeros: float = 0.46,
+    final_step: float = 1 / 64,
+) -> onnx.ModelProto:
+    """The modulation classifier's shape (see the module docstring)."""
+    b = _Builder(seed)
+    x, c_in, size = "input", 2, length
+    for k in range(convs):
+        # The first layer sees only 2 input channels: keep it dense-ish.
+        w = b.ternary((channels, c_in, 3), 0.3 if k == 0 else conv_zeros)
+        x = b.node("Conv", [x, b.const(w, "conv_w")], kernel_shape=[3], pads=[1, 1], strides=[1])
+        x = b.node("MaxPool", [x], kernel_shape=[2], strides=[2])
+        x = b.batchnorm(x, channels)
+        x = b.node("Relu", [x])
+        c_in, size = channels, size // 2
+    x = b.flatten_view(x)
+    features = c_in * size
+    for width in dense:
+        w = b.ternary((width, features), dense_zeros)
+        x = b.node("Gemm", [x, b.const(w, "fc_w")], transB=1)
+        x = b.batchnorm(x, width)
+        x = b.node("Relu", [x])
+        features = width
+    w = np.clip(np.round(b.rng.normal(0, 0.25, size=(classes, features)) / final_step), -127, 127) * final_step
+    bias = b.rng.normal(0, 0.1, classes).astype(np.float32)
+    b.node("Gemm", [x, b.const(w.astype(np.float32), "out_w"), b.const(bias, "out_b")], transB=1)
+    return b.model(["batch", 2, length], "logits", classes)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("output")
+    ap.add_argument("--channels", type=int, default=64)
+    ap.add_argument("--length", type=int, default=1024)
+    ap.add_argument("--convs", type=int, default=7)
+    ap.add_argument("--dense", default="512,512", help="hidden dense widths")
+    ap.add_argument("--classes", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    dense = tuple(int(v) for v in args.dense.split(",") if v)
+    onnx.save(vgg1d(args.channels, args.length, args.convs, dense, args.classes, args.seed), args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
