@@ -145,7 +145,8 @@ def _cmd_build(argv: list[str]) -> int:
     )  # type: ignore[index]
     acc = r["accuracy"]
     print(
-        f"  golden vs onnxruntime: max |error| {acc['max_abs_error']:.3g}, top-1 agreement "  # type: ignore[index]
+        f"  golden vs {'onnxruntime' if acc['reference'] == 'onnxruntime' else 'the float graph'}: "
+        f"max |error| {acc['max_abs_error']:.3g}, top-1 agreement "  # type: ignore[index]
         f"{100 * acc['top1_agreement']:.1f}% on {acc['samples']} samples"
     )  # type: ignore[index]
     print(f"  Verilog: {result.outdir / 'rtl' / 'twn_top.v'}")

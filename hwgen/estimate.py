@@ -75,6 +75,8 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
             lut += w * math.ceil((length - 1) / 32)
     rq = lp.layer.requant
     assert rq is not None
+    if lp.thresholds is not None:
+        return Resources(lut=lut, ff=ff) + _threshold_cost(lp)
     for i, mult in enumerate(lp.effective_multipliers):
         ff += lp.out_bits
         if mult == 0:
@@ -85,6 +87,25 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
             ff += lp.product_bits[i]
         lut += lp.sum_bits[i] + lp.out_bits
     return Resources(lut=lut, ff=ff, dsp=dsp)
+
+
+def _threshold_cost(lp: LayerPlan) -> Resources:
+    """Accumulator register (a negation costs an adder), one constant
+    comparator per threshold (about half a LUT per bit on the carry chain),
+    and the count into the output code."""
+    rq = lp.thresholds
+    assert rq is not None
+    lut = ff = 0
+    for i, mult in enumerate(lp.effective_multipliers):
+        ff += lp.out_bits
+        if mult == 0:
+            continue
+        w = lp.product_bits[i]
+        ff += w
+        lut += w if mult < 0 else 0
+        n = len(rq.thresholds[i])
+        lut += n * math.ceil(w / 2) + (lp.out_bits if n > 1 else 0)
+    return Resources(lut=lut, ff=ff)
 
 
 def estimate_network(plan: NetworkPlan) -> tuple[list[Resources], Resources]:

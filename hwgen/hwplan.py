@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from hwgen.errors import TwnError
-from hwgen.ir import LinearLayer, Network, signed_bits_for_range
+from hwgen.ir import LinearLayer, Network, Requant, ThresholdRequant, signed_bits_for_range
 
 __all__ = [
     "INPUT_REGISTER_LATENCY",
@@ -89,13 +89,25 @@ class LayerPlan:
                     need[out.value] = max(need.get(out.value, 0), lag)
         return need
 
+    @property
+    def thresholds(self) -> ThresholdRequant | None:
+        """The layer's threshold requantisation, if its output is a graph quantiser's codes."""
+        rq = self.layer.requant
+        return rq if isinstance(rq, ThresholdRequant) else None
+
     @cached_property
     def effective_multipliers(self) -> list[int]:
-        """Requant multiplier with each output's sign and shift folded in (0: constant output)."""
+        """Requant multiplier with each output's sign and shift folded in (0: constant output).
+
+        For threshold requantisation the multiplier is 1: stage 1 then holds
+        the true accumulator (the output's sign and shift applied).
+        """
         rq = self.layer.requant
         assert rq is not None
+        ones = [1] * len(self.graph.outputs)
+        multipliers = ones if isinstance(rq, ThresholdRequant) else rq.multiplier
         result = []
-        for out, m in zip(self.graph.outputs, rq.multiplier, strict=True):
+        for out, m in zip(self.graph.outputs, multipliers, strict=True):
             if out is None:
                 result.append(0)
             else:
@@ -121,7 +133,7 @@ class LayerPlan:
     @cached_property
     def sum_bits(self) -> list[int]:
         rq = self.layer.requant
-        assert rq is not None
+        assert isinstance(rq, Requant)
         return [
             signed_bits_for_range(min(lo + c, 0), max(hi + c, 0))
             for (lo, hi), c in zip(self.product_ranges, rq.offset, strict=True)

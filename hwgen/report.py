@@ -61,7 +61,9 @@ def make_report(
                 "act_bits": rq.out.bits,
                 "out_frac": rq.out.frac,
                 "relu": layer.relu,
-                "requant_shift": rq.shift,
+                "quantizer": layer.quantizer.kind if layer.quantizer is not None else None,
+                "requant": "thresholds" if lp.thresholds is not None else "multiply, shift",
+                "out_format": _fmt_json(rq.out),
                 "latency_cycles": lp.latency,
                 **res.to_json(),
             }
@@ -158,4 +160,5 @@ def render_markdown(report: dict[str, object]) -> str:
         out_peak=f"{acc['output_peak']:.3g}",
         mean_err=f"{acc['mean_abs_error']:.3g}",
         top1=f"{100 * acc['top1_agreement']:.1f}%",
+        reference=acc["reference"],
     )

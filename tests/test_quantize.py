@@ -41,7 +41,12 @@ def test_requantisation_rounds_the_real_value(tmp_path, ranges, seed):
         if layer.relu:
             real = np.maximum(real, 0)
         ideal = np.clip(real * 2.0**rq.out.frac, rq.out.lo, rq.out.hi)
-        tolerance = 0.5 + np.abs(ideal) * 2.0 ** -(MULTIPLIER_BITS - 2) + 1e-9
+        # Rounding (half a code) plus what the integer multiplier and offset
+        # miss of the real scale and bias.
+        shift = np.array(rq.shift, dtype=np.float64)
+        wanted = layer.scale * 2.0 ** (rq.out.frac - in_frac)
+        mult_error = np.abs(acc) * np.abs(np.array(rq.multiplier) / 2.0**shift - wanted)
+        tolerance = 0.5 + mult_error + 0.5 * 2.0**-shift + 1e-9
         assert np.all(np.abs(out - ideal) <= tolerance)
         q, in_frac = out, rq.out.frac
 
@@ -55,7 +60,8 @@ def test_safe_ranges_never_saturate(tmp_path):
     for layer in net.layers:
         rq = layer.requant
         acc = q.astype(object) @ layer.weights.T.astype(object)
-        unclamped = (acc * np.array(rq.multiplier, dtype=object) + np.array(rq.offset, dtype=object)) >> rq.shift
+        product = acc * np.array(rq.multiplier, dtype=object) + np.array(rq.offset, dtype=object)
+        unclamped = product >> np.array(rq.shift, dtype=object)
         low = 0 if rq.relu else rq.out.lo
         # Only ReLU may clamp (negative values to zero); nothing hits the top.
         assert unclamped.max() <= rq.out.hi

@@ -15,6 +15,8 @@ import onnx
 from onnx import numpy_helper
 
 from hwgen.errors import TwnError
+from hwgen.frontend import quant_ops
+from hwgen.frontend.quant_ops import QONNX_DOMAINS
 
 __all__ = ["BATCH", "fold_constants"]
 
@@ -29,8 +31,10 @@ BATCH: Any = _Batch()
 
 _FOLDABLE = {
     "Constant", "Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Cast", "Slice", "Identity",
-    "Reshape", "Mul", "Add", "Sub", "Div", "ConstantOfShape", "Range", "ReduceProd",
+    "Reshape", "Mul", "Add", "Sub", "Div", "ConstantOfShape", "Range", "ReduceProd", "Transpose", "Pow",
+    "Neg", "Sqrt", "Reciprocal", "QuantizeLinear", "DequantizeLinear", "Quant", "BipolarQuant",
 }  # fmt: skip
+_DOMAINS = ("", "ai.onnx", *QONNX_DOMAINS)
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -105,6 +109,16 @@ def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -
         if op == "Div":
             return (x // y) if np.issubdtype(x.dtype, np.integer) else x / y
         return {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract}[op](x, y)
+    if op == "Transpose":
+        perm = at.get("perm")
+        return np.transpose(x, perm if perm is None else list(perm))
+    if op in ("Pow", "Neg", "Sqrt", "Reciprocal"):
+        if _has_batch(x):
+            raise ValueError("arithmetic on the batch dimension")
+        xf = np.asarray(x)
+        if op == "Pow":
+            return np.power(xf, np.asarray(args[1]))
+        return {"Neg": np.negative, "Sqrt": np.sqrt, "Reciprocal": np.reciprocal}[op](xf)
     if op == "ReduceProd":
         if _has_batch(x):
             raise ValueError("product over the batch dimension")
@@ -132,7 +146,9 @@ def fold_constants(
     folded: set[int] = set()
     for i, node in enumerate(graph.node):
         op = node.op_type
-        if op not in _FOLDABLE or node.domain not in ("", "ai.onnx"):
+        if op not in _FOLDABLE or node.domain not in _DOMAINS:
+            continue
+        if (op in ("Quant", "BipolarQuant")) != (node.domain in QONNX_DOMAINS):
             continue
         if op == "Shape":
             name = node.input[0]
@@ -157,7 +173,16 @@ def fold_constants(
         if any(n and n not in consts for n in node.input):
             continue
         try:
-            consts[node.output[0]] = _evaluate(node, args, opset)
+            if op == "Quant":
+                consts[node.output[0]] = quant_ops.quant(node, args[0], consts)  # type: ignore[arg-type]
+            elif op == "BipolarQuant":
+                consts[node.output[0]] = quant_ops.bipolar_quant(node, args[0], consts)  # type: ignore[arg-type]
+            elif op == "QuantizeLinear":
+                consts[node.output[0]] = quant_ops.quantize_linear(node, args[0], consts)  # type: ignore[arg-type]
+            elif op == "DequantizeLinear":
+                consts[node.output[0]] = quant_ops.dequantize_linear(node, args[0], consts)  # type: ignore[arg-type]
+            else:
+                consts[node.output[0]] = _evaluate(node, args, opset)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TwnError(
                 f"node {node.name or '#' + str(i)!r} ({op}): cannot fold the shape computation ({exc})"

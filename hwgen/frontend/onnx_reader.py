@@ -24,9 +24,11 @@ import onnx
 from onnx import numpy_helper
 
 from hwgen.errors import TwnError
+from hwgen.frontend import quant_ops
 from hwgen.frontend.fold import BATCH, fold_constants
+from hwgen.frontend.quant_ops import FINN_DOMAINS, QONNX_DOMAINS
 from hwgen.frontend.weights import factor_weights
-from hwgen.ir import Layer, LinearLayer, Network, PoolLayer
+from hwgen.ir import Layer, LinearLayer, Network, PoolLayer, Quantizer
 
 __all__ = ["MAX_FINAL_WEIGHT_BITS", "MAX_WEIGHT_BITS", "SUPPORTED_OPS", "load_onnx"]
 
@@ -50,6 +52,10 @@ SUPPORTED_OPS = (
     "Identity",
     "Dropout",
     "Softmax/LogSoftmax/ArgMax/TopK (last)",
+    "Quant/BipolarQuant (QONNX)",
+    "MultiThreshold (FINN)",
+    "QuantizeLinear+DequantizeLinear",
+    "Greater+Where and Sign (binary/ternary activations)",
 )
 MIN_OPSET, MAX_OPSET = 7, 21
 _LINEAR = ("Gemm", "MatMul", "Conv")
@@ -87,6 +93,8 @@ class _Open:
     stride: tuple[int, ...] = ()
     pads: tuple[int, ...] = ()
     relu: bool = False
+    quantizer: Quantizer | None = None
+    clip: tuple[float, float] | None = None  # a Clip waiting for its quantiser
     pools: list[_Pool] = field(default_factory=list)
     source_nodes: list[str] = field(default_factory=list)
 
@@ -210,6 +218,12 @@ class _Reader:
         self.open: _Open | None = None
         self.output_op = "none"
         self.last_tensor = ""
+        self.input_quantizer: Quantizer | None = None
+        self.input_scale: np.ndarray | None = None
+        self.input_offset: np.ndarray | None = None
+        self.input_shape: tuple[int, ...] = ()
+        self.current_shape: tuple[int, ...] = ()
+        self.in_features = 0
 
     # -- chain walking -----------------------------------------------------
     def read(self) -> Network:
@@ -237,6 +251,7 @@ class _Reader:
                 "with fixed positive feature dimensions (the batch dimension may be dynamic)"
             )
         input_shape = tuple(int(d) for d in in_dims[1:])  # type: ignore[arg-type]
+        self.input_shape, self.in_features = input_shape, int(np.prod(input_shape))
         folded = fold_constants(graph, self.consts, self.value_shapes, inp.name, input_shape, self.opset)
 
         consumers: dict[str, list[int]] = {}
@@ -264,9 +279,12 @@ class _Reader:
             if idx in visited:
                 raise TwnError(f"{label}: the graph has a cycle")
             visited.add(idx)
-            if node.domain not in ("", "ai.onnx"):
+            dialect = (node.op_type in ("Quant", "BipolarQuant", "Trunc") and node.domain in QONNX_DOMAINS) or (
+                node.op_type == "MultiThreshold" and node.domain in FINN_DOMAINS
+            )
+            if node.domain not in ("", "ai.onnx") and not dialect:
                 raise TwnError(
-                    f"{label}: op domain {node.domain!r} is not supported by the plain-ONNX frontend; "
+                    f"{label}: op {node.op_type!r} in domain {node.domain!r} is not supported; "
                     f"accepted ops: {', '.join(SUPPORTED_OPS)}"
                 )
             data_inputs = [n for n in node.input if n and n not in self.consts]
@@ -293,12 +311,47 @@ class _Reader:
             elif op in _AFFINE:
                 self._affine(node, label, attrs, shape, nodename)
             elif op == "Relu" or op == "Clip":
-                if op == "Clip":
-                    self._check_clip_is_relu(node, label, attrs)
-                if self.open is None:
-                    raise TwnError(f"{label}: a ReLU on the network input is not supported")
-                self.open.relu = True
-                self.open.source_nodes.append(nodename)
+                lo, hi = self._clip_bounds(node, label, attrs) if op == "Clip" else (0.0, np.inf)
+                layer = self.open
+                if layer is None:
+                    raise TwnError(f"{label}: a {op} on the network input is not supported")
+                if layer.quantizer is not None:
+                    if lo <= layer.quantizer.code_lo * layer.quantizer.step and np.isinf(hi):
+                        layer.source_nodes.append(nodename)  # no effect on these codes
+                    else:
+                        raise TwnError(f"{label}: a {op} after the activation quantiser is not supported")
+                elif lo == 0 and np.isinf(hi):
+                    layer.relu = True
+                else:
+                    layer.clip = (lo, hi)  # applied by the quantiser that must follow
+                layer.source_nodes.append(nodename)
+            elif op in ("Quant", "BipolarQuant") and node.domain in QONNX_DOMAINS:
+                self._quantizer(quant_ops.quant_quantizer(node, self.consts, label), label, nodename)
+            elif op == "MultiThreshold":
+                self.current_shape = shape
+                channels = shape[0]
+                self._quantizer(quant_ops.multithreshold_quantizer(node, self.consts, channels, label), label, nodename)
+            elif op == "QuantizeLinear":
+                dq_idx = self._single_user(node.output[0], consumers, "DequantizeLinear", label)
+                dq = graph.node[dq_idx]
+                visited.add(dq_idx)
+                self._quantizer(quant_ops.qdq_quantizer(node, dq, self.consts, label), label, nodename)
+                current = dq.output[0]
+                if self.output_op == "none":
+                    self.last_tensor = current
+                continue
+            elif op in ("Greater", "GreaterOrEqual"):
+                where_idx = self._single_user(node.output[0], consumers, "Where", label)
+                where = graph.node[where_idx]
+                visited.add(where_idx)
+                self._quantizer(self._sign_idiom(node, where, label), label, nodename)
+                current = where.output[0]
+                if self.output_op == "none":
+                    self.last_tensor = current
+                continue
+            elif op == "Sign":
+                q = Quantizer("sign", step=1.0, code_lo=-1, code_hi=1, source=nodename)
+                self._quantizer(q, label, nodename)
             elif op == "MaxPool":
                 if perm is not None:
                     raise TwnError(f"{label}: a Transpose before pooling is not supported")
@@ -363,6 +416,9 @@ class _Reader:
             opset=self.opset,
             output_op=self.output_op,
             compare_name=self.last_tensor or out_name,
+            input_scale=self.input_scale,
+            input_offset=self.input_offset,
+            input_quantizer=self.input_quantizer,
         )
         net.verify()
         return net
@@ -498,9 +554,12 @@ class _Reader:
                 a, b = 1.0 / c, np.zeros(channels)
         layer = self.open
         if layer is None:
+            self._input_affine(a, b, shape, label)
+            return
+        if layer.quantizer is not None:
             raise TwnError(
-                f"{label}: an affine op on the network input is not supported; accepted: "
-                "affine ops (batch norm, constant Mul/Add/Sub/Div) after a Gemm/MatMul/Conv"
+                f"{label}: an affine op after the activation quantiser {layer.quantizer.source!r} cannot be "
+                "folded; accepted: affine ops before the quantiser"
             )
         if layer.relu:
             raise TwnError(
@@ -515,7 +574,70 @@ class _Reader:
             pool.sign = pool.sign * np.where(a < 0, -1, 1)
         layer.source_nodes.append(nodename)
 
-    def _check_clip_is_relu(self, node: onnx.NodeProto, label: str, attrs: dict[str, Any]) -> None:
+    def _input_affine(self, a: np.ndarray, b: np.ndarray, shape: tuple[int, ...], label: str) -> None:
+        """Preprocessing on the network input (e.g. x / 255 * 2 - 1), before any layer."""
+        if self.layers or self.input_quantizer is not None:
+            raise TwnError(
+                f"{label}: an affine op here cannot be folded; accepted: affine ops on the network input, "
+                "or after a Gemm/MatMul/Conv before its ReLU"
+            )
+        channels = self.input_shape[0] if len(self.input_shape) > 1 else self.in_features
+        if len(set(a.tolist())) == 1 and len(set(b.tolist())) == 1:
+            a, b = np.full(channels, a[0]), np.full(channels, b[0])
+        elif shape != self.input_shape or len(a) != channels:
+            raise TwnError(f"{label}: a per-channel input affine after a reshape is not supported")
+        self.input_scale = a * (self.input_scale if self.input_scale is not None else 1.0)
+        self.input_offset = b + a * (self.input_offset if self.input_offset is not None else 0.0)
+
+    def _single_user(self, tensor: str, consumers: dict[str, list[int]], op: str, label: str) -> int:
+        users = consumers.get(tensor, [])
+        if len(users) != 1 or self.graph.node[users[0]].op_type != op:
+            raise TwnError(f"{label}: must be followed by exactly one {op}")
+        return users[0]
+
+    def _sign_idiom(self, greater: onnx.NodeProto, where: onnx.NodeProto, label: str) -> Quantizer:
+        """Where(Greater(x, t), hi, lo): a binary activation."""
+        if greater.input[1] not in self.consts or any(n not in self.consts for n in where.input[1:3]):
+            raise TwnError(f"{label}: the threshold and both Where values must be constants")
+        t = np.asarray(self.consts[greater.input[1]], dtype=np.float64)
+        hi = np.asarray(self.consts[where.input[1]], dtype=np.float64)
+        lo = np.asarray(self.consts[where.input[2]], dtype=np.float64)
+        if t.size != 1 or hi.size != 1 or lo.size != 1:
+            raise TwnError(f"{label}: per-channel sign thresholds are not supported; accepted: scalars")
+        t_v, hi_v, lo_v = float(t.reshape(-1)[0]), float(hi.reshape(-1)[0]), float(lo.reshape(-1)[0])
+        if hi_v == -lo_v and hi_v > 0:
+            codes, step = (-1, 1), hi_v
+        elif lo_v == 0 and hi_v > 0:
+            codes, step = (0, 1), hi_v
+        else:
+            raise TwnError(f"{label}: Where values ({hi_v}, {lo_v}); accepted: (a, -a) or (a, 0) with a > 0")
+        return Quantizer(
+            "binary", step=step, code_lo=codes[0], code_hi=codes[1], threshold=t_v,
+            strict=greater.op_type == "Greater", source=greater.name,
+        )  # fmt: skip
+
+    def _quantizer(self, q: Quantizer, label: str, nodename: str) -> None:
+        """An activation quantiser: the open layer's output codes, or the network's input codes."""
+        layer = self.open
+        if layer is None:
+            if self.layers or self.input_quantizer is not None:
+                raise TwnError(
+                    f"{label}: an activation quantiser is accepted after a Gemm/MatMul/Conv (with its affine "
+                    "ops and ReLU) or on the network input"
+                )
+            per_channel = q.thresholds is not None and q.thresholds.shape[0] > 1
+            if per_channel and self.current_shape != self.input_shape:
+                raise TwnError(f"{label}: a per-channel input quantiser after a reshape is not supported")
+            self.input_quantizer = q
+            return
+        if layer.quantizer is not None:
+            raise TwnError(f"{label}: the layer's output is already quantised by {layer.quantizer.source!r}")
+        if layer.clip is not None:
+            q = Quantizer(**{**q.__dict__, "clip": layer.clip})
+        layer.quantizer = q
+        layer.source_nodes.append(nodename)
+
+    def _clip_bounds(self, node: onnx.NodeProto, label: str, attrs: dict[str, Any]) -> tuple[float, float]:
         if self.opset < 11:
             lo, hi = attrs.get("min", -np.inf), attrs.get("max", np.inf)
         else:
@@ -526,8 +648,9 @@ class _Reader:
                     raise TwnError(f"{label}: Clip bounds must be constants")
                 bounds.append(float(np.asarray(self.consts[name]).reshape(-1)[0]) if name else default)
             lo, hi = bounds
-        if lo != 0 or np.isfinite(hi):
-            raise TwnError(f"{label}: Clip({lo}, {hi}) is not supported here; accepted: Clip(0, none) as a ReLU")
+        if lo > hi:
+            raise TwnError(f"{label}: Clip({lo}, {hi}) is empty")
+        return float(lo), float(hi)
 
     def _pool(
         self, node: onnx.NodeProto, label: str, attrs: dict[str, Any], shape: tuple[int, ...], nodename: str
@@ -663,6 +786,11 @@ class _Reader:
 
     def _factor(self, layer: _Open, last: bool) -> LinearLayer:
         where = f"node {layer.source_nodes[0]!r} ({layer.op})"
+        if layer.clip is not None and layer.quantizer is None:
+            raise TwnError(
+                f"{where}: a Clip({layer.clip[0]}, {layer.clip[1]}) without an activation quantiser after it is "
+                "not supported; accepted: Clip(0, none) as a ReLU, or Clip before Quant/QuantizeLinear"
+            )
         max_bits = self.max_final_weight_bits if last else self.max_weight_bits
         fw = factor_weights(layer.weights, where, max_bits)
         return LinearLayer(
@@ -678,6 +806,7 @@ class _Reader:
             kernel=layer.kernel,
             stride=layer.stride,
             pads=layer.pads,
+            quantizer=layer.quantizer,
         )
 
 

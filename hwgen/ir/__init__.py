@@ -10,8 +10,10 @@ from hwgen.ir.network import (
     Network,
     PoolLayer,
     Requant,
+    ThresholdRequant,
     signed_bits_for_range,
 )
+from hwgen.ir.quantizer import Quantizer
 
 __all__ = [
     "OUTPUT_OPS",
@@ -24,6 +26,8 @@ __all__ = [
     "Network",
     "Operand",
     "PoolLayer",
+    "Quantizer",
     "Requant",
+    "ThresholdRequant",
     "signed_bits_for_range",
 ]

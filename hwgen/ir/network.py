@@ -29,6 +29,7 @@ import numpy as np
 
 from hwgen.errors import TwnError
 from hwgen.ir.adder_graph import AdderGraph
+from hwgen.ir.quantizer import Quantizer
 
 __all__ = [
     "OUTPUT_OPS",
@@ -39,6 +40,7 @@ __all__ = [
     "Network",
     "PoolLayer",
     "Requant",
+    "ThresholdRequant",
     "signed_bits_for_range",
 ]
 
@@ -55,16 +57,32 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class FixedFormat:
-    """Signed fixed point: ``bits`` total bits, value = code * 2**-frac.
+    """Signed integer codes of ``bits`` bits meaning ``code * resolution``.
 
-    ``lo``/``hi`` bound the codes that can actually occur (a ReLU output never
-    holds a negative code), which narrows the accumulators downstream.
+    The resolution is ``2**-frac`` (fixed point), or ``step`` when a graph
+    quantiser fixes another one (e.g. a QONNX scale of 0.37). ``lo``/``hi``
+    bound the codes that can actually occur (a ReLU output never holds a
+    negative code), which narrows the accumulators downstream.
     """
 
     bits: int
     frac: int
     lo: int
     hi: int
+    step: float = 0.0
+
+    @property
+    def resolution(self) -> float:
+        return self.step if self.step else 2.0**-self.frac
+
+    @staticmethod
+    def for_codes(lo: int, hi: int, step: float) -> FixedFormat:
+        """The format of a graph quantiser's codes (frac set when step is a power of two)."""
+        mant, exp = np.frexp(step)
+        frac = int(1 - exp) if mant == 0.5 else 0
+        return FixedFormat(
+            signed_bits_for_range(min(lo, 0), max(hi, 0)), frac, lo, hi, 0.0 if mant == 0.5 else float(step)
+        )
 
     @staticmethod
     def full(bits: int, frac: int) -> FixedFormat:
@@ -76,14 +94,14 @@ class FixedFormat:
         return np.clip(scaled, self.lo, self.hi).astype(np.int64)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return np.asarray(q, dtype=np.float64) * (2.0**-self.frac)
+        return np.asarray(q, dtype=np.float64) * self.resolution
 
-    def to_json(self) -> dict[str, int]:
-        return {"bits": self.bits, "frac": self.frac, "lo": self.lo, "hi": self.hi}
+    def to_json(self) -> dict[str, Any]:
+        return {"bits": self.bits, "frac": self.frac, "lo": self.lo, "hi": self.hi, "step": self.step}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> FixedFormat:
-        return FixedFormat(int(d["bits"]), int(d["frac"]), int(d["lo"]), int(d["hi"]))
+        return FixedFormat(int(d["bits"]), int(d["frac"]), int(d["lo"]), int(d["hi"]), float(d.get("step", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,8 @@ class Requant:
 
     multiplier: tuple[int, ...]
     offset: tuple[int, ...]
-    shift: int
+    #: Per channel, so every channel's multiplier keeps its full precision.
+    shift: tuple[int, ...]
     out: FixedFormat
     relu: bool
 
@@ -102,7 +121,8 @@ class Requant:
         mult = np.array(self.multiplier, dtype=object)
         off = np.array(self.offset, dtype=object)
         # Python integers: no width can overflow, and >> is a floor division.
-        y = (acc_obj * mult + off) >> self.shift
+        shift = np.array(self.shift, dtype=object)
+        y = (acc_obj * mult + off) >> shift
         lo = 0 if self.relu else self.out.lo
         y = np.minimum(np.maximum(y, lo), self.out.hi)
         return y.astype(np.int64)
@@ -111,7 +131,7 @@ class Requant:
         return {
             "multiplier": list(self.multiplier),
             "offset": list(self.offset),
-            "shift": self.shift,
+            "shift": list(self.shift),
             "out": self.out.to_json(),
             "relu": self.relu,
         }
@@ -121,10 +141,66 @@ class Requant:
         return Requant(
             tuple(int(v) for v in d["multiplier"]),
             tuple(int(v) for v in d["offset"]),
-            int(d["shift"]),
+            tuple(int(v) for v in d["shift"]),
             FixedFormat.from_json(d["out"]),
             bool(d["relu"]),
         )
+
+
+@dataclass(frozen=True)
+class ThresholdRequant:
+    """Per-channel integer thresholds from accumulator to the codes of a graph quantiser.
+
+    ``code[c] = base[c] + stride * #{t in thresholds[c] : acc >= t}`` where
+    ``rising[c]``, else ``base[c] + stride * #{t : acc <= t}`` (a negative
+    scale makes the code fall as the accumulator grows). Exact: thresholds
+    are integers and so is the accumulator.
+    """
+
+    base: tuple[int, ...]
+    stride: int
+    thresholds: tuple[tuple[int, ...], ...]
+    rising: tuple[bool, ...]
+    out: FixedFormat
+
+    @property
+    def relu(self) -> bool:
+        return self.out.lo >= 0
+
+    def apply(self, acc: np.ndarray) -> np.ndarray:
+        acc_obj = np.asarray(acc).astype(object)
+        out = np.zeros(acc_obj.shape, dtype=np.int64)
+        for c, (base, ts, up) in enumerate(zip(self.base, self.thresholds, self.rising, strict=True)):
+            a = acc_obj[..., c]
+            count = np.zeros(a.shape, dtype=np.int64)
+            for t in ts:
+                count += (a >= t) if up else (a <= t)
+            out[..., c] = base + self.stride * count
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "thresholds",
+            "base": list(self.base),
+            "stride": self.stride,
+            "thresholds": [list(t) for t in self.thresholds],
+            "rising": list(self.rising),
+            "out": self.out.to_json(),
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> ThresholdRequant:
+        return ThresholdRequant(
+            tuple(int(v) for v in d["base"]),
+            int(d["stride"]),
+            tuple(tuple(int(v) for v in t) for t in d["thresholds"]),
+            tuple(bool(v) for v in d["rising"]),
+            FixedFormat.from_json(d["out"]),
+        )
+
+
+def requant_from_json(d: dict[str, Any]) -> Requant | ThresholdRequant:
+    return ThresholdRequant.from_json(d) if d.get("kind") == "thresholds" else Requant.from_json(d)
 
 
 def _window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
@@ -168,7 +244,9 @@ class LinearLayer:
     kernel: tuple[int, ...] = ()
     stride: tuple[int, ...] = ()
     pads: tuple[int, ...] = ()
-    requant: Requant | None = None
+    #: The graph's own activation quantiser after the layer, if any.
+    quantizer: Quantizer | None = None
+    requant: Requant | ThresholdRequant | None = None
     adder_graph: AdderGraph | None = None
     naive_adders: int = field(default=0)
 
@@ -233,8 +311,8 @@ class LinearLayer:
         """The float layer as parsed (before any quantisation): [batch, *out_shape]."""
         w = self.weights.astype(np.float64) * self.scale[:, None]
         y = self.patches(np.asarray(x, dtype=np.float64)) @ w.T + self.bias
-        y = np.maximum(y, 0.0) if self.relu else y
-        return self._channels_first(y)
+        y = self._channels_first(np.maximum(y, 0.0) if self.relu else y)
+        return self.quantizer(y) if self.quantizer is not None else y
 
     def accumulate(self, q: np.ndarray) -> np.ndarray:
         """Exact integer accumulators W @ patch, channels last: [batch, *out_spatial, O]."""
@@ -318,6 +396,21 @@ class Network:
     #: The ONNX tensor the last layer produces (before the output op): what
     #: the golden model is compared with.
     compare_name: str = ""
+    #: Preprocessing the graph applies to its input before the first layer:
+    #: y = x * input_scale + input_offset (per input channel, or scalars).
+    input_scale: np.ndarray | None = None
+    input_offset: np.ndarray | None = None
+    #: The graph's own input quantiser (then the accelerator takes its codes).
+    input_quantizer: Quantizer | None = None
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        """Apply the graph's input affine to float inputs [batch, *input_shape]."""
+        y = np.asarray(x, dtype=np.float64).reshape(len(x), *self.input_shape)
+        if self.input_scale is None:
+            return y
+        shape = (1, -1) + (1,) * (len(self.input_shape) - 1)
+        assert self.input_offset is not None
+        return y * self.input_scale.reshape(shape) + self.input_offset.reshape(shape)
 
     @property
     def in_features(self) -> int:
@@ -336,7 +429,9 @@ class Network:
 
     def float_forward(self, x: np.ndarray) -> np.ndarray:
         """Float reference of the parsed network, x: [batch, *input_shape] -> [batch, *last layer's out_shape]."""
-        y = np.asarray(x, dtype=np.float64).reshape(len(x), *self.input_shape)
+        y = self.preprocess(x)
+        if self.input_quantizer is not None:
+            y = self.input_quantizer(y)
         for layer in self.layers:
             y = layer.float_forward(y)
         return y
@@ -348,9 +443,10 @@ class Network:
         assert self.output_op in OUTPUT_OPS, self.output_op
         shape = tuple(self.input_shape)
         for layer in self.layers:
-            assert tuple(layer.in_shape) == shape or (
-                isinstance(layer, LinearLayer) and not layer.is_conv and int(np.prod(shape)) == layer.in_features
-            ), f"{layer.name}: takes {layer.in_shape}, gets {shape}"
+            # Reshapes between layers are free (row-major data is unchanged).
+            assert int(np.prod(layer.in_shape)) == int(np.prod(shape)), (
+                f"{layer.name}: takes {layer.in_shape}, gets {shape}"
+            )
             if isinstance(layer, PoolLayer):
                 assert len(layer.minimum) == layer.in_shape[0], layer.name
                 shape = layer.out_shape
@@ -365,10 +461,13 @@ class Network:
             assert layer.scale.shape == (w.shape[0],), layer.name
             assert layer.bias.shape == (w.shape[0],), layer.name
             assert np.all(np.isfinite(layer.scale)) and np.all(np.isfinite(layer.bias)), layer.name
-            if layer.requant is not None:
-                assert len(layer.requant.multiplier) == w.shape[0], layer.name
-                assert len(layer.requant.offset) == w.shape[0], layer.name
-                assert layer.requant.shift >= 0, layer.name
+            rq = layer.requant
+            if isinstance(rq, Requant):
+                assert len(rq.multiplier) == w.shape[0] and len(rq.offset) == w.shape[0], layer.name
+                assert len(rq.shift) == w.shape[0] and min(rq.shift, default=0) >= 0, layer.name
+            elif isinstance(rq, ThresholdRequant):
+                assert len(rq.base) == len(rq.thresholds) == len(rq.rising) == w.shape[0], layer.name
+                assert all(list(t) == sorted(t) for t in rq.thresholds), layer.name
             if layer.adder_graph is not None:
                 g = layer.adder_graph
                 assert g.n_inputs == w.shape[1] and len(g.outputs) == w.shape[0], layer.name
@@ -405,6 +504,7 @@ class Network:
                 "kernel": list(layer.kernel),
                 "stride": list(layer.stride),
                 "pads": list(layer.pads),
+                "quantizer": layer.quantizer.to_json() if layer.quantizer else None,
                 "requant": layer.requant.to_json() if layer.requant else None,
                 "adder_graph": layer.adder_graph.to_json() if layer.adder_graph else None,
                 "naive_adders": layer.naive_adders,
@@ -419,6 +519,9 @@ class Network:
             "output_shape": list(self.output_shape),
             "output_op": self.output_op,
             "compare_name": self.compare_name,
+            "input_scale": self.input_scale.tolist() if self.input_scale is not None else None,
+            "input_offset": self.input_offset.tolist() if self.input_offset is not None else None,
+            "input_quantizer": self.input_quantizer.to_json() if self.input_quantizer else None,
             "input_format": self.input_format.to_json() if self.input_format else None,
             "opset": self.opset,
             "layers": [layer_json(layer) for layer in self.layers],
@@ -456,7 +559,8 @@ class Network:
                 kernel=tuple(d["kernel"]),
                 stride=tuple(d["stride"]),
                 pads=tuple(d["pads"]),
-                requant=Requant.from_json(d["requant"]) if d["requant"] else None,
+                quantizer=Quantizer.from_json(d["quantizer"]) if d.get("quantizer") else None,
+                requant=requant_from_json(d["requant"]) if d["requant"] else None,
                 adder_graph=AdderGraph.from_json(d["adder_graph"]) if d["adder_graph"] else None,
                 naive_adders=int(d["naive_adders"]),
             )
@@ -473,4 +577,7 @@ class Network:
             opset=int(doc["opset"]),
             output_op=doc.get("output_op", "none"),
             compare_name=doc.get("compare_name", ""),
+            input_scale=np.array(doc["input_scale"]) if doc.get("input_scale") is not None else None,
+            input_offset=np.array(doc["input_offset"]) if doc.get("input_offset") is not None else None,
+            input_quantizer=Quantizer.from_json(doc["input_quantizer"]) if doc.get("input_quantizer") else None,
         )

@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import FixedFormat, Layer, LinearLayer, Network, PoolLayer, Requant
+from hwgen.ir import FixedFormat, Layer, LinearLayer, Network, PoolLayer, Quantizer, Requant, ThresholdRequant
 
 __all__ = [
     "MULTIPLIER_BITS",
@@ -46,6 +46,8 @@ def synthetic_batch(features: int) -> np.ndarray:
 
 #: Signed width of the requantisation multipliers (one DSP48 B port).
 MULTIPLIER_BITS = 18
+#: Largest requantisation shift.
+MAX_SHIFT = 40
 
 
 def frac_bits_for(max_abs: float, bits: int) -> int:
@@ -67,6 +69,10 @@ def _interval_forward(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.
     For a convolution the zero padding lies inside every bound (bounds always
     contain zero here), so per-channel bounds of the window taps are safe.
     """
+    expected = layer.in_features if isinstance(layer, LinearLayer) and not layer.is_conv else layer.in_shape[0]
+    if len(lo) != expected and not (expected % len(lo) == 0 and isinstance(layer, LinearLayer) and not layer.is_conv):
+        # A reshape between layers: per-channel bounds no longer line up.
+        lo, hi = np.full(expected, lo.min()), np.full(expected, hi.max())
     if isinstance(layer, PoolLayer):
         return lo, hi
     if layer.is_conv:
@@ -84,20 +90,100 @@ def _interval_forward(layer: Layer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.
     return out_lo, out_hi
 
 
-def _requant(layer: LinearLayer, in_frac: int, out: FixedFormat) -> Requant:
-    real = layer.scale * (2.0 ** (out.frac - in_frac))
-    peak = float(np.max(np.abs(real))) if len(real) else 0.0
+def _requant(layer: LinearLayer, in_res: float, out: FixedFormat) -> Requant:
+    """Integer multiplier (MULTIPLIER_BITS signed), offset and shift per channel."""
+    real = layer.scale * (in_res / out.resolution)
     limit = (1 << (MULTIPLIER_BITS - 1)) - 1
-    shift = 0
-    if peak > 0:
-        shift = max(0, math.floor(math.log2(limit / peak)))
-        while shift > 0 and math.floor(peak * 2.0**shift + 0.5) > limit:
-            shift -= 1
-    # Round half up, like every other rounding in the arithmetic.
-    mult = tuple(math.floor(r * 2.0**shift + 0.5) for r in real)
-    rounding = (1 << (shift - 1)) if shift > 0 else 0
-    offset = tuple(math.floor(float(b) * 2.0 ** (out.frac + shift) + 0.5) + rounding for b in layer.bias)
-    return Requant(mult, offset, shift, out, layer.relu)
+    mults, offsets, shifts = [], [], []
+    for r, b in zip(real, layer.bias, strict=True):
+        shift = 0
+        if r != 0:
+            # Capped: a multiplier below 2**-MAX_SHIFT rounds to zero, a constant channel.
+            shift = min(MAX_SHIFT, max(0, math.floor(math.log2(limit / abs(r)))))
+            while shift > 0 and math.floor(abs(r) * 2.0**shift + 0.5) > limit:
+                shift -= 1
+        # Round half up, like every other rounding in the arithmetic.
+        mults.append(math.floor(r * 2.0**shift + 0.5))
+        rounding = (1 << (shift - 1)) if shift > 0 else 0
+        offsets.append(math.floor(float(b) / out.resolution * 2.0**shift + 0.5) + rounding)
+        shifts.append(shift)
+    return Requant(tuple(mults), tuple(offsets), tuple(shifts), out, layer.relu)
+
+
+def _accumulator_ranges(layer: LinearLayer, fmt: FixedFormat) -> tuple[np.ndarray, np.ndarray]:
+    """Integer bounds of every output channel's accumulator for inputs coded in ``fmt``."""
+    lo, hi = min(fmt.lo, 0), max(fmt.hi, 0)  # zero padding lies in the range
+    w = layer.weights
+    pos = np.where(w > 0, w, 0).sum(axis=1)
+    neg = np.where(w < 0, w, 0).sum(axis=1)
+    return pos * lo + neg * hi, pos * hi + neg * lo
+
+
+def _levels(q: Quantizer) -> tuple[int, int]:
+    """(stride, number of steps) of a quantiser's code ladder."""
+    if q.kind == "thresholds":
+        assert q.thresholds is not None
+        return q.code_stride, q.thresholds.shape[1]
+    if q.kind == "binary":
+        return q.code_hi - q.code_lo, 1
+    if q.kind == "sign":
+        return 1, 2
+    return 1, q.code_hi - q.code_lo
+
+
+def threshold_requant(layer: LinearLayer, fmt: FixedFormat) -> ThresholdRequant:
+    """Integer accumulator thresholds that reproduce the layer's float chain exactly.
+
+    The chain acc -> scale * acc * resolution + bias -> ReLU -> quantiser is
+    monotone in acc per channel, so each code step happens at one integer
+    accumulator value, found by binary search over the reachable range with
+    the chain evaluated in float64.
+    """
+    q = layer.quantizer
+    assert q is not None
+    channels = layer.out_features
+    acc_lo, acc_hi = _accumulator_ranges(layer, fmt)
+    stride, _ = _levels(q)
+    scale = layer.scale * fmt.resolution
+
+    def code(c: int, acc: int) -> int:
+        y = np.zeros((1, channels))
+        y[0, c] = scale[c] * acc + layer.bias[c]
+        if layer.relu:
+            y = np.maximum(y, 0.0)
+        return int(q.codes(y)[0, c])
+
+    bases, thresholds, rising = [], [], []
+    for c in range(channels):
+        lo, hi = int(acc_lo[c]), int(acc_hi[c])
+        up = scale[c] >= 0
+        first, final = (code(c, lo), code(c, hi)) if up else (code(c, hi), code(c, lo))
+        ts = []
+        for level in range(first + stride, final + 1, stride):
+            a, b = lo, hi  # invariant on the searched side: code reaches `level` at b (up) / a (down)
+            if up:
+                while a < b:
+                    mid = (a + b) // 2
+                    if code(c, mid) >= level:
+                        b = mid
+                    else:
+                        a = mid + 1
+                ts.append(a)
+            else:
+                while a < b:
+                    mid = (a + b + 1) // 2
+                    if code(c, mid) >= level:
+                        a = mid
+                    else:
+                        b = mid - 1
+                ts.append(a)
+        bases.append(first)
+        thresholds.append(tuple(sorted(ts)))
+        rising.append(bool(up))
+    code_lo = min(bases)
+    code_hi = max(b + stride * len(t) for b, t in zip(bases, thresholds, strict=True))
+    out = FixedFormat.for_codes(code_lo, code_hi, q.step)
+    return ThresholdRequant(tuple(bases), stride, tuple(thresholds), tuple(rising), out)
 
 
 @dataclass(frozen=True)
@@ -138,26 +224,37 @@ class QuantizeActivations:
 
         calib = self.calibration
         if calib is not None:
-            calib = np.asarray(calib, dtype=np.float64).reshape(len(calib), -1)
-            peak_in = float(np.max(np.abs(calib))) if calib.size else 0.0
+            calib = network.preprocess(np.asarray(calib, dtype=np.float64))
+        if network.input_quantizer is not None:
+            # The graph quantises its own input: the accelerator takes those codes.
+            iq = network.input_quantizer
+            in_fmt = FixedFormat.for_codes(iq.code_lo, iq.code_hi, iq.step)
         else:
-            peak_in = self.input_range
-        in_fmt = FixedFormat.full(self.input_bits, frac_bits_for(peak_in, self.input_bits))
+            peak_in = float(np.max(np.abs(calib))) if calib is not None and calib.size else self.input_range
+            in_fmt = FixedFormat.full(self.input_bits, frac_bits_for(peak_in, self.input_bits))
 
         # Output ranges per linear layer, in float: the safe bound always, and
         # the sampled peak with headroom unless the user asked for safe ranges.
         channels = network.input_shape[0] if len(network.input_shape) > 1 else network.in_features
-        lo = np.full(channels, in_fmt.lo * 2.0**-in_fmt.frac)
-        hi = np.full(channels, in_fmt.hi * 2.0**-in_fmt.frac)
+        lo = np.full(channels, in_fmt.lo * in_fmt.resolution)
+        hi = np.full(channels, in_fmt.hi * in_fmt.resolution)
         safe: dict[int, float] = {}
         for k, layer in enumerate(network.layers):
             lo, hi = _interval_forward(layer, lo, hi)
             if isinstance(layer, LinearLayer):
                 safe[k] = float(max(np.max(np.abs(lo), initial=0), np.max(np.abs(hi), initial=0)))
+                if layer.quantizer is not None:
+                    q = layer.quantizer
+                    lo = np.full(len(lo), q.code_lo * q.step)
+                    hi = np.full(len(hi), q.code_hi * q.step)
         peaks = dict(safe)
         if self.ranges == "sampled":
             y = calib if calib is not None else synthetic_batch(network.in_features)
-            y = in_fmt.dequantize(in_fmt.quantize(y)).reshape(len(y), *network.input_shape)
+            y = y.reshape(len(y), *network.input_shape)
+            if network.input_quantizer is not None:
+                y = network.input_quantizer(y)
+            else:
+                y = in_fmt.dequantize(in_fmt.quantize(y))
             for k, layer in enumerate(network.layers):
                 y = layer.float_forward(y)
                 if isinstance(layer, LinearLayer):
@@ -165,29 +262,36 @@ class QuantizeActivations:
                     peaks[k] = min(safe[k], seen * self.headroom)
 
         layers: list[Layer] = []
-        in_frac = in_fmt.frac
+        current = in_fmt
         last = max(peaks)
         for k, layer in enumerate(network.layers):
             if isinstance(layer, PoolLayer):
                 layers.append(layer)
                 continue
-            if k == last:
-                full = self._output_format(layer, in_frac, peaks[k])
+            requant: Requant | ThresholdRequant
+            if layer.quantizer is not None:
+                requant = threshold_requant(layer, current)
+                out = requant.out
             else:
-                full = FixedFormat.full(self.act_bits, frac_bits_for(peaks[k], self.act_bits))
-            out = replace(full, lo=0) if layer.relu else full
-            layers.append(replace(layer, requant=_requant(layer, in_frac, out)))
-            in_frac = out.frac
+                if k == last:
+                    full = self._output_format(layer, current.resolution, peaks[k])
+                else:
+                    full = FixedFormat.full(self.act_bits, frac_bits_for(peaks[k], self.act_bits))
+                out = replace(full, lo=0) if layer.relu else full
+                requant = _requant(layer, current.resolution, out)
+            layers.append(replace(layer, requant=requant))
+            current = out
         return network.with_layers(tuple(layers), input_format=in_fmt)
 
-    def _output_format(self, layer: LinearLayer, in_frac: int, peak: float) -> FixedFormat:
+    def _output_format(self, layer: LinearLayer, in_res: float, peak: float) -> FixedFormat:
         if self.out_bits is not None:
             return FixedFormat.full(self.out_bits, frac_bits_for(peak, self.out_bits))
-        # One accumulator step is worth min|scale| * 2**-in_frac; resolve a
-        # quarter of it, with enough integer bits for the peak.
-        used = np.abs(layer.scale[np.any(layer.weights != 0, axis=1)])
-        step = float(used.min()) * 2.0**-in_frac if used.size else 2.0**-in_frac
-        frac = 2 - math.floor(math.log2(step))
+        # One accumulator step is worth min|scale| * in_res; resolve 1/256 of
+        # it (the output then adds almost no rounding error of its own), with
+        # enough integer bits for the peak.
+        used = np.abs(layer.scale[np.any(layer.weights != 0, axis=1) & (layer.scale != 0)])
+        step = float(used.min()) * in_res if used.size else in_res
+        frac = 8 - math.floor(math.log2(step))
         int_bits = math.ceil(math.log2(peak)) if peak > 0 else 0
         bits = min(32, max(2, 1 + int_bits + frac))
         return FixedFormat.full(bits, bits - 1 - int_bits)
