@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-
-import numpy as np
 
 from hwgen.hwplan import LayerPlan
 from hwgen.ir import Requant

@@ -206,6 +206,6 @@ def multithreshold_quantizer(
         if base == round(base):
             return Quantizer(
                 "thresholds", step=step, code_lo=int(base), code_hi=int(base) + k * t.shape[1],
-                thresholds=t.copy(), code_stride=k, source=node.name,  # [1, n]: shared by all channels code_stride=k, source=node.name,
+                thresholds=t.copy(), code_stride=k, source=node.name,  # T of [1, n] is shared by all channels
             )  # fmt: skip
     raise TwnError(f"{label}: out_bias {out_bias} is not a multiple of a step of out_scale {out_scale}")
