@@ -180,3 +180,41 @@ def test_dialect_refusals(tmp_path, case, match):
     onnx.save(_graph(nodes, inits, 4, 3, domains=(dom,)), str(path))
     with pytest.raises(TwnError, match=match):
         load_onnx(path)
+
+
+def _qdq_mixed_conv(path, seed):
+    """QDQ conv1d -> pool -> (unsqueeze) conv2d -> pool -> dense, with batch norm."""
+    from make_conv_net import _Builder
+
+    b = _Builder(seed)
+
+    def qdq(x, s, zp, dtype=np.uint8):
+        sn, zn = b.const(np.float32(s), "s"), b.const(np.array(zp, dtype=dtype), "z")
+        return b.node("DequantizeLinear", [b.node("QuantizeLinear", [x, sn, zn]), sn, zn])
+
+    def weights(shape, zeros, s):
+        ints = np.sign(b.ternary(shape, zeros)).astype(np.int8)
+        return b.node("DequantizeLinear", [b.const(ints, "wq"), b.const(np.float32(s), "ws")])
+
+    x = qdq("input", 1 / 32, 0, np.int8)
+    x = b.node("Conv", [x, weights((8, 2, 5), 0.5, 0.1)], pads=[2, 2])
+    x = qdq(b.node("Relu", [b.batchnorm(x, 8)]), 0.05, 0)
+    x = b.node("MaxPool", [x], kernel_shape=[2], strides=[2])
+    x = b.node("Unsqueeze", [x, b.const(np.array([2], dtype=np.int64), "axes")])
+    x = b.node("Conv", [x, weights((8, 8, 1, 3), 0.6, 0.2)], pads=[0, 1, 0, 1], strides=[1, 2])
+    x = qdq(b.node("Relu", [b.batchnorm(x, 8)]), 0.05, 0)
+    x = b.flatten_view(b.node("MaxPool", [x], kernel_shape=[1, 2], strides=[1, 2]))
+    b.node("Gemm", [x, weights((5, 32), 0.4, 0.3)], transB=1)
+    onnx.save(b.model(["batch", 2, 32], "logits", 5), str(path))
+    return path
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_qdq_mixed_conv1d_conv2d_pool_dense(tmp_path, seed):
+    path = _qdq_mixed_conv(tmp_path / "mixed.onnx", seed)
+    net, _ = prepare_network(path, ArithmeticOptions())
+    assert [layer.op for layer in net.layers] == ["Conv", "MaxPool", "Conv", "MaxPool", "Gemm"]
+    x = np.random.default_rng(seed).standard_normal((200, 2, 32))
+    acc = golden.compare_with_onnxruntime(path, net, x, "normal")
+    assert acc.reference == "onnxruntime" and acc.top1_agreement >= 0.99
+    assert acc.max_abs_error < 1e-3
