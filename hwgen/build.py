@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen import __version__
 from hwgen.boards import Board, load_board
 from hwgen.errors import TwnError
 from hwgen.frontend import load_onnx
@@ -187,14 +188,48 @@ def build(
         )
     verilog = generate_verilog(plan)
 
+    rtl = [f"rtl/{TOP_NAME}.v"]
+    inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
     files = {
-        f"rtl/{TOP_NAME}.v": verilog,
+        rtl[0]: verilog,
         "network.json": network.to_json() + "\n",
         "report.json": _json_text(report),
         "report.md": render_markdown(report),
+        f"{TOP_NAME}.d": _depfile(out, rtl, inputs),
+        f"{TOP_NAME}.f": "".join(f"{path}\n" for path in rtl),
+        f"{TOP_NAME}.core": _fusesoc_core(model.stem, rtl),
     }
     _write_atomically(out, files)
     return BuildResult(out, network, report, sorted(files))
+
+
+def _make_escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(" ", "\\ ").replace("$", "$$").replace("#", "\\#")
+
+
+def _depfile(out: Path, rtl: list[str], inputs: list[str]) -> str:
+    """Make rule: the outputs depend on every file twngen read (paths as given)."""
+    targets = " ".join(_make_escape(str(out / path)) for path in [*rtl, "report.json"])
+    deps = " ".join(_make_escape(p) for p in inputs)
+    phony = "".join(f"{_make_escape(p)}:\n" for p in inputs)
+    return f"{targets}: {deps}\n{phony}"
+
+
+def _fusesoc_core(stem: str, rtl: list[str]) -> str:
+    """A FuseSoC (CAPI2) core for the generated IP."""
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in stem.lower()) or "model"
+    files = "".join(f"      - {path}\n" for path in rtl)
+    return (
+        "CAPI=2:\n"
+        f"name: twngen:generated:{name}:{__version__}\n"
+        f"description: twngen accelerator for {stem} (top module twn_top)\n\n"
+        "filesets:\n  rtl:\n    file_type: verilogSource\n    files:\n"
+        f"{files}\n"
+        "targets:\n"
+        "  default: &default\n    filesets: [rtl]\n    toplevel: twn_top\n"
+        "  lint:\n    <<: *default\n    default_tool: verilator\n"
+        "    tools:\n      verilator:\n        mode: lint-only\n"
+    )
 
 
 def _json_text(obj: object) -> str:

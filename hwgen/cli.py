@@ -22,7 +22,7 @@ from hwgen.errors import TwnError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse")
+SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse", "make-fragment")
 
 
 def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -301,6 +301,16 @@ def _cmd_boards(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_make_fragment(argv: list[str]) -> int:
+    from hwgen.paths import RTL_TEMPLATES_DIR
+
+    argparse.ArgumentParser(
+        prog="twngen make-fragment", description="Print the Makefile fragment for including twngen in a build flow."
+    ).parse_args(argv)
+    print((RTL_TEMPLATES_DIR / "twngen.mk").read_text(), end="")
+    return 0
+
+
 def _cmd_cse(argv: list[str]) -> int:
     try:
         from hwgen.cse_tool import cse_main
@@ -317,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inspect": _cmd_inspect,
         "boards": _cmd_boards,
         "cse": _cmd_cse,
+        "make-fragment": _cmd_make_fragment,
     }
     try:
         if argv and argv[0] in commands:
