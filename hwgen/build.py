@@ -188,10 +188,11 @@ def build(
         )
     verilog = generate_verilog(plan)
 
-    rtl = [f"rtl/{TOP_NAME}.v"]
+    rtl = [f"rtl/{TOP_NAME}.v", "rtl/twn_axis.v"]
     inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
     files = {
         rtl[0]: verilog,
+        rtl[1]: _axis_wrapper(model.name, plan),
         "network.json": network.to_json() + "\n",
         "report.json": _json_text(report),
         "report.md": render_markdown(report),
@@ -201,6 +202,32 @@ def build(
     }
     _write_atomically(out, files)
     return BuildResult(out, network, report, sorted(files))
+
+
+def _axis_wrapper(model_name: str, plan: object) -> str:
+    """The AXI4-Stream top (rtl_templates/twn_axis.v.tmpl) for this network's widths."""
+    from string import Template
+
+    from hwgen.paths import RTL_TEMPLATES_DIR
+
+    n_in = plan.network.in_features  # type: ignore[attr-defined]
+    n_out = plan.layers[-1].layer.out_features  # type: ignore[attr-defined]
+    in_payload = n_in * plan.in_bits  # type: ignore[attr-defined]
+    out_payload = n_out * plan.out_bits  # type: ignore[attr-defined]
+    in_width, out_width = -(-in_payload // 8) * 8, -(-out_payload // 8) * 8
+    pad = out_width - out_payload
+    out_extend = f"{{{pad}'d0, y_payload}}" if pad else "y_payload"
+    return Template((RTL_TEMPLATES_DIR / "twn_axis.v.tmpl").read_text()).substitute(
+        version=__version__,
+        model="".join(c if c.isprintable() and c not in "\r\n" else "_" for c in model_name),
+        in_bits=plan.in_bits,  # type: ignore[attr-defined]
+        out_bits=plan.out_bits,  # type: ignore[attr-defined]
+        in_payload=in_payload,
+        out_payload=out_payload,
+        in_width=in_width,
+        out_width=out_width,
+        out_extend=out_extend,
+    )
 
 
 def _make_escape(path: str) -> str:

@@ -169,6 +169,7 @@ def _cmd_verify(argv: list[str]) -> int:
     p.add_argument("--inputs", metavar="X.npy", default=None, help="float inputs to simulate instead")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall", type=float, default=0.3, help="probability of an input gap / output stall each cycle")
+    p.add_argument("--top", choices=("twn_top", "twn_axis"), default="twn_top", help="top level to simulate")
     _add_arithmetic_options(p, defaults=False)
     args = p.parse_args(argv)
     _, report = load_build(Path(args.outdir))
@@ -193,7 +194,7 @@ def _cmd_verify(argv: list[str]) -> int:
     ok = True
     for sim in sims:
         try:
-            r = verify(Path(args.outdir), sim, args.vectors, inputs, args.seed, args.stall)
+            r = verify(Path(args.outdir), sim, args.vectors, inputs, args.seed, args.stall, args.top)
         except VerifyFailed as exc:
             print(f"twngen: [{sim}] simulation failed: {exc}", file=sys.stderr)
             ok = False

@@ -16,7 +16,10 @@ from hwgen.hwplan import plan_network
 from hwgen.ir import Network
 from hwgen.paths import SIM_DIR
 
-__all__ = ["VerifyFailed", "VerifyResult", "load_build", "make_vectors", "verify"]
+#: The generated top levels: the valid/ready core and its AXI4-Stream wrapper.
+TOPS = ("twn_top", "twn_axis")
+
+__all__ = ["TOPS", "VerifyFailed", "VerifyResult", "load_build", "make_vectors", "verify"]
 
 
 class VerifyFailed(RuntimeError):
@@ -93,6 +96,7 @@ def verify(
     inputs: np.ndarray | None = None,
     seed: int = 1,
     stall: float = 0.3,
+    top: str = "twn_top",
 ) -> VerifyResult:
     """Run the build's RTL in ``simulator`` against the golden model."""
     # The simulator runs in its own folder: every path handed to it is absolute.
@@ -115,7 +119,9 @@ def verify(
     runner = _sim_runner()
     if simulator not in runner.SIMULATORS:
         raise TwnError(f"--simulator must be one of {', '.join(runner.SIMULATORS)}, not {simulator!r}")
-    work = outdir / "sim" / simulator
+    if top not in TOPS:
+        raise TwnError(f"--top must be one of {', '.join(TOPS)}, not {top!r}")
+    work = outdir / "sim" / (simulator if top == "twn_top" else f"{simulator}_{top}")
     work.mkdir(parents=True, exist_ok=True)
     vec_path = work / "vectors.npz"
     np.savez(
@@ -130,8 +136,9 @@ def verify(
             sources=rtl,
             simulator=simulator,
             build_dir=work,
-            env={"TWN_VECTORS": str(vec_path), "TWN_SEED": str(seed), "TWN_STALL": str(stall)},
+            env={"TWN_VECTORS": str(vec_path), "TWN_SEED": str(seed), "TWN_STALL": str(stall), "TWN_TOP": top},
             results_json=work / "results.json",
+            toplevel=top,
         )
     except runner.SimulatorUnavailable as exc:
         raise TwnError(str(exc)) from None

@@ -27,6 +27,22 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+#: Port names of the two generated tops (TWN_TOP selects one).
+PORTS = {
+    "twn_top": {
+        "x_data": "x__payload", "x_valid": "x__valid", "x_ready": "x__ready",
+        "y_data": "y__payload", "y_valid": "y__valid", "y_ready": "y__ready",
+    },
+    "twn_axis": {
+        "x_data": "s_axis_tdata", "x_valid": "s_axis_tvalid", "x_ready": "s_axis_tready",
+        "y_data": "m_axis_tdata", "y_valid": "m_axis_tvalid", "y_ready": "m_axis_tready",
+    },
+}  # fmt: skip
+
+
+def _sig(dut, role):
+    return getattr(dut, PORTS[os.environ.get("TWN_TOP", "twn_top")][role])
+
 
 def _pack(values: np.ndarray, bits: int) -> int:
     mask = (1 << bits) - 1
@@ -58,14 +74,16 @@ async def _run_phase(dut, inputs, expected, in_bits, out_bits, p_gap, p_stall, r
     while True:
         await FallingEdge(dut.clk)
         offer = sent < n and rng.random() >= p_gap
-        dut.x__valid.value = int(offer)
+        _sig(dut, "x_valid").value = int(offer)
         if offer:
-            dut.x__payload.value = _pack(inputs[sent], in_bits)
-        dut.y__ready.value = int(rng.random() >= p_stall)
+            _sig(dut, "x_data").value = _pack(inputs[sent], in_bits)
+        _sig(dut, "y_ready").value = int(rng.random() >= p_stall)
         await ReadOnly()
-        accepted = offer and int(dut.x__ready.value) == 1
-        delivered = int(dut.y__valid.value) == 1 and int(dut.y__ready.value) == 1
-        word = int(dut.y__payload.value) if delivered else 0
+        accepted = offer and int(_sig(dut, "x_ready").value) == 1
+        delivered = int(_sig(dut, "y_valid").value) == 1 and int(_sig(dut, "y_ready").value) == 1
+        word = int(_sig(dut, "y_data").value) if delivered else 0
+        if delivered and os.environ.get("TWN_TOP") == "twn_axis":
+            assert int(dut.m_axis_tlast.value) == 1, "every output beat ends a frame"
         await RisingEdge(dut.clk)
         cycle += 1
         if accepted:
@@ -84,8 +102,8 @@ async def _run_phase(dut, inputs, expected, in_bits, out_bits, p_gap, p_stall, r
         if cycle > timeout:
             break
     await FallingEdge(dut.clk)
-    dut.x__valid.value = 0
-    dut.y__ready.value = 0
+    _sig(dut, "x_valid").value = 0
+    _sig(dut, "y_ready").value = 0
     return outputs, accept_cycles, deliver_cycles
 
 
@@ -104,8 +122,10 @@ async def twn_top_matches_golden(dut):
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
-    dut.x__valid.value = 0
-    dut.y__ready.value = 0
+    if os.environ.get("TWN_TOP") == "twn_axis":
+        dut.s_axis_tlast.value = 1
+    _sig(dut, "x_valid").value = 0
+    _sig(dut, "y_ready").value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     await FallingEdge(dut.clk)

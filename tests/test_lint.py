@@ -5,7 +5,16 @@ import sys
 
 from conftest import REPO
 
-PURE = ["hwgen/ir", "hwgen/passes", "hwgen/frontend", "hwgen/golden.py", "hwgen/hwplan.py", "hwgen/estimate.py"]
+PURE = [
+    "hwgen/ir",
+    "hwgen/passes",
+    "hwgen/frontend",
+    "hwgen/golden.py",
+    "hwgen/hwplan.py",
+    "hwgen/estimate.py",
+    "hwgen/serial_plan.py",
+    "hwgen/synth.py",
+]
 
 
 def _run(*args):
@@ -26,7 +35,7 @@ def test_mypy_on_the_pure_layers():
 def test_ir_and_passes_do_not_import_amaranth():
     code = (
         "import sys, hwgen.ir, hwgen.passes.quantize, hwgen.passes.adder_graphs, hwgen.frontend, "
-        "hwgen.golden, hwgen.hwplan, hwgen.estimate; "
+        "hwgen.golden, hwgen.hwplan, hwgen.estimate, hwgen.serial_plan, hwgen.synth; "
         "print(sorted(m for m in sys.modules if m.startswith('amaranth')))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

