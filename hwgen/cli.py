@@ -120,6 +120,11 @@ def _cmd_build(argv: list[str]) -> int:
     p.add_argument(
         "--allow-overflow", action="store_true", help="write the RTL even if the design does not fit the board"
     )
+    p.add_argument(
+        "--synth-estimate",
+        action="store_true",
+        help="also synthesise the RTL with Yosys (synth_xilinx) and report its counts beside the model's",
+    )
     p.add_argument("--version", action="version", version=f"twngen {__version__}")
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
@@ -131,6 +136,7 @@ def _cmd_build(argv: list[str]) -> int:
         clock_mhz=args.clock_mhz,
         allow_overflow=args.allow_overflow,
         command="twngen " + shlex.join(argv),
+        synth_estimate=args.synth_estimate,
     )
     r = result.report
     res = r["resources"]
@@ -143,6 +149,9 @@ def _cmd_build(argv: list[str]) -> int:
     print(
         f"  estimate: {res['lut']:,} LUT, {res['ff']:,} FF, {res['bram']} BRAM36, {res['dsp']} DSP; fits: {r['fits']}"
     )  # type: ignore[index]
+    if "synthesis" in r:
+        syn = r["synthesis"]
+        print(f"  Yosys: {syn['lut_sites']:,} LUT sites, {syn['ff']:,} FF, {syn['dsp']} DSP ({syn['tool']})")  # type: ignore[index]
     acc = r["accuracy"]
     print(
         f"  golden vs {'onnxruntime' if acc['reference'] == 'onnxruntime' else 'the float graph'}: "

@@ -3,17 +3,20 @@
 A first-order model of a 6-input-LUT fabric with carry chains (UltraScale+),
 counted from the same :mod:`hwgen.hwplan` the backend builds from:
 
-* a w-bit registered adder: w LUTs on the carry chain and w FFs;
+* a w-bit registered adder: 1.032 w - 1.296 LUTs (fitted to Yosys on
+  parallel pipelines, docs/area_model.md) and w FFs; identical nodes are
+  counted once, as synthesis merges them;
 * a delay chain of w bits and L > 1 cycles: SRL32 shift registers
   (w * ceil((L-1)/32) LUTs) plus one output register (w FFs); one cycle: w FFs;
 * a requantisation multiply: a DSP48E2 when the operands fit its 27x18
   multiplier (more DSPs otherwise), none when the multiplier is a power of
   two (a wire shift); its output register lives in the DSP;
-* offset, shift and clamp: one LUT per sum bit plus one per output bit;
+* offset, shift and clamp: the offset add in the DSP's post-adder, one LUT
+  per output bit for the clamp (one more per sum bit without a DSP);
 * the output FIFO in distributed RAM: two LUTs per bit per 64 entries.
 
-The coefficients are not yet calibrated against synthesis; the synthesis
-flow (Yosys) replaces them in a later issue.
+Only the adder coefficients are fitted to synthesis so far;
+``twngen --synth-estimate`` puts Yosys's own counts beside these.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from hwgen.hwplan import LayerPlan, NetworkPlan
 __all__ = ["Resources", "estimate_layer", "estimate_network"]
 
 DSP_A_BITS, DSP_B_BITS = 27, 18
+#: Registered parallel adder node of w bits: LUTs = 1.032 w - 1.296 (Yosys fit).
+PARALLEL_LUT_PER_BIT, PARALLEL_LUT_PER_NODE = 1.032, 1.296
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,22 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
     """One layer: adder graph, delay lines, requantisation."""
     graph = lp.graph
     lut = ff = dsp = 0
-    for k in range(len(graph.nodes)):
+    # Synthesis keeps one copy of identical registered nodes (same operands),
+    # so only distinct nodes cost; coefficients fitted to Yosys synth_xilinx
+    # on parallel pipelines (docs/area_model.md).
+    seen: dict[tuple[object, object], int] = {}
+    canonical: list[int] = list(range(graph.n_inputs))
+    for k, node in enumerate(graph.nodes):
+        a = (canonical[node.a.value], node.a.negate, node.a.shift)
+        b = (canonical[node.b.value], node.b.negate, node.b.shift)
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            canonical.append(seen[key])
+            continue
+        seen[key] = graph.n_inputs + k
+        canonical.append(graph.n_inputs + k)
         w = lp.value_bits[graph.n_inputs + k]
-        lut += w
+        lut += max(0, round(PARALLEL_LUT_PER_BIT * w - PARALLEL_LUT_PER_NODE))
         ff += w
     for value, length in lp.delays.items():
         w = lp.value_bits[value]
@@ -82,10 +100,12 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
         if mult == 0:
             continue
         if not _is_power_of_two(mult):
+            # The offset add rides on the DSP's post-adder; the clamp remains.
             dsp += _dsp_count(in_value_bits, abs(int(mult)).bit_length() + 1)
+            lut += lp.out_bits
         else:
             ff += lp.product_bits[i]
-        lut += lp.sum_bits[i] + lp.out_bits
+            lut += lp.sum_bits[i] + lp.out_bits
     return Resources(lut=lut, ff=ff, dsp=dsp)
 
 

@@ -161,4 +161,12 @@ def render_markdown(report: dict[str, object]) -> str:
         mean_err=f"{acc['mean_abs_error']:.3g}",
         top1=f"{100 * acc['top1_agreement']:.1f}%",
         reference=acc["reference"],
+        synthesis=(
+            f"\nYosys ({r['synthesis']['tool']}): {r['synthesis']['lut_sites']:,} LUT sites "
+            f"({r['synthesis']['lut']:,} LUT, {r['synthesis']['srl']:,} SRL, {r['synthesis']['lutram']:,} LUTRAM), "
+            f"{r['synthesis']['ff']:,} FF, {r['synthesis']['carry']:,} CARRY4, {r['synthesis']['dsp']} DSP, "
+            f"{r['synthesis']['bram']:g} BRAM36.\n"
+            if "synthesis" in r
+            else ""
+        ),
     )

@@ -62,3 +62,19 @@ def test_makefile_fragment_rebuilds_exactly_when_inputs_change(tmp_path):
     assert "built net.onnx" in make()
     assert "built net.onnx" in make("TWNGEN_FLAGS=--act-bits 12")  # the options changed
     assert make("TWNGEN_FLAGS=--act-bits 12") == ""
+
+
+def test_synth_estimate_puts_yosys_counts_beside_the_model(tmp_path):
+    from conftest import write_mlp
+
+    from hwgen.build import build
+
+    model = write_mlp(tmp_path / "tiny.onnx", [6, 4, 3], seed=2)
+    result = build(model, "zcu104", tmp_path / "out", synth_estimate=True)
+    syn = result.report["synthesis"]
+    res = result.report["resources"]
+    assert syn["lut_sites"] > 0 and syn["ff"] > 0
+    assert syn["dsp"] == res["dsp"]  # one DSP48E2 per requantisation multiply, as estimated
+    # The first-order model stays within a factor of two of synthesis on a tiny design.
+    assert 0.5 < res["lut"] / syn["lut_sites"] < 2.0
+    assert "Yosys (yosys synth_xilinx" in (tmp_path / "out" / "report.md").read_text()
