@@ -9,6 +9,7 @@ temporary sibling folder that replaces OUTDIR only once complete.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from hwgen.ir import Network
 from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
+from hwgen.passes.schedule import ScheduleDigitWidths
 
 __all__ = [
     "ACCURACY_SAMPLES",
@@ -147,6 +149,8 @@ def build(
     allow_overflow: bool = False,
     command: str | None = None,
     synth_estimate: bool = False,
+    input_rate: float | None = None,
+    target_fps: float | None = None,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>)."""
     from hwgen.backend import TOP_NAME, generate_verilog
@@ -162,6 +166,10 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib = prepare_network(model, options)
+    ii = initiation_interval(network.in_features, clock, input_rate, target_fps)
+    if network.has_conv:
+        plan_network(network)  # refuses, naming the layer
+    network = run_passes(network, (ScheduleDigitWidths(ii),))
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)
     accuracy = accuracy_check(model, network, calib)
@@ -176,6 +184,7 @@ def build(
         accuracy=accuracy,
         options=options,
         command=command,
+        schedule={"input_rate": input_rate, "target_fps": target_fps},
     )
     if not report["fits"] and not allow_overflow:
         raise TwnError(
@@ -297,6 +306,27 @@ def _json_text(obj: object) -> str:
     import json
 
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def initiation_interval(in_features: int, clock_mhz: float, input_rate: float | None, target_fps: float | None) -> int:
+    """Cycles per input vector from ``--input-rate`` (elements per cycle) or ``--target-fps``."""
+    if input_rate is not None and target_fps is not None:
+        raise TwnError("give --input-rate or --target-fps, not both")
+    if input_rate is not None:
+        if not (math.isfinite(input_rate) and input_rate > 0):
+            raise TwnError(f"--input-rate must be a positive number of input elements per cycle, not {input_rate}")
+        return max(1, math.ceil(in_features / input_rate))
+    if target_fps is not None:
+        if not (math.isfinite(target_fps) and target_fps > 0):
+            raise TwnError(f"--target-fps must be a positive number, not {target_fps}")
+        best = clock_mhz * 1e6
+        if target_fps > best:
+            raise TwnError(
+                f"--target-fps {target_fps:g} is above what any schedule reaches at {clock_mhz:g} MHz: "
+                f"the best rate is one input per cycle, {best:,.0f} inferences/s (every layer fully parallel)"
+            )
+        return max(1, math.floor(best / target_fps))
+    return 1
 
 
 def _write_atomically(out: Path, files: dict[str, str]) -> None:

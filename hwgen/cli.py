@@ -125,6 +125,15 @@ def _cmd_build(argv: list[str]) -> int:
         action="store_true",
         help="also synthesise the RTL with Yosys (synth_xilinx) and report its counts beside the model's",
     )
+    rate = p.add_argument_group("rate (the scheduler picks each layer's digit width to meet it at the least area)")
+    rate.add_argument(
+        "--input-rate",
+        type=float,
+        default=None,
+        metavar="ELEMENTS_PER_CYCLE",
+        help="input elements arriving per cycle (default: a whole vector per cycle)",
+    )
+    rate.add_argument("--target-fps", type=float, default=None, help="inferences per second to sustain at the clock")
     p.add_argument("--version", action="version", version=f"twngen {__version__}")
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
@@ -137,6 +146,8 @@ def _cmd_build(argv: list[str]) -> int:
         allow_overflow=args.allow_overflow,
         command="twngen " + shlex.join(argv),
         synth_estimate=args.synth_estimate,
+        input_rate=args.input_rate,
+        target_fps=args.target_fps,
     )
     r = result.report
     res = r["resources"]

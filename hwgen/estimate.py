@@ -25,8 +25,10 @@ import math
 from dataclasses import dataclass
 
 from hwgen.hwplan import LayerPlan, NetworkPlan
+from hwgen.ir import AdderGraph, signed_bits_for_range
+from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan
 
-__all__ = ["Resources", "estimate_layer", "estimate_network"]
+__all__ = ["Resources", "estimate_layer", "estimate_network", "parallel_graph_cost", "serial_graph_cost"]
 
 DSP_A_BITS, DSP_B_BITS = 27, 18
 #: Registered parallel adder node of w bits: LUTs = 1.032 w - 1.296 (Yosys fit).
@@ -65,10 +67,37 @@ def _dsp_count(a_bits: int, b_bits: int) -> int:
     )
 
 
+def parallel_graph_cost(graph: AdderGraph, lo: int, hi: int) -> tuple[float, float]:
+    """LUT sites and FFs of a graph's registered parallel adders (the scheduler's comparison)."""
+    ranges = graph.value_ranges(lo, hi)
+    lut = ff = 0.0
+    for k in range(len(graph.nodes)):
+        w = signed_bits_for_range(*ranges[graph.n_inputs + k])
+        lut += max(0.0, PARALLEL_LUT_PER_BIT * w - PARALLEL_LUT_PER_NODE)
+        ff += w
+    return lut, ff
+
+
+def serial_graph_cost(graph: AdderGraph, d: int, word: int, in_bits: int) -> tuple[float, float]:
+    """LUT sites and FFs of a graph at digit width d with its converters (Yosys-calibrated)."""
+    plan = SerialGraphPlan(graph, d, word)
+    digits = plan.digits
+    # Converters as measured (docs/area_model.md): parallel-to-serial per input
+    # (about D*d+1 FF, at most W LUTs), serial-to-parallel per output (D*d +
+    # log2(D) + 2 FF, at most 6 LUTs).
+    n_out = sum(1 for o in graph.outputs if o is not None)
+    p2s_lut, p2s_ff = graph.n_inputs * min(word, in_bits + 1), graph.n_inputs * (digits * d + 1)
+    s2p_lut, s2p_ff = n_out * 6, n_out * (digits * d + math.ceil(math.log2(digits + 1)) + 2)
+    return AREA_MODEL.lut(plan) + p2s_lut + s2p_lut, AREA_MODEL.ff(plan) + p2s_ff + s2p_ff
+
+
 def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
     """One layer: adder graph, delay lines, requantisation."""
     graph = lp.graph
-    lut = ff = dsp = 0
+    lut = ff = 0
+    if lp.serial:
+        s_lut, s_ff = serial_graph_cost(graph, lp.layer.digit_bits, lp.layer.word_bits, lp.in_bits)
+        return Resources(lut=round(s_lut), ff=round(s_ff)) + _requant_cost(lp, in_value_bits)
     # Synthesis keeps one copy of identical registered nodes (same operands),
     # so only distinct nodes cost; coefficients fitted to Yosys synth_xilinx
     # on parallel pipelines (docs/area_model.md).
@@ -91,10 +120,16 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
         ff += w
         if length > 1:
             lut += w * math.ceil((length - 1) / 32)
+    return Resources(lut=lut, ff=ff) + _requant_cost(lp, in_value_bits)
+
+
+def _requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
+    """The requantiser: DSP multiplies (or shifts), offset, clamp; or thresholds."""
+    lut = ff = dsp = 0
     rq = lp.layer.requant
     assert rq is not None
     if lp.thresholds is not None:
-        return Resources(lut=lut, ff=ff) + _threshold_cost(lp)
+        return _threshold_cost(lp)
     for i, mult in enumerate(lp.effective_multipliers):
         ff += lp.out_bits
         if mult == 0:

@@ -64,7 +64,22 @@ class LayerPlan:
         return bits
 
     @property
+    def serial(self) -> bool:
+        return self.layer.digit_bits > 0
+
+    @property
+    def digits(self) -> int:
+        """Cycles per vector of the adder graph: D = ceil(W/d) serial, 1 parallel."""
+        return -(-self.layer.word_bits // self.layer.digit_bits) if self.serial else 1
+
+    @property
     def adder_latency(self) -> int:
+        """Cycles from the layer's input vector to its adder-graph outputs in parallel form.
+
+        Serial: parallel-to-serial (1) + graph depth + serial-to-parallel (D).
+        """
+        if self.serial:
+            return 1 + self.graph.depth + self.digits
         return self.graph.depth
 
     @property
@@ -178,8 +193,8 @@ class NetworkPlan:
 
     @property
     def initiation_interval(self) -> int:
-        """Cycles between accepted inputs at full rate (fully parallel: one)."""
-        return 1
+        """Cycles between accepted inputs at full rate (the schedule's II)."""
+        return self.network.initiation_interval
 
     @property
     def fifo_depth(self) -> int:

@@ -34,6 +34,7 @@ def make_report(
     accuracy: AccuracyReport,
     options: object,
     command: str | None,
+    schedule: dict[str, object] | None = None,
 ) -> dict[str, object]:
     layers = []
     in_shape = list(network.input_shape)
@@ -65,6 +66,11 @@ def make_report(
                 "requant": "thresholds" if lp.thresholds is not None else "multiply, shift",
                 "out_format": _fmt_json(rq.out),
                 "latency_cycles": lp.latency,
+                "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
+                "arithmetic": f"digit-serial, {lp.layer.digit_bits}-bit digits" if lp.serial else "parallel",
+                "word_bits": lp.layer.word_bits,
+                "cycles_per_position": lp.digits,
+                "utilisation": round(lp.digits / plan.initiation_interval, 6),
                 **res.to_json(),
             }
         )
@@ -87,6 +93,7 @@ def make_report(
         "clock_mhz": clock_mhz,
         "command": command,
         "options": options.to_json(),  # type: ignore[attr-defined]
+        "schedule": {**(schedule or {}), "initiation_interval_cycles": plan.initiation_interval},
         "input": {
             "name": network.input_name,
             "shape": list(network.input_shape),
@@ -130,7 +137,8 @@ def render_markdown(report: dict[str, object]) -> str:
     layer_rows = "\n".join(
         f"| {lay['name']} | {lay['op']} | {lay['in_shape']} → {lay['out_shape']} | {lay['weight_kind']} "
         f"| {lay['weights_nonzero']:,} of {lay['weights_total']:,} | {lay['adders']:,} ({lay['naive_adders']:,}) "
-        f"| {lay['adder_depth']} | {lay['acc_bits']} | s{lay['act_bits']}.{lay['out_frac']}"
+        f"| {lay['adder_depth']} | {lay['arithmetic']}, {lay['cycles_per_position']} cycle(s), "
+        f"{100 * lay['utilisation']:.0f}% busy | {lay['acc_bits']} | s{lay['act_bits']}.{lay['out_frac']}"
         f"{' ReLU' if lay['relu'] else ''} | {lay['latency_cycles']} | {lay['lut']:,} | {lay['ff']:,} | {lay['dsp']} |"
         for lay in r["layers"]
     )

@@ -17,8 +17,9 @@ SIMULATORS = ["icarus", "verilator"]
 
 @pytest.fixture(scope="module")
 def designs(tmp_path_factory):
-    """A representative set: the bundled example, a binary MLP, a sparse
-    MatMul+Add network with per-tensor scale."""
+    """A representative set: the bundled example (fully parallel and
+    digit-serial), a binary MLP, a sparse MatMul+Add network with per-tensor
+    scale."""
     root = tmp_path_factory.mktemp("designs")
     models = {
         "example": REPO / "examples" / "mlp_ternary.onnx",
@@ -27,16 +28,19 @@ def designs(tmp_path_factory):
             root / "sparse.onnx", [40, 20, 12, 5], seed=22, zeros=0.8, style="matmul", per_channel=False
         ),
     }
-    return {name: build(path, "zcu111", root / name).outdir for name, path in models.items()}
+    outs = {name: build(path, "zcu111", root / name).outdir for name, path in models.items()}
+    # Digit-serial: 10M inferences/s at 250 MHz is an II of 25 cycles.
+    outs["serial"] = build(models["example"], "zcu111", root / "serial", target_fps=10e6).outdir
+    return outs
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("design", ["example", "binary", "sparse_matmul"])
+@pytest.mark.parametrize("design", ["example", "binary", "sparse_matmul", "serial"])
 def test_rtl_matches_golden_and_the_reported_timing(designs, design, simulator):
     r = verify(designs[design], simulator, vectors=60, seed=3, stall=0.35)
     assert (r.passed, r.failed, r.extra_outputs) == (60, 0, 0), r.mismatches
     assert r.measured_latency_cycles == r.expected_latency_cycles
-    assert r.measured_ii_cycles == r.expected_ii_cycles == 1
+    assert r.measured_ii_cycles == r.expected_ii_cycles == (25 if design == "serial" else 1)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -10,7 +10,8 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.adder_graph import AdderGraphPipeline
 from hwgen.backend.requant import Requantizer
-from hwgen.hwplan import NetworkPlan
+from hwgen.backend.serial_layer import SerialDenseLayer
+from hwgen.hwplan import INPUT_REGISTER_LATENCY, NetworkPlan
 
 __all__ = ["TOP_NAME", "StreamingNetwork", "generate_verilog"]
 
@@ -26,8 +27,9 @@ class StreamingNetwork(wiring.Component):
     a free entry for every result in flight (credit counting), so
     backpressure never drops or duplicates a vector and ``x.ready`` is a
     registered function of state, with no combinational path from
-    ``y.ready``. At full rate the initiation interval is one cycle and the
-    latency is ``plan.latency`` cycles from the input to the output handshake.
+    ``y.ready``. Inputs are paced at one per ``plan.initiation_interval``
+    cycles (layers scheduled digit-serial need that many); the latency is
+    ``plan.latency`` cycles from the input to the output handshake.
 
     Members
     -------
@@ -55,8 +57,19 @@ class StreamingNetwork(wiring.Component):
 
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=len(self.y.payload.as_value()), depth=depth)
         in_flight = Signal(range(depth + 1))
-        m.d.comb += self.x.ready.eq(in_flight < depth)
+        ii = plan.initiation_interval
+        if ii > 1:
+            # Pace the input: one vector per II cycles, what the schedule assumed.
+            cooldown = Signal(range(ii), name="ii_cooldown")
+            m.d.comb += self.x.ready.eq((in_flight < depth) & (cooldown == 0))
+        else:
+            m.d.comb += self.x.ready.eq(in_flight < depth)
         accept = self.x.valid & self.x.ready
+        if ii > 1:
+            with m.If(accept):
+                m.d.sync += cooldown.eq(ii - 1)
+            with m.Elif(cooldown != 0):
+                m.d.sync += cooldown.eq(cooldown - 1)
         deliver = self.y.valid & self.y.ready
         m.d.sync += in_flight.eq(in_flight + accept - deliver)
 
@@ -66,14 +79,21 @@ class StreamingNetwork(wiring.Component):
         m.d.sync += valid.eq(Cat(accept, valid[:-1]))
 
         current = x_reg
+        offset = INPUT_REGISTER_LATENCY  # cycles from the accept to this layer's input
         for k, lp in enumerate(plan.layers):
-            graph = AdderGraphPipeline(lp)
+            graph: AdderGraphPipeline | SerialDenseLayer
+            if lp.serial:
+                graph = SerialDenseLayer(lp)
+                m.d.comb += graph.start.eq(valid[offset - 1])
+            else:
+                graph = AdderGraphPipeline(lp)
             requant = Requantizer(lp, graph.out_bits)
             m.submodules[f"layer{k}_adders"] = graph
             m.submodules[f"layer{k}_requant"] = requant
             m.d.comb += graph.x.eq(current)
             m.d.comb += requant.x.eq(graph.y)
             current = requant.y
+            offset += lp.latency
 
         m.d.comb += [
             fifo.w_data.eq(current.as_value()),

@@ -249,6 +249,10 @@ class LinearLayer:
     requant: Requant | ThresholdRequant | None = None
     adder_graph: AdderGraph | None = None
     naive_adders: int = field(default=0)
+    #: Chosen by the scheduler: digit width of the adder graph (0: fully
+    #: parallel) and the serial word length.
+    digit_bits: int = 0
+    word_bits: int = 0
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -402,6 +406,8 @@ class Network:
     input_offset: np.ndarray | None = None
     #: The graph's own input quantiser (then the accelerator takes its codes).
     input_quantizer: Quantizer | None = None
+    #: Cycles between input vectors the hardware is scheduled for.
+    initiation_interval: int = 1
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """Apply the graph's input affine to float inputs [batch, *input_shape]."""
@@ -508,6 +514,8 @@ class Network:
                 "requant": layer.requant.to_json() if layer.requant else None,
                 "adder_graph": layer.adder_graph.to_json() if layer.adder_graph else None,
                 "naive_adders": layer.naive_adders,
+                "digit_bits": layer.digit_bits,
+                "word_bits": layer.word_bits,
             }
 
         doc = {
@@ -522,6 +530,7 @@ class Network:
             "input_scale": self.input_scale.tolist() if self.input_scale is not None else None,
             "input_offset": self.input_offset.tolist() if self.input_offset is not None else None,
             "input_quantizer": self.input_quantizer.to_json() if self.input_quantizer else None,
+            "initiation_interval": self.initiation_interval,
             "input_format": self.input_format.to_json() if self.input_format else None,
             "opset": self.opset,
             "layers": [layer_json(layer) for layer in self.layers],
@@ -563,6 +572,8 @@ class Network:
                 requant=requant_from_json(d["requant"]) if d["requant"] else None,
                 adder_graph=AdderGraph.from_json(d["adder_graph"]) if d["adder_graph"] else None,
                 naive_adders=int(d["naive_adders"]),
+                digit_bits=int(d.get("digit_bits", 0)),
+                word_bits=int(d.get("word_bits", 0)),
             )
 
         fmt = doc["input_format"]
@@ -580,4 +591,5 @@ class Network:
             input_scale=np.array(doc["input_scale"]) if doc.get("input_scale") is not None else None,
             input_offset=np.array(doc["input_offset"]) if doc.get("input_offset") is not None else None,
             input_quantizer=Quantizer.from_json(doc["input_quantizer"]) if doc.get("input_quantizer") else None,
+            initiation_interval=int(doc.get("initiation_interval", 1)),
         )

@@ -1,0 +1,86 @@
+"""Choose every layer's digit width so that each meets the network's rate at the lowest area.
+
+The network accepts one input vector every ``initiation_interval`` (II)
+cycles. A dense layer sees one vector per II cycles too, so it may take up to
+II cycles per vector: at digit width ``d`` its adder graph needs ``D =
+ceil(W / d)`` cycles for a word of ``W`` bits, and any ``d`` with ``D <= II``
+meets the rate. Among those (and the fully parallel pipeline) the pass picks
+the smallest estimated area: LUT sites from the Yosys-calibrated models
+(:data:`hwgen.serial_plan.AREA_MODEL` for serial graphs plus their
+converters, :mod:`hwgen.estimate`'s adder cost for parallel ones), flip-flops
+breaking ties. The choice is recorded in each layer (``digit_bits``, 0 for
+parallel; ``word_bits``) and the II in the network.
+
+Convolution layers (which see many positions per frame) are scheduled with
+the streaming-network work; this pass refuses them for now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from hwgen.errors import TwnError
+from hwgen.estimate import parallel_graph_cost, serial_graph_cost
+from hwgen.ir import AdderGraph, Layer, LinearLayer, Network
+from hwgen.serial_plan import digits_per_word, serial_word_bits
+
+__all__ = ["LayerChoice", "ScheduleDigitWidths", "layer_choices"]
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    digit_bits: int  # 0: fully parallel
+    word_bits: int
+    cycles: int  # cycles per vector (D; 1 for parallel)
+    lut: float
+    ff: float
+
+
+def layer_choices(graph: AdderGraph, lo: int, hi: int, in_bits: int, initiation_interval: int) -> list[LayerChoice]:
+    """Every digit width that meets the II (one per distinct cycle count), and parallel."""
+    word = serial_word_bits(graph, lo, hi)
+    lut, ff = parallel_graph_cost(graph, lo, hi)
+    choices = [LayerChoice(0, word, 1, lut, ff)]
+    if graph.adders == 0:
+        return choices  # nothing to serialise
+    best_d_for: dict[int, int] = {}
+    for d in range(1, word):
+        digits = digits_per_word(word, d)
+        if digits <= initiation_interval and digits not in best_d_for:
+            best_d_for[digits] = d  # the narrowest digit giving this many cycles
+    for digits, d in sorted(best_d_for.items()):
+        lut, ff = serial_graph_cost(graph, d, word, in_bits)
+        choices.append(LayerChoice(d, word, digits, lut, ff))
+    return choices
+
+
+@dataclass(frozen=True)
+class ScheduleDigitWidths:
+    """Pick each dense layer's digit width for a network II (cycles per input vector)."""
+
+    name: ClassVar[str] = "schedule-digit-widths"
+    initiation_interval: int = 1
+
+    def apply(self, network: Network) -> Network:
+        ii = self.initiation_interval
+        if not isinstance(ii, int) or ii < 1:
+            raise TwnError(f"the initiation interval must be a positive number of cycles, not {ii!r}")
+        fmt = network.input_format
+        if fmt is None:
+            raise ValueError("schedule after quantisation")
+        layers: list[Layer] = []
+        lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
+        for layer in network.layers:
+            if not isinstance(layer, LinearLayer) or layer.is_conv:
+                raise TwnError(
+                    f"layer {layer.name!r} ({layer.op}): scheduling convolution and pooling layers comes with "
+                    "the streaming-network issue; only dense networks are scheduled"
+                )
+            assert layer.adder_graph is not None and layer.requant is not None
+            options = layer_choices(layer.adder_graph, lo, hi, bits, ii)
+            best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
+            layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits))
+            out = layer.requant.out
+            lo, hi, bits = out.lo, out.hi, out.bits
+        return network.with_layers(tuple(layers), initiation_interval=ii)

@@ -1,0 +1,72 @@
+"""The digit-width scheduler: every layer meets the II at the least estimated area."""
+
+import numpy as np
+import pytest
+from conftest import built_network, write_mlp
+from test_backend import simulate
+
+from hwgen import golden
+from hwgen.build import initiation_interval
+from hwgen.cli import main
+from hwgen.errors import TwnError
+from hwgen.hwplan import plan_network
+from hwgen.passes.schedule import ScheduleDigitWidths, layer_choices
+from hwgen.serial_plan import digits_per_word
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    return built_network(write_mlp(tmp_path_factory.mktemp("s") / "m.onnx", [12, 9, 5], seed=3))
+
+
+def test_full_rate_is_parallel(net):
+    scheduled = ScheduleDigitWidths(1).apply(net)
+    assert [layer.digit_bits for layer in scheduled.layers] == [0, 0]
+
+
+@pytest.mark.parametrize("ii", [2, 3, 5, 11, 40])
+def test_every_layer_meets_the_rate_at_the_cheapest_choice(net, ii):
+    scheduled = ScheduleDigitWidths(ii).apply(net)
+    fmt = net.input_format
+    lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
+    for layer in scheduled.layers:
+        if layer.digit_bits:
+            assert digits_per_word(layer.word_bits, layer.digit_bits) <= ii
+        options = layer_choices(layer.adder_graph, lo, hi, bits, ii)
+        chosen = next(c for c in options if c.digit_bits == layer.digit_bits)
+        assert chosen.lut == min(c.lut for c in options)
+        lo, hi, bits = layer.requant.out.lo, layer.requant.out.hi, layer.requant.out.bits
+    # Slower rates never cost more.
+    assert plan_network(scheduled).initiation_interval == ii
+
+
+@pytest.mark.parametrize("ii, stall", [(3, 0.0), (6, 0.3), (23, 0.5)])
+def test_serial_networks_are_exact_at_the_scheduled_rate(net, ii, stall):
+    scheduled = ScheduleDigitWidths(ii).apply(net)
+    assert any(layer.digit_bits for layer in scheduled.layers)
+    fmt = net.input_format
+    rng = np.random.default_rng(ii)
+    codes = np.concatenate([[[fmt.lo] * 12, [fmt.hi] * 12], rng.integers(fmt.lo, fmt.hi + 1, size=(14, 12))])
+    plan, outputs, accepted, delivered = simulate(scheduled, codes, stall=stall, seed=ii)
+    assert outputs == golden.run_integer(scheduled, codes).tolist()
+    if stall == 0.0:
+        assert set(np.diff(delivered).tolist()) == {ii}
+        assert [d - a for a, d in zip(accepted, delivered, strict=True)] == [plan.latency] * len(codes)
+
+
+def test_rates_to_initiation_intervals():
+    assert initiation_interval(64, 250.0, None, None) == 1
+    assert initiation_interval(64, 250.0, 2.0, None) == 32
+    assert initiation_interval(64, 250.0, 3.0, None) == 22
+    assert initiation_interval(64, 250.0, None, 10e6) == 25
+    with pytest.raises(TwnError, match="best rate is one input per cycle, 250,000,000"):
+        initiation_interval(64, 250.0, None, 300e6)
+    with pytest.raises(TwnError, match="not both"):
+        initiation_interval(64, 250.0, 1.0, 1e6)
+
+
+def test_unreachable_rate_exits_2(tmp_path, capsys):
+    model = write_mlp(tmp_path / "m.onnx", [8, 4], seed=1)
+    assert main([str(model), "--board", "zcu111", "-o", str(tmp_path / "o"), "--target-fps", "1e9"]) == 2
+    assert "best rate" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
