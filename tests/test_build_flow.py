@@ -27,8 +27,8 @@ def test_build_writes_depfile_filelist_and_core(tmp_path):
     out = tmp_path / "ip"
     assert main([str(model), "--board", "zcu104", "-o", str(out)]) == 0
     dep = (out / "twn_top.d").read_text()
-    assert dep.startswith(f"{out}/rtl/twn_top.v {out}/report.json: {model}\n")
-    assert (out / "twn_top.f").read_text().split() == ["rtl/twn_top.v"]
+    assert dep.startswith(f"{out}/rtl/twn_top.v {out}/rtl/twn_axis.v {out}/report.json: {model}\n")
+    assert (out / "twn_top.f").read_text().split() == ["rtl/twn_top.v", "rtl/twn_axis.v"]
     core = (out / "twn_top.core").read_text()
     assert core.startswith("CAPI=2:") and "toplevel: twn_top" in core and "- rtl/twn_top.v" in core
     for line in (out / "twn_top.f").read_text().split():

@@ -37,8 +37,9 @@ def designs(tmp_path_factory):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("design", ["example", "binary", "sparse_matmul", "serial"])
 def test_rtl_matches_golden_and_the_reported_timing(designs, design, simulator):
-    r = verify(designs[design], simulator, vectors=60, seed=3, stall=0.35)
-    assert (r.passed, r.failed, r.extra_outputs) == (60, 0, 0), r.mismatches
+    n = 24 if design == "serial" else 60  # a serial vector takes 25+ cycles
+    r = verify(designs[design], simulator, vectors=n, seed=3, stall=0.35)
+    assert (r.passed, r.failed, r.extra_outputs) == (n, 0, 0), r.mismatches
     assert r.measured_latency_cycles == r.expected_latency_cycles
     assert r.measured_ii_cycles == r.expected_ii_cycles == (25 if design == "serial" else 1)
 
