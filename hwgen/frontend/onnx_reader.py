@@ -58,6 +58,8 @@ SUPPORTED_OPS = (
     "Greater+Where and Sign (binary/ternary activations)",
 )
 MIN_OPSET, MAX_OPSET = 7, 21
+#: Refused before anything of that size is allocated.
+MAX_INPUT_ELEMENTS = 1 << 24
 _LINEAR = ("Gemm", "MatMul", "Conv")
 _AFFINE = ("BatchNormalization", "Add", "Sub", "Mul", "Div")
 _SHAPE_ONLY = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
@@ -251,9 +253,22 @@ class _Reader:
                 "with fixed positive feature dimensions (the batch dimension may be dynamic)"
             )
         input_shape = tuple(int(d) for d in in_dims[1:])  # type: ignore[arg-type]
+        if int(np.prod(input_shape, dtype=object)) > MAX_INPUT_ELEMENTS:
+            raise TwnError(
+                f"input {inp.name!r} declares {int(np.prod(input_shape, dtype=object)):,} elements per sample; "
+                f"twngen accepts at most {MAX_INPUT_ELEMENTS:,}"
+            )
         self.input_shape, self.in_features = input_shape, int(np.prod(input_shape))
         folded = fold_constants(graph, self.consts, self.value_shapes, inp.name, input_shape, self.opset)
 
+        produced = {name for node in graph.node for name in node.output} | {vi.name for vi in graph.input}
+        for i, node in enumerate(graph.node):
+            for name in node.input:
+                if name and name not in produced and name not in self.consts:
+                    raise TwnError(
+                        f"{_node_label(node, i)}: input {name!r} is neither an initializer, a graph input "
+                        "nor the output of a node"
+                    )
         consumers: dict[str, list[int]] = {}
         for i, node in enumerate(graph.node):
             if i in folded:
