@@ -53,7 +53,7 @@ class ArithmeticOptions:
     ranges: str = "sampled"
     headroom: float = 2.0
     calibrate: str | None = None
-    adder_graph: str = "naive"
+    adder_graph: str = "merged"
     max_depth: int | None = None
     max_weight_bits: int = 4
     max_final_weight_bits: int = 8

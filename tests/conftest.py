@@ -28,6 +28,14 @@ def built_network(path: Path, **options: object) -> Network:
     return network
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _merge_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the merging pass's on-disk cache inside the test session's temp folder."""
+    import os
+
+    os.environ["TWNGEN_CACHE"] = str(tmp_path_factory.mktemp("merge-cache"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

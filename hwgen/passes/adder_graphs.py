@@ -29,7 +29,7 @@ def _merged(weights, max_depth: int | None) -> AdderGraph:  # type: ignore[no-un
 @dataclass(frozen=True)
 class BuildAdderGraphs:
     name: ClassVar[str] = "build-adder-graphs"
-    method: str = "naive"
+    method: str = "merged"
     max_depth: int | None = None
 
     def apply(self, network: Network) -> Network:

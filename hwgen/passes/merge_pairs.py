@@ -1,0 +1,881 @@
+"""Common-subexpression merging: a constant integer matrix as a shared adder graph.
+
+:func:`merged_adder_graph` turns ``W`` (rows are outputs, columns inputs) into
+an :class:`~hwgen.ir.adder_graph.AdderGraph` of two-input add/subtract nodes
+that computes ``y = W @ x`` exactly, sharing every signed pair of terms that
+several outputs need, under a limit on the adder depth.
+
+The algorithm
+-------------
+Each row is a set of signed terms. Weights other than +-1 are written in
+canonical signed digits, one term per nonzero digit: a term is then an input
+at a fixed power-of-two shift, so low-bit integer layers reuse the ternary
+machinery unchanged (the shift is free wiring).
+
+1. **Pair extraction** (Hartley's common-subexpression elimination, as in the
+   published ternary generator, with sign symmetry): a *pair* is two columns
+   and a relative sign; ``x_i - x_j`` and ``x_j - x_i`` and their negations
+   are the same pair, because a row takes a new column with either sign. The
+   pair that occurs in the most rows is made a new column (one adder) and
+   substituted everywhere it occurs, until no pair occurs twice.
+2. **Exact lazy counting.** Pair counts never grow: old columns only lose
+   terms, and a new column's pairs are counted once, when it is born. So
+   candidates sit in buckets by a count that is an upper bound, and a bucket
+   is re-counted in bulk (bitsets over rows, ``numpy.bitwise_count``) when it
+   becomes the top one: stale pairs fall to their true level, fresh ones are
+   exact. That replaces the O(inputs^2) rescan per step that made the
+   published generator take minutes on 576 inputs.
+3. **Tie-breaking by what a pair destroys.** Among pairs of the top count,
+   take first the one whose columns occur in fewest rows: a pair of common
+   columns consumes terms that other frequent pairs need.
+4. **Blocks at the bottom.** When the best pair occurs in only three (then
+   two) rows, the remaining sharing is between small sets of rows: rows that
+   agree, up to one sign each, on a whole set of columns can share its sum.
+   Candidate pairs are grouped by the rows (and signs) they occur in; the
+   groups overlap, so they are taken largest first, lazily re-measured, each
+   built as a depth-balanced tree. Taking these low-count pairs in arbitrary
+   order fragments the blocks (``bench/cse.py --ablations`` measures what
+   each of these heuristics is worth).
+5. **Depth.** A row whose terms arrive at depths ``d_t`` can be summed by a
+   binary tree of depth ``D`` iff ``sum 2**d_t <= 2**D`` (Kraft), and summing
+   the two shallowest terms first achieves it. Every row keeps that sum, and a
+   pair is only substituted into the rows where it keeps the sum within the
+   limit, so the final per-row trees (built shallowest-first) always meet the
+   depth limit: ``ceil(log2(max terms in a row)) + 2`` by default.
+6. **Both orientations.** The same search on ``W.T`` gives a graph for
+   ``W.T``; its transpose (reverse every edge: a column used ``k`` times
+   becomes a ``k``-input sum, a pair becomes a fan-out) computes ``W``, and
+   for ternary weights saves exactly as many adders over the naive trees as
+   the search saved on ``W.T``. Which orientation pairs better depends on
+   the matrix: the transposed search wins on layers with more outputs than
+   inputs, on dense binary layers and on layers whose filters nearly repeat;
+   the direct one on wide ternary layers. The depth of the transpose is
+   bounded during the search by Kraft's inequality read backwards (see
+   :class:`_TransposeDepth`): a column's sum is ``ceil(log2 R)`` deep, with
+   ``R`` its row uses plus ``2**depth`` of each pair using it, and a pair that
+   would push an output past the limit is not taken.
+7. **Portfolio.** Runs with different seeds for the order among equal
+   candidates and two block thresholds, first one per orientation, then the
+   rest on the better one; the graph with fewest adders (then least depth)
+   wins. Small layers get many runs, a 512x512 layer two. The number of runs
+   depends only on the matrix, so the result is deterministic.
+
+Against the anchors: the published generator is step 1 alone (then a tree
+per row), with a quadratic rescan per step and arbitrary ties; da4ml weighs
+pairs by bit width after a column-similarity decomposition. Measured results
+against both (and what is left) are in ``docs/cse.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hwgen.errors import TwnError
+from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "default_max_depth",
+    "merged_adder_graph",
+    "merged_adder_graph_cached",
+    "min_depth",
+]
+
+#: Part of the cache key: bump whenever the graphs produced change.
+ALGORITHM_VERSION = 1
+
+#: Largest weight magnitude accepted (the CLI limits users to 8 bits; the
+#: pass itself only needs the digits to fit comfortably in int64).
+_MAX_WEIGHT = 1 << 30
+
+_Int8Array = NDArray[np.int8]
+_Int64Array = NDArray[np.int64]
+_Bits = NDArray[np.uint64]
+
+
+# --------------------------------------------------------------------------
+# Input handling
+
+
+def _as_int_matrix(weights: np.ndarray) -> _Int64Array:
+    w = np.asarray(weights)
+    if w.ndim != 2:
+        raise TwnError(f"weight matrix must be 2-D, not {w.ndim}-D with shape {w.shape}")
+    if w.dtype == np.bool_:
+        return w.astype(np.int64)
+    if not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise TwnError(f"weight matrix must hold integers, not {w.dtype}")
+    if np.issubdtype(w.dtype, np.floating):
+        if not np.all(np.isfinite(w)):
+            raise TwnError("weight matrix has non-finite values")
+        if not np.all(w == np.rint(w)):
+            raise TwnError("weight matrix has non-integer values")
+    if w.size and np.abs(w).max() > _MAX_WEIGHT:
+        raise TwnError(f"weights must be smaller than 2**30 in magnitude, not {np.abs(w).max()}")
+    return w.astype(np.int64)
+
+
+def _csd(w: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of ``w`` as (sign, shift), fewest nonzero digits."""
+    digits: list[tuple[int, int]] = []
+    shift = 0
+    while w:
+        if w & 1:
+            d = 2 - (w & 3)  # +1 if w % 4 == 1, -1 if w % 4 == 3
+            digits.append((d, shift))
+            w -= d
+        w >>= 1
+        shift += 1
+    return digits
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """``W`` as a ternary matrix over *slots*: slot ``s`` is input ``slot_input[s] << slot_shift[s]``."""
+
+    matrix: _Int8Array
+    slot_input: tuple[int, ...]
+    slot_shift: tuple[int, ...]
+
+
+def _expand(w: _Int64Array) -> _Terms:
+    m, n = w.shape
+    if w.size == 0 or np.abs(w).max() <= 1:
+        return _Terms(w.astype(np.int8), tuple(range(n)), (0,) * n)
+    digits: dict[tuple[int, int], dict[int, int]] = {}
+    for r, j in zip(*np.nonzero(w), strict=True):
+        for sign, shift in _csd(int(w[r, j])):
+            digits.setdefault((int(j), shift), {})[int(r)] = sign
+    slots = sorted(digits)
+    t = np.zeros((m, len(slots)), np.int8)
+    for s, key in enumerate(slots):
+        for r, sign in digits[key].items():
+            t[r, s] = sign
+    return _Terms(t, tuple(j for j, _ in slots), tuple(k for _, k in slots))
+
+
+def _row_terms(w: _Int64Array) -> _Int64Array:
+    """Signed-digit terms per row (nonzeros for ternary rows)."""
+    if w.size == 0:
+        return np.zeros(w.shape[0], np.int64)
+    if np.abs(w).max() <= 1:
+        return np.count_nonzero(w, axis=1).astype(np.int64)
+    return np.array([sum(len(_csd(int(v))) for v in row if v) for row in w], np.int64)
+
+
+def min_depth(weights: np.ndarray) -> int:
+    """Least possible adder depth: ``ceil(log2(most terms in a row))``."""
+    terms = _row_terms(_as_int_matrix(weights))
+    most = int(terms.max(initial=0))
+    return math.ceil(math.log2(most)) if most > 1 else 0
+
+
+def default_max_depth(weights: np.ndarray) -> int:
+    """The default depth limit: two levels above the least possible depth.
+
+    The two spare levels let shared subexpressions sit in trees of unequal
+    depth; they cost pipeline registers, not adders.
+    """
+    return min_depth(weights) + 2
+
+
+# --------------------------------------------------------------------------
+# Bitsets over rows
+
+
+def _pack(rows_by_col: NDArray[np.bool_], words: int) -> _Bits:
+    """[k, m] booleans -> [k, words] uint64 (bit r of a row set is row r)."""
+    k = rows_by_col.shape[0]
+    packed = np.packbits(rows_by_col, axis=1, bitorder="little")
+    out = np.zeros((k, words * 8), np.uint8)
+    out[:, : packed.shape[1]] = packed
+    return out.view("<u8").astype(np.uint64)
+
+
+def _popcount(bits: _Bits) -> _Int64Array:
+    return np.bitwise_count(bits).sum(axis=-1, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------
+# The extraction engine
+
+
+_Chunk = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int8]]
+
+
+class _TransposeDepth:
+    """Keeps the transpose of a search on ``W.T`` within a depth limit.
+
+    In the transposed graph a column ``v`` becomes the sum of its uses: a use
+    by a row is an input (depth 0), a use by pair ``c`` is ``c``'s sum. Summed
+    shallowest-first, ``v`` is ``ceil(log2 R(v))`` deep, where ``R(v)`` is the
+    number of row uses plus ``2**depth`` of every pair using ``v`` (Kraft
+    again, read backwards). Output ``i`` sums the uses of all its slots, so it
+    is ``ceil(log2 out[i])`` deep with ``out[i]`` the sum of their ``R``.
+    Taking a pair only ever raises ``R``, so refusing every pair that would
+    push an output past the limit keeps the whole search within it.
+    """
+
+    def __init__(self, uses: list[int], slot_output: tuple[int, ...], n_outputs: int, limit: int) -> None:
+        self.n = len(uses)
+        self.r = list(uses)
+        self.children: list[tuple[int, int]] = []
+        self.slot_output = slot_output
+        self.out = [0] * n_outputs
+        for slot, count in enumerate(uses):
+            self.out[slot_output[slot]] += count
+        self.cap = 1 << limit
+
+    @staticmethod
+    def _weight(r: int) -> int:
+        return 1 << (r - 1).bit_length() if r > 0 else 0
+
+    def plan(self, a: int, b: int, k: int) -> tuple[dict[int, int], dict[int, int]] | None:
+        """New ``R`` of the columns and output sums if (a, b) is taken on k rows; None if too deep."""
+        grow = self._weight(k) - k
+        delta: dict[int, int] = {a: grow}
+        delta[b] = delta.get(b, 0) + grow
+        new: dict[int, int] = {}
+        out: dict[int, int] = {}
+        # Children have lower indices than their parents: visiting columns
+        # from the highest index down sees every change to a column first.
+        heap = [-a, -b]
+        while heap:
+            v = -heapq.heappop(heap)
+            if v in new:
+                continue
+            old = self.r[v]
+            new[v] = old + delta[v]
+            if v < self.n:
+                i = self.slot_output[v]
+                out[i] = out.get(i, self.out[i]) + new[v] - old
+                continue
+            change = self._weight(new[v]) - self._weight(old)
+            if change:
+                for child in self.children[v - self.n]:
+                    delta[child] = delta.get(child, 0) + change
+                    heapq.heappush(heap, -child)
+        if any(total > self.cap for total in out.values()):
+            return None
+        return new, out
+
+    def commit(self, plan: tuple[dict[int, int], dict[int, int]], a: int, b: int, k: int) -> None:
+        new, out = plan
+        for v, r in new.items():
+            self.r[v] = r
+        for i, total in out.items():
+            self.out[i] = total
+        self.r.append(k)
+        self.children.append((a, b))
+
+
+class _Extraction:
+    """Greedy signed-pair extraction on a ternary matrix, depth-limited.
+
+    Columns ``0..n-1`` are the slots; every extracted pair appends a column.
+    ``pairs[k] = (a, b, rel)`` defines column ``n + k = col a + rel * col b``.
+    ``matrix[r, c]`` is the sign with which row ``r`` uses column ``c``.
+
+    The rows holding a column with a positive (negative) sign are kept twice:
+    as numpy bitsets for counting many pairs at once, and as Python integers
+    (``pos_int``/``neg_int``) for the one-pair-at-a-time path, where
+    ``int.bit_count`` is far cheaper than a numpy call.
+    """
+
+    _CHUNK = 1 << 17
+
+    def __init__(
+        self,
+        t: _Int8Array,
+        depth_limit: int,
+        seed: int,
+        block_level: int,
+        *,
+        transpose_depth: _TransposeDepth | None = None,
+        ablate: frozenset[str] = frozenset(),
+    ) -> None:
+        m, n = t.shape
+        self.m, self.n, self.ncol = m, n, n
+        self.words = max(1, (m + 63) // 64)
+        cap = max(2 * n, 16)
+        self.matrix = np.zeros((m, cap), np.int8)
+        self.matrix[:, :n] = t
+        self.pos = np.zeros((cap, self.words), np.uint64)
+        self.neg = np.zeros((cap, self.words), np.uint64)
+        self.pos[:n] = _pack(t.T > 0, self.words)
+        self.neg[:n] = _pack(t.T < 0, self.words)
+        self.pos_int = [self._to_int(v) for v in self.pos[:n]]
+        self.neg_int = [self._to_int(v) for v in self.neg[:n]]
+        self.depth = np.zeros(cap, np.int64)
+        self.freq = np.zeros(cap, np.int64)
+        self.freq[:n] = np.count_nonzero(t, axis=0)
+        self.kraft = np.count_nonzero(t, axis=1).astype(np.int64)
+        self.kraft_max = int(self.kraft.max(initial=0))
+        self.depth_max = 0
+        self.budget = 1 << depth_limit
+        self.block_level = block_level
+        # Switches to measure what each heuristic is worth (bench/cse.py --ablations):
+        # "random-ties" orders pairs of equal count at random, "random-blocks"
+        # takes blocks in random order instead of largest first.
+        self.ablate = ablate
+        self.transpose_depth = transpose_depth
+        self.rng = np.random.default_rng(seed)
+        self.pairs: list[tuple[int, int, int]] = []
+        self.buckets: list[list[_Chunk]] = [[] for _ in range(m + 1)]
+        self._fit_cache: dict[int, int] = {}
+        self._seed_pairs(t)
+
+    # -- bitset conversions ------------------------------------------------
+
+    def _to_int(self, bits: _Bits) -> int:
+        return int.from_bytes(np.ascontiguousarray(bits, dtype="<u8").tobytes(), "little")
+
+    def _to_bits(self, value: int) -> _Bits:
+        return np.frombuffer(value.to_bytes(self.words * 8, "little"), dtype="<u8").astype(np.uint64)
+
+    def _rows(self, value: int) -> _Int64Array:
+        b = np.frombuffer(value.to_bytes(self.words * 8, "little"), dtype=np.uint8)
+        return np.flatnonzero(np.unpackbits(b, bitorder="little")[: self.m])
+
+    # -- candidate bookkeeping -------------------------------------------
+
+    def _seed_pairs(self, t: _Int8Array) -> None:
+        m, n = t.shape
+        if n < 2 or m < 2:
+            return
+        # Co-occurrence counts by matrix products (exact in float32 below
+        # 2**24 rows), a block of columns at a time to bound memory.
+        f = t.astype(np.float32)
+        g = np.abs(f)
+        step = max(1, (1 << 22) // n)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            both = g[:, lo:hi].T @ g[:, lo:]
+            agree = f[:, lo:hi].T @ f[:, lo:]
+            for rel, counts in ((1, both + agree), (-1, both - agree)):
+                half = np.rint(counts / 2).astype(np.int32)
+                i, j = np.nonzero(np.triu(half, 1) >= 2)
+                self._push(i + lo, j + lo, np.full(len(i), rel, np.int8), half[i, j])
+
+    def _push(self, a: np.ndarray, b: np.ndarray, rel: np.ndarray, counts: np.ndarray) -> None:
+        if len(a) == 0:
+            return
+        order = np.argsort(counts, kind="stable")
+        a = a[order].astype(np.int32)
+        b = b[order].astype(np.int32)
+        rel = rel[order].astype(np.int8)
+        counts = counts[order]
+        starts = np.flatnonzero(counts[1:] != counts[:-1]) + 1
+        for lo, hi in zip([0, *starts.tolist()], [*starts.tolist(), len(counts)], strict=True):
+            self.buckets[int(counts[lo])].append((a[lo:hi], b[lo:hi], rel[lo:hi]))
+
+    def _push_one(self, a: int, b: int, rel: int, count: int) -> None:
+        self.buckets[count].append((np.array([a], np.int32), np.array([b], np.int32), np.array([rel], np.int8)))
+
+    def _take(self, level: int) -> _Chunk:
+        chunks = self.buckets[level]
+        self.buckets[level] = []
+        return (
+            np.concatenate([c[0] for c in chunks]),
+            np.concatenate([c[1] for c in chunks]),
+            np.concatenate([c[2] for c in chunks]),
+        )
+
+    # -- counting ----------------------------------------------------------
+
+    def _delta(self, da: np.ndarray, db: np.ndarray) -> _Int64Array:
+        """Growth of a row's Kraft sum when terms of depths da, db become one."""
+        one = np.int64(1)
+        top = np.maximum(da, db).astype(np.int64)
+        return (one << (top + 1)) - (one << da.astype(np.int64)) - (one << db.astype(np.int64))
+
+    def _fit_int(self, delta: int) -> int:
+        """Rows whose Kraft sum can still grow by ``delta`` (cached until it changes)."""
+        fit = self._fit_cache.get(delta)
+        if fit is None:
+            bits = _pack((self.kraft + delta <= self.budget)[None, :], self.words)[0]
+            fit = self._fit_cache[delta] = self._to_int(bits)
+        return fit
+
+    def _occurrences(self, a: np.ndarray, b: np.ndarray, rel: np.ndarray) -> _Bits:
+        """Row sets where each pair occurs and fits the depth limit ([k, words])."""
+        out = np.empty((len(a), self.words), np.uint64)
+        slack = self.budget - self.kraft_max
+        for lo in range(0, len(a), self._CHUNK):
+            sl = slice(lo, lo + self._CHUNK)
+            pa, na, pb, nb = self.pos[a[sl]], self.neg[a[sl]], self.pos[b[sl]], self.neg[b[sl]]
+            bits = np.where((rel[sl] > 0)[:, None], (pa & pb) | (na & nb), (pa & nb) | (na & pb))
+            if (2 << self.depth_max) > slack:
+                delta = self._delta(self.depth[a[sl]], self.depth[b[sl]])
+                tight = delta > slack
+                for d in np.unique(delta[tight]).tolist():
+                    bits[delta == d] &= self._to_bits(self._fit_int(d))
+            out[sl] = bits
+        return out
+
+    def _occurrence(self, a: int, b: int, rel: int) -> int:
+        """Row set (Python int) where one pair occurs and fits the depth limit."""
+        pa, na, pb, nb = self.pos_int[a], self.neg_int[a], self.pos_int[b], self.neg_int[b]
+        x = (pa & pb) | (na & nb) if rel > 0 else (pa & nb) | (na & pb)
+        da, db = int(self.depth[a]), int(self.depth[b])
+        delta = (2 << max(da, db)) - (1 << da) - (1 << db)
+        if delta > self.budget - self.kraft_max:
+            x &= self._fit_int(delta)
+        return x
+
+    # -- extraction ----------------------------------------------------------
+
+    def _grow(self) -> None:
+        cap = self.matrix.shape[1] * 2
+        matrix = np.zeros((self.m, cap), np.int8)
+        matrix[:, : self.ncol] = self.matrix[:, : self.ncol]
+        self.matrix = matrix
+        for name in ("pos", "neg"):
+            old = getattr(self, name)
+            new = np.zeros((cap, self.words), np.uint64)
+            new[: self.ncol] = old[: self.ncol]
+            setattr(self, name, new)
+        for name in ("depth", "freq"):
+            old = getattr(self, name)
+            new = np.zeros(cap, np.int64)
+            new[: self.ncol] = old[: self.ncol]
+            setattr(self, name, new)
+
+    def _try(self, a: int, b: int, rel: int, level: int) -> bool:
+        """Extract pair (a, b, rel) if it still occurs ``level`` times; else re-file it.
+
+        A pair the transposed depth limit refuses is dropped.
+        """
+        x = self._occurrence(a, b, rel)
+        count = x.bit_count()
+        if count == level:
+            return self._extract(a, b, rel, x) >= 0
+        if count >= 2:
+            self._push_one(a, b, rel, count)
+        return False
+
+    def _extract(self, a: int, b: int, rel: int, x: int) -> int:
+        """Make pair (a, b, rel) a new column on the rows ``x``; its index, or -1 if refused."""
+        tracker = self.transpose_depth
+        if tracker is not None:
+            plan = tracker.plan(a, b, x.bit_count())
+            if plan is None:
+                return -1
+            tracker.commit(plan, a, b, x.bit_count())
+        if self.ncol >= self.matrix.shape[1]:
+            self._grow()
+        c = self.ncol
+        self.ncol += 1
+        rows = self._rows(x)
+        sign = self.matrix[rows, a].copy()
+        self.matrix[rows, c] = sign
+        self.matrix[rows, a] = 0
+        self.matrix[rows, b] = 0
+        keep = ~x
+        self.pos_int.append(self.pos_int[a] & x)
+        self.neg_int.append(self.neg_int[a] & x)
+        for col in (a, b):
+            self.pos_int[col] &= keep
+            self.neg_int[col] &= keep
+        for col in (a, b, c):
+            self.pos[col] = self._to_bits(self.pos_int[col])
+            self.neg[col] = self._to_bits(self.neg_int[col])
+        da, db = int(self.depth[a]), int(self.depth[b])
+        d = max(da, db) + 1
+        self.depth[c] = d
+        self.depth_max = max(self.depth_max, d)
+        grow = (1 << d) - (1 << da) - (1 << db)
+        if grow:
+            self.kraft[rows] += grow
+            self.kraft_max = max(self.kraft_max, int(self.kraft[rows].max()))
+            self._fit_cache.clear()
+        k = len(rows)
+        self.freq[c] = k
+        self.freq[a] -= k
+        self.freq[b] -= k
+        self.pairs.append((a, b, rel))
+        # The new column's pairs, counted once on its own rows.
+        uses = self.matrix[rows, :c] * sign[:, None]
+        same, opp = uses == 1, uses == -1
+        if (2 << self.depth_max) > self.budget - self.kraft_max:
+            delta = self._delta(self.depth[:c], np.full(c, d))
+            fits = (self.kraft[rows][:, None] + delta[None, :]) <= self.budget
+            same &= fits
+            opp &= fits
+        for r, hit in ((1, same), (-1, opp)):
+            counts = hit.sum(axis=0)
+            others = np.flatnonzero(counts >= 2)
+            self._push(others, np.full(len(others), c), np.full(len(others), r, np.int8), counts[others])
+        return c
+
+    # -- the search ------------------------------------------------------------
+
+    def run(self) -> _Extraction:
+        level = self.m
+        while level >= 2:
+            if not self.buckets[level]:
+                level -= 1
+                continue
+            a, b, rel = self._take(level)
+            bits = self._occurrences(a, b, rel)
+            counts = _popcount(bits)
+            low = (counts >= 2) & (counts < level)
+            self._push(a[low], b[low], rel[low], counts[low])
+            top = counts == level
+            if level <= self.block_level:
+                self._block_level(level, a[top], b[top], rel[top], bits[top])
+            else:
+                self._pair_level(level, a[top], b[top], rel[top])
+        return self
+
+    def _pair_level(self, level: int, a: np.ndarray, b: np.ndarray, rel: np.ndarray) -> None:
+        key = self.freq[a] * self.freq[b] if "random-ties" not in self.ablate else np.zeros(len(a))
+        order = np.lexsort((self.rng.random(len(a)), key))
+        for i, j, r in zip(a[order].tolist(), b[order].tolist(), rel[order].tolist(), strict=True):
+            self._try(i, j, r, level)
+
+    def _block_level(self, level: int, a: np.ndarray, b: np.ndarray, rel: np.ndarray, bits: _Bits) -> None:
+        """Take the pairs of this level grouped by the rows (and signs) they occur in."""
+        if len(a) == 0:
+            return
+        positive = self.pos[a] & bits
+        # One sign pattern per row set up to global negation: the first row positive.
+        first_word = np.argmax(bits != 0, axis=1)
+        idx = np.arange(len(a))
+        word = bits[idx, first_word]
+        lowest = word & (~word + np.uint64(1))
+        flip = (positive[idx, first_word] & lowest) == 0
+        positive = np.where(flip[:, None], bits & ~positive, positive)
+        keys = np.concatenate([bits, positive], axis=1)
+        _, group, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        n_groups = len(group)
+        by_group = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[by_group], np.arange(n_groups + 1))
+        cols = [
+            np.unique(np.concatenate([a[by_group[lo:hi]], b[by_group[lo:hi]]]))
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        ]
+        size = np.array([len(c) for c in cols])
+        fkey = np.array([float(self.freq[c].mean()) for c in cols])
+        order = np.lexsort((self.rng.random(n_groups), fkey, -size))
+        shuffled = "random-blocks" in self.ablate
+        if shuffled:
+            order = self.rng.permutation(n_groups)
+        heap = [(0 if shuffled else -int(size[g]), rank, int(g)) for rank, g in enumerate(order.tolist())]
+        heapq.heapify(heap)
+        while heap:
+            neg_size, rank, g = heapq.heappop(heap)
+            rows_bits, plus = keys[group[g], : self.words], keys[group[g], self.words :]
+            minus = rows_bits & ~plus
+            c = cols[g]
+            pc, nc = self.pos[c] & rows_bits, self.neg[c] & rows_bits
+            ok = ((pc == plus) & (nc == minus)).all(axis=1) | ((pc == minus) & (nc == plus)).all(axis=1)
+            block = c[ok]
+            if len(block) < 2:
+                continue
+            if len(block) < -neg_size and not shuffled:
+                heapq.heappush(heap, (-len(block), rank, g))
+                continue
+            self._extract_block(block, level)
+        # Whatever still occurs `level` times (a block cut short by the depth
+        # limit) goes through the pairwise path, which always makes progress.
+        bits = self._occurrences(a, b, rel)
+        counts = _popcount(bits)
+        low = (counts >= 2) & (counts < level)
+        self._push(a[low], b[low], rel[low], counts[low])
+        top = counts == level
+        if top.any():
+            self._pair_level(level, a[top], b[top], rel[top])
+
+    def _extract_block(self, block: np.ndarray, level: int) -> None:
+        """Sum a block of columns shared by the same rows, shallowest terms first."""
+        items = [(int(self.depth[c]), int(c)) for c in block]
+        heapq.heapify(items)
+        while len(items) >= 2:
+            (da, ca), (db, cb) = heapq.heappop(items), heapq.heappop(items)
+            made = self._block_pair(ca, cb, level)
+            if made is None:
+                # The depth limit refuses the shallowest pair in some row: try
+                # the others, least depth growth first, before giving up.
+                rest = [(da, ca), (db, cb), *items]
+                made_any = False
+                cands = sorted(
+                    (abs(x - y), i, j) for i, (x, _) in enumerate(rest) for j, (y, _) in enumerate(rest) if i < j
+                )
+                for _, i, j in cands:
+                    made = self._block_pair(rest[i][1], rest[j][1], level)
+                    if made is not None:
+                        items = [it for k, it in enumerate(rest) if k not in (i, j)]
+                        items.append((int(self.depth[made]), made))
+                        heapq.heapify(items)
+                        made_any = True
+                        break
+                if not made_any:
+                    return
+                continue
+            heapq.heappush(items, (int(self.depth[made]), made))
+
+    def _block_pair(self, ca: int, cb: int, level: int) -> int | None:
+        for rel in (1, -1):
+            x = self._occurrence(ca, cb, rel)
+            if x.bit_count() == level:
+                c = self._extract(ca, cb, rel, x)
+                return c if c >= 0 else None
+        return None
+
+    def adders(self) -> int:
+        terms = np.count_nonzero(self.matrix[:, : self.ncol], axis=1)
+        return len(self.pairs) + int(np.maximum(terms - 1, 0).sum())
+
+
+# --------------------------------------------------------------------------
+# From an extraction to an AdderGraph
+
+
+def _negated(op: Operand) -> Operand:
+    return Operand(op.value, not op.negate, op.shift)
+
+
+class _GraphBuilder:
+    """Appends add nodes, keeping at most one operand negated and shifts relative."""
+
+    def __init__(self, n_inputs: int) -> None:
+        self.n_inputs = n_inputs
+        self.nodes: list[AddNode] = []
+        self.depths: list[int] = [0] * n_inputs
+
+    def add(self, x: Operand, y: Operand) -> Operand:
+        s = min(x.shift, y.shift)
+        x = Operand(x.value, x.negate, x.shift - s)
+        y = Operand(y.value, y.negate, y.shift - s)
+        negate = False
+        if x.negate and y.negate:
+            # -a - b is built as a + b; the sign moves to the consumer.
+            x, y, negate = _negated(x), _negated(y), True
+        elif x.negate:
+            x, y = y, x
+        self.nodes.append(AddNode(x, y))
+        self.depths.append(1 + max(self.depths[x.value], self.depths[y.value]))
+        return Operand(self.n_inputs + len(self.nodes) - 1, negate, s)
+
+    def sum(self, terms: list[Operand]) -> Operand | None:
+        """Sum terms with a tree of least depth: always add the two shallowest."""
+        if not terms:
+            return None
+        heap = [(self.depths[t.value], i, t) for i, t in enumerate(terms)]
+        heapq.heapify(heap)
+        tick = len(heap)
+        while len(heap) > 1:
+            _, _, x = heapq.heappop(heap)
+            _, _, y = heapq.heappop(heap)
+            z = self.add(x, y)
+            heapq.heappush(heap, (self.depths[z.value], tick, z))
+            tick += 1
+        return heap[0][2]
+
+    def graph(self, outputs: list[Operand | None]) -> AdderGraph:
+        return AdderGraph(self.n_inputs, tuple(self.nodes), tuple(outputs))
+
+
+def _column_uses(ext: _Extraction) -> tuple[_Int64Array, _Int64Array, _Int8Array]:
+    rows, cols = np.nonzero(ext.matrix[:, : ext.ncol])
+    return rows, cols, ext.matrix[rows, cols]
+
+
+def _direct_graph(ext: _Extraction, terms: _Terms, n_inputs: int) -> AdderGraph:
+    """Pairs become nodes in the order made; each row is summed shallowest-first."""
+    builder = _GraphBuilder(n_inputs)
+    handle = [Operand(j, False, k) for j, k in zip(terms.slot_input, terms.slot_shift, strict=True)]
+    for a, b, rel in ext.pairs:
+        handle.append(builder.add(handle[a], handle[b] if rel > 0 else _negated(handle[b])))
+    row_terms: list[list[Operand]] = [[] for _ in range(ext.m)]
+    rows, cols, signs = _column_uses(ext)
+    for r, c, s in zip(rows.tolist(), cols.tolist(), signs.tolist(), strict=True):
+        row_terms[r].append(handle[c] if s > 0 else _negated(handle[c]))
+    return builder.graph([builder.sum(t) for t in row_terms])
+
+
+def _transposed_graph(ext: _Extraction, terms: _Terms, n_inputs: int, n_outputs: int) -> AdderGraph:
+    """Transpose the graph found for ``W.T`` into one for ``W``.
+
+    In the search on ``W.T`` the rows are the inputs of ``W`` and the slots
+    its outputs. Reversing every edge turns a row's use of a column into an
+    edge from input ``j`` to that column, a pair ``c = a + rel*b`` into edges
+    from ``c`` to ``a`` and ``b``, and each column into the sum of its uses:
+    a column used ``k`` times costs ``k - 1`` adders, summed shallowest-first.
+    Columns are visited from the last made, so every use is ready.
+    """
+    builder = _GraphBuilder(n_inputs)
+    uses: list[list[Operand]] = [[] for _ in range(ext.ncol)]
+    rows, cols, signs = _column_uses(ext)
+    for r, c, s in zip(rows.tolist(), cols.tolist(), signs.tolist(), strict=True):
+        uses[c].append(Operand(r, s < 0, 0))
+    out_terms: list[list[Operand]] = [[] for _ in range(n_outputs)]
+    for c in range(ext.ncol - 1, -1, -1):
+        if c >= ext.n:
+            value = builder.sum(uses[c])
+            assert value is not None, "an extracted column without uses"
+            a, b, rel = ext.pairs[c - ext.n]
+            uses[a].append(value)
+            uses[b].append(value if rel > 0 else _negated(value))
+        else:
+            k = terms.slot_shift[c]
+            out_terms[terms.slot_input[c]].extend(Operand(t.value, t.negate, t.shift + k) for t in uses[c])
+    return builder.graph([builder.sum(t) for t in out_terms])
+
+
+# --------------------------------------------------------------------------
+# The portfolio and the public API
+
+#: Search runs per matrix: ``ceil(_RUNS_SCALE / sqrt(terms))`` within
+#: [2, _MAX_RUNS]. A run costs 20-40 us per signed-digit term, so small layers
+#: get many restarts (where they pay most) and a 512x512 layer two runs (one
+#: per orientation). It depends on the matrix only: results are deterministic.
+_RUNS_SCALE = 640
+_MAX_RUNS = 32
+#: Depth limit of a search whose depth is bounded some other way.
+_UNBOUNDED = 40
+
+
+def _trivial_graph(w: _Int64Array) -> AdderGraph:
+    from hwgen.passes.naive_tree import naive_adder_graph
+
+    return naive_adder_graph(w)
+
+
+def _better(g: AdderGraph, best: AdderGraph | None) -> bool:
+    return best is None or (g.adders, g.depth) < (best.adders, best.depth)
+
+
+def merged_adder_graph(weights: np.ndarray, max_depth: int | None = None, seed: int = 0) -> AdderGraph:
+    """An adder graph computing ``weights @ x`` with shared signed pairs.
+
+    Parameters
+    ----------
+    weights:
+        Integer matrix, rows are outputs and columns inputs (ternary, binary
+        or small integers; integral floats are accepted).
+    max_depth:
+        Largest adder depth of any output; default :func:`default_max_depth`.
+        Must be at least :func:`min_depth`.
+    seed:
+        Base seed of the order among equal candidates. The same weights,
+        ``max_depth`` and ``seed`` always give the same graph.
+    """
+    w = _as_int_matrix(weights)
+    least = min_depth(w)
+    limit = least + 2 if max_depth is None else int(max_depth)
+    if limit < least:
+        raise TwnError(f"max_depth must be at least {least} (a row has {int(_row_terms(w).max())} terms), not {limit}")
+    m, n = w.shape
+    if m == 0 or n == 0 or not w.any() or int(_row_terms(w).max()) <= 1:
+        return _trivial_graph(w)
+    best: AdderGraph | None = None
+    direct = _expand(w)
+    transposed = _expand(np.ascontiguousarray(w.T))
+    terms = int(np.count_nonzero(direct.matrix))
+    runs = max(2, min(_MAX_RUNS, math.ceil(_RUNS_SCALE / math.sqrt(terms))))
+    scores: dict[str, int] = {}
+
+    def attempt(orientation: str, run: int) -> None:
+        nonlocal best
+        block_level = 3 + run % 2
+        run_seed = (seed % (1 << 32)) * 1024 + run
+        if orientation == "direct":
+            ext = _Extraction(direct.matrix, limit, run_seed, block_level).run()
+            graph = _direct_graph(ext, direct, n)
+        else:
+            uses = np.count_nonzero(transposed.matrix, axis=0).tolist()
+            tracker = _TransposeDepth(uses, transposed.slot_input, m, limit)
+            # The search's own depth does not matter here: the tracker bounds
+            # the depth of the transposed graph, which is the one kept.
+            ext = _Extraction(transposed.matrix, _UNBOUNDED, run_seed, block_level, transpose_depth=tracker).run()
+            graph = _transposed_graph(ext, transposed, n, m)
+            if graph.depth > limit:  # cannot happen; a safety net
+                return
+        scores[orientation] = min(scores.get(orientation, graph.adders), graph.adders)
+        if _better(graph, best):
+            best = graph
+
+    attempt("direct", 0)
+    attempt("transposed", 0)
+    favourite = "transposed" if scores.get("transposed", 1 << 62) < scores["direct"] else "direct"
+    for run in range(1, runs - 1):  # the two first runs were one per orientation
+        attempt(favourite, run)
+    assert best is not None
+    if not np.array_equal(best.coefficients(), w):
+        raise AssertionError("merged adder graph does not compute the weight matrix")
+    return best
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("TWNGEN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "twngen" / "merge"
+
+
+def _cache_key(w: _Int64Array, max_depth: int | None) -> str:
+    h = hashlib.sha256()
+    h.update(f"twngen-merge-v{ALGORITHM_VERSION}|{w.shape}|{max_depth}|".encode())
+    h.update(np.ascontiguousarray(w, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def _load(path: Path, w: _Int64Array, limit: int) -> AdderGraph | None:
+    try:
+        graph = AdderGraph.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    if graph.n_inputs != w.shape[1] or len(graph.outputs) != w.shape[0] or graph.depth > limit:
+        return None
+    if not np.array_equal(graph.coefficients(), w):
+        return None
+    return graph
+
+
+def merged_adder_graph_cached(
+    weights: np.ndarray, max_depth: int | None = None, cache_dir: Path | None = None
+) -> AdderGraph:
+    """:func:`merged_adder_graph` through an on-disk cache.
+
+    Entries are keyed by a hash of the weights (values and shape), the depth
+    limit and :data:`ALGORITHM_VERSION`, written atomically (temporary file,
+    then rename), and re-verified against the weights when read: a corrupt
+    or stale entry is recomputed and replaced. The directory is
+    ``cache_dir``, else ``$TWNGEN_CACHE``, else ``~/.cache/twngen/merge``; a
+    cache that cannot be written is skipped.
+    """
+    w = _as_int_matrix(weights)
+    limit = min_depth(w) + 2 if max_depth is None else int(max_depth)
+    directory = _cache_dir(cache_dir)
+    path = directory / f"{_cache_key(w, max_depth)}.json"
+    if path.is_file():
+        graph = _load(path, w, limit)
+        if graph is not None:
+            return graph
+    graph = merged_adder_graph(w, max_depth=max_depth)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".merge-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(graph.to_json(), f, separators=(",", ":"))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass
+    return graph
