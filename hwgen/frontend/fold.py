@@ -16,6 +16,7 @@ from onnx import numpy_helper
 
 from hwgen.errors import TwnError
 from hwgen.frontend import quant_ops
+from hwgen.frontend.nodes import node_attrs, node_label
 from hwgen.frontend.quant_ops import QONNX_DOMAINS
 
 __all__ = ["BATCH", "fold_constants"]
@@ -37,17 +38,13 @@ _FOLDABLE = {
 _DOMAINS = ("", "ai.onnx", *QONNX_DOMAINS)
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _has_batch(a: np.ndarray) -> bool:
     return a.dtype == object and any(v is BATCH for v in a.reshape(-1))
 
 
 def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -> np.ndarray:
     op = node.op_type
-    at = _attrs(node)
+    at = node_attrs(node)
     x = args[0] if args else None
     if op == "Constant":
         if "value" in at:
@@ -162,7 +159,7 @@ def fold_constants(
                     continue
                 dims = [BATCH, *known[1:]]
             value = np.array(dims, dtype=object)
-            at = _attrs(node)
+            at = node_attrs(node)
             start, end = at.get("start"), at.get("end")
             if start is not None or end is not None:
                 value = value[slice(start, end)]
@@ -184,8 +181,6 @@ def fold_constants(
             else:
                 consts[node.output[0]] = _evaluate(node, args, opset)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise TwnError(
-                f"node {node.name or '#' + str(i)!r} ({op}): cannot fold the shape computation ({exc})"
-            ) from None
+            raise TwnError(f"{node_label(node, i)}: cannot fold the shape computation ({exc})") from None
         folded.add(i)
     return folded

@@ -26,6 +26,7 @@ from onnx import numpy_helper
 from hwgen.errors import TwnError
 from hwgen.frontend import quant_ops
 from hwgen.frontend.fold import BATCH, fold_constants
+from hwgen.frontend.nodes import node_attrs, node_label
 from hwgen.frontend.quant_ops import FINN_DOMAINS, QONNX_DOMAINS
 from hwgen.frontend.weights import factor_weights
 from hwgen.ir import Layer, LinearLayer, Network, PoolLayer, Quantizer
@@ -64,10 +65,6 @@ _LINEAR = ("Gemm", "MatMul", "Conv")
 _AFFINE = ("BatchNormalization", "Add", "Sub", "Mul", "Div")
 _SHAPE_ONLY = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
 _OUTPUT_OPS = {"Softmax": "softmax", "LogSoftmax": "logsoftmax", "ArgMax": "argmax", "TopK": "topk1"}
-
-
-def _node_label(node: onnx.NodeProto, index: int) -> str:
-    return f"node {node.name or '#' + str(index)!r} ({node.op_type})"
 
 
 @dataclass
@@ -144,10 +141,6 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
     return dims
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _channel_vector(c: np.ndarray, channels: int, rank: int, label: str) -> np.ndarray:
     """A constant that broadcasts per channel (axis 1 of [batch, C, ...]) as a [C] vector."""
     c = np.asarray(c, dtype=np.float64)
@@ -181,8 +174,7 @@ def _window_attrs(
         raise TwnError(f"{label}: ceil_mode=1 is not supported; accepted: ceil_mode=0")
     if len(stride) != nd or any(s < 1 for s in stride):
         raise TwnError(f"{label}: strides {list(stride)} do not match a {nd}-D kernel")
-    auto = attrs.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    auto = str(attrs.get("auto_pad", "NOTSET"))
     if auto in ("NOTSET", ""):
         pads = tuple(int(v) for v in attrs.get("pads", [0] * (2 * nd)))
     elif auto == "VALID":
@@ -266,7 +258,7 @@ class _Reader:
             for name in node.input:
                 if name and name not in produced and name not in self.consts:
                     raise TwnError(
-                        f"{_node_label(node, i)}: input {name!r} is neither an initializer, a graph input "
+                        f"{node_label(node, i)}: input {name!r} is neither an initializer, a graph input "
                         "nor the output of a node"
                     )
         consumers: dict[str, list[int]] = {}
@@ -290,7 +282,7 @@ class _Reader:
                 )
             idx = users[0]
             node = graph.node[idx]
-            label = _node_label(node, idx)
+            label = node_label(node, idx)
             if idx in visited:
                 raise TwnError(f"{label}: the graph has a cycle")
             visited.add(idx)
@@ -311,7 +303,7 @@ class _Reader:
             if self.output_op != "none":
                 raise TwnError(f"{label}: nothing may follow the final {self.output_op} op")
             op = node.op_type
-            attrs = _attrs(node)
+            attrs = node_attrs(node)
             nodename = node.name or f"#{idx}"
             if op in _LINEAR:
                 if perm is not None and op != "Conv":

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from hwgen.errors import TwnError
+from hwgen.frontend.nodes import node_attrs
 from hwgen.ir import Quantizer
 
 __all__ = [
@@ -31,14 +32,6 @@ __all__ = [
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas")
 FINN_DOMAINS = ("finn.custom_op.general", "qonnx.custom_op.general")
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else v
-    return out
 
 
 def _int_range(bits: float, signed: bool, narrow: bool) -> tuple[int, int]:
@@ -73,7 +66,7 @@ def _quant_args(
     scale, zeropt, bits = (np.asarray(consts[n], dtype=np.float64) for n in names)
     if bits.size != 1:
         raise ValueError("bit width must be a scalar")
-    return scale, zeropt, float(bits.reshape(-1)[0]), _attrs(node)
+    return scale, zeropt, float(bits.reshape(-1)[0]), node_attrs(node)
 
 
 def quant(node: onnx.NodeProto, x: np.ndarray, consts: dict[str, np.ndarray]) -> np.ndarray:
@@ -112,7 +105,7 @@ def _axis_shape(scale: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
 def quantize_linear(node: onnx.NodeProto, x: np.ndarray, consts: dict[str, np.ndarray]) -> np.ndarray:
     scale = np.asarray(consts[node.input[1]], dtype=np.float64)
     zp, lo, hi = _qdq_zero_point(node, consts)
-    axis = int(_attrs(node).get("axis", 1))
+    axis = int(node_attrs(node).get("axis", 1))
     x = np.asarray(x, dtype=np.float64)
     q = np.clip(np.round(x / _axis_shape(scale, x, axis)) + _axis_shape(zp, x, axis), lo, hi)
     return q.astype(np.int8 if lo < 0 else np.uint8)
@@ -121,7 +114,7 @@ def quantize_linear(node: onnx.NodeProto, x: np.ndarray, consts: dict[str, np.nd
 def dequantize_linear(node: onnx.NodeProto, x: np.ndarray, consts: dict[str, np.ndarray]) -> np.ndarray:
     scale = np.asarray(consts[node.input[1]], dtype=np.float64)
     zp = np.asarray(consts[node.input[2]]).astype(np.int64) if len(node.input) > 2 and node.input[2] else np.zeros(1)
-    axis = int(_attrs(node).get("axis", 1))
+    axis = int(node_attrs(node).get("axis", 1))
     x = np.asarray(x).astype(np.float64)
     return ((x - _axis_shape(zp, x, axis)) * _axis_shape(scale, x, axis)).astype(np.float32)
 
@@ -188,7 +181,7 @@ def multithreshold_quantizer(
     node: onnx.NodeProto, consts: dict[str, np.ndarray], channels: int, label: str
 ) -> Quantizer:
     """FINN MultiThreshold: out = out_scale * #{x >= T[c, k]} + out_bias."""
-    at = _attrs(node)
+    at = node_attrs(node)
     if str(at.get("data_layout", "NCHW")) not in ("NCHW", "NC"):
         raise TwnError(f"{label}: data_layout {at.get('data_layout')!r}; accepted: NCHW")
     t = np.asarray(consts[node.input[1]], dtype=np.float64)
