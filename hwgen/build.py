@@ -8,7 +8,6 @@ temporary sibling folder that replaces OUTDIR only once complete.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -28,6 +27,7 @@ from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
 from hwgen.passes.schedule import ScheduleDigitWidths
+from hwgen.paths import file_sha256
 
 __all__ = [
     "ACCURACY_SAMPLES",
@@ -65,13 +65,9 @@ class ArithmeticOptions:
             # depend on the working directory.
             d["calibrate"] = {
                 "file": Path(self.calibrate).name,
-                "sha256": _sha256(Path(self.calibrate)),
+                "sha256": file_sha256(Path(self.calibrate)),
             }
         return d
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_array(path: str | Path, what: str) -> np.ndarray:
@@ -167,8 +163,6 @@ def build(
 
     network, calib = prepare_network(model, options)
     ii = initiation_interval(network.in_features, clock, input_rate, target_fps)
-    if network.has_conv:
-        plan_network(network)  # refuses, naming the layer
     network = run_passes(network, (ScheduleDigitWidths(ii),))
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)

@@ -199,9 +199,9 @@ def _cmd_verify(argv: list[str]) -> int:
     for key, value in given.items():
         rec = recorded.get(key)  # type: ignore[union-attr]
         if key == "calibrate":
-            from hwgen.build import _sha256
+            from hwgen.paths import file_sha256
 
-            same = isinstance(rec, dict) and rec.get("sha256") == _sha256(Path(value))
+            same = isinstance(rec, dict) and rec.get("sha256") == file_sha256(Path(value))
         else:
             same = rec == value
         if not same:

@@ -167,8 +167,7 @@ def estimate_network(plan: NetworkPlan) -> tuple[list[Resources], Resources]:
     """Per-layer estimates and the total (including I/O registers and FIFO)."""
     per_layer = []
     for lp in plan.layers:
-        out_widths = [lp.value_bits[o.value] for o in lp.graph.outputs if o is not None]
-        per_layer.append(estimate_layer(lp, max(out_widths, default=1)))
+        per_layer.append(estimate_layer(lp, lp.graph_out_bits))
     n_in = plan.network.in_features
     n_out = plan.layers[-1].layer.out_features
     fifo_bits = n_out * plan.out_bits

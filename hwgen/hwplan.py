@@ -29,6 +29,7 @@ __all__ = [
     "LayerPlan",
     "NetworkPlan",
     "plan_network",
+    "require_dense",
 ]
 
 #: The network input is registered once before the first layer.
@@ -161,6 +162,11 @@ class LayerPlan:
         return rq.out.bits
 
     @property
+    def graph_out_bits(self) -> int:
+        """Widest adder-graph output value (before its sign and shift)."""
+        return max((self.value_bits[o.value] for o in self.graph.outputs if o is not None), default=1)
+
+    @property
     def accumulator_bits(self) -> int:
         """Widest adder-graph output (the accumulator width the weights imply)."""
         widths = [self.value_bits[o.value] + o.shift for o in self.graph.outputs if o is not None]
@@ -202,10 +208,8 @@ class NetworkPlan:
         return self.latency + 1
 
 
-def plan_network(network: Network) -> NetworkPlan:
-    fmt = network.input_format
-    if fmt is None:
-        raise ValueError("plan_network needs a quantised network")
+def require_dense(network: Network) -> None:
+    """Refuse, naming the first such layer, a network with convolution or pooling layers."""
     if network.has_conv:
         first = next(la for la in network.layers if not isinstance(la, LinearLayer) or la.is_conv)
         raise TwnError(
@@ -214,6 +218,13 @@ def plan_network(network: Network) -> NetworkPlan:
             "(`twngen inspect`) and run in the golden model (`twngen golden`); `twngen` builds "
             "networks of dense layers"
         )
+
+
+def plan_network(network: Network) -> NetworkPlan:
+    fmt = network.input_format
+    if fmt is None:
+        raise ValueError("plan_network needs a quantised network")
+    require_dense(network)
     plans = []
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
     for layer in network.linear_layers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from string import Template
@@ -13,7 +12,7 @@ from hwgen.estimate import Resources
 from hwgen.golden import AccuracyReport
 from hwgen.hwplan import NetworkPlan
 from hwgen.ir import FixedFormat, Network
-from hwgen.paths import RTL_TEMPLATES_DIR
+from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
 
 __all__ = ["make_report", "render_markdown"]
 
@@ -87,7 +86,7 @@ def make_report(
     return {
         "twngen_version": __version__,
         "model": model.name,
-        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "model_sha256": file_sha256(model),
         "board": board.name,
         "part": board.part,
         "clock_mhz": clock_mhz,

@@ -38,8 +38,7 @@ class AdderGraphPipeline(wiring.Component):
     def __init__(self, plan: LayerPlan) -> None:
         self._plan = plan
         graph = plan.graph
-        out_bits = max((plan.value_bits[o.value] for o in graph.outputs if o is not None), default=1)
-        self.out_bits = out_bits
+        self.out_bits = out_bits = plan.graph_out_bits
         super().__init__(
             {
                 "x": In(data.ArrayLayout(signed(plan.in_bits), graph.n_inputs)),

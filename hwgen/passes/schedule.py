@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from hwgen.errors import TwnError
 from hwgen.estimate import parallel_graph_cost, serial_graph_cost
+from hwgen.hwplan import require_dense
 from hwgen.ir import AdderGraph, Layer, LinearLayer, Network
 from hwgen.serial_plan import digits_per_word, serial_word_bits
 
@@ -70,14 +71,10 @@ class ScheduleDigitWidths:
         if fmt is None:
             raise ValueError("schedule after quantisation")
         layers: list[Layer] = []
+        require_dense(network)
         lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
         for layer in network.layers:
-            if not isinstance(layer, LinearLayer) or layer.is_conv:
-                raise TwnError(
-                    f"layer {layer.name!r} ({layer.op}): scheduling convolution and pooling layers comes with "
-                    "the streaming-network issue; only dense networks are scheduled"
-                )
-            assert layer.adder_graph is not None and layer.requant is not None
+            assert isinstance(layer, LinearLayer) and layer.adder_graph is not None and layer.requant is not None
             options = layer_choices(layer.adder_graph, lo, hi, bits, ii)
             best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
             layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits))
