@@ -21,7 +21,7 @@ from hwgen import __version__
 from hwgen.boards import Board, load_board
 from hwgen.errors import TwnError
 from hwgen.frontend import load_onnx
-from hwgen.golden import AccuracyReport, compare_with_onnxruntime
+from hwgen.golden import AccuracyReport, as_batch, compare_with_onnxruntime
 from hwgen.ir import Network
 from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
@@ -86,24 +86,12 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _batch_for(network: Network, arr: np.ndarray, what: str) -> np.ndarray:
-    shape = tuple(network.input_shape)
-    if arr.shape[1:] == shape or arr.shape[1:] == (network.in_features,):
-        return arr.reshape(len(arr), -1)
-    if arr.shape == shape:
-        return arr.reshape(1, -1)
-    raise TwnError(
-        f"{what} has shape {list(arr.shape)}; the model's input {network.input_name!r} "
-        f"takes [batch, {', '.join(str(d) for d in shape)}]"
-    )
-
-
 def prepare_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
     """ONNX file -> quantised IR with adder graphs; also returns the calibration batch."""
     network = load_onnx(model, options.max_weight_bits, options.max_final_weight_bits)
     calib = None
     if options.calibrate is not None:
-        calib = _batch_for(network, load_array(options.calibrate, "--calibrate"), "--calibrate")
+        calib = as_batch(network, load_array(options.calibrate, "--calibrate"), "--calibrate")
         if len(calib) == 0:
             raise TwnError("--calibrate: the calibration batch is empty")
     passes = (

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from hwgen.errors import TwnError
 from hwgen.ir import FixedFormat, Network
@@ -18,6 +19,7 @@ from hwgen.ir import FixedFormat, Network
 __all__ = [
     "AccuracyReport",
     "apply_output_op",
+    "as_batch",
     "compare_with_onnxruntime",
     "dequantize_output",
     "output_format",
@@ -33,21 +35,28 @@ def _check_ready(network: Network) -> None:
         raise ValueError("the golden model needs a quantised network (run the quantise pass)")
 
 
+def as_batch(network: Network, x: np.ndarray, what: str = "inputs") -> np.ndarray:
+    """A user's float array as a batch [batch, *input_shape] (one sample, or flat features, accepted)."""
+    x = np.asarray(x, dtype=np.float64)
+    shape = tuple(network.input_shape)
+    if x.shape == shape:
+        x = x[None]
+    if x.shape[1:] != shape and x.shape[1:] != (network.in_features,):
+        raise TwnError(
+            f"{what}: an array of shape {list(x.shape)} does not fit the model's input "
+            f"{network.input_name!r}, which takes [batch, {', '.join(str(d) for d in shape)}]"
+        )
+    if not np.all(np.isfinite(x)):
+        raise TwnError(f"{what}: the array contains NaN or infinite values")
+    return x.reshape(len(x), *shape)
+
+
 def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
     """Float inputs [batch, *input_shape] to integer codes [batch, features]."""
     _check_ready(network)
     assert network.input_format is not None
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == len(network.input_shape) and x.shape == tuple(network.input_shape):
-        x = x[None]
-    if tuple(x.shape[1:]) != tuple(network.input_shape) and x.shape[1:] != (network.in_features,):
-        raise TwnError(
-            f"inputs have shape {list(x.shape)}; the model takes "
-            f"[batch, {', '.join(str(d) for d in network.input_shape)}]"
-        )
-    if not np.all(np.isfinite(x)):
-        raise TwnError("inputs contain NaN or infinite values")
-    y = network.preprocess(x.reshape(len(x), *network.input_shape))
+    x = as_batch(network, x)
+    y = network.preprocess(x)
     if network.input_quantizer is not None:
         return network.input_quantizer.codes(y).reshape(len(x), -1)
     return network.input_format.quantize(y.reshape(len(x), -1))
@@ -121,22 +130,21 @@ class AccuracyReport:
         }
 
 
-def onnxruntime_outputs(model_path: Path, network: Network, x: np.ndarray, tensor: str | None = None) -> np.ndarray:
+def onnxruntime_outputs(
+    model: onnx.ModelProto, network: Network, x: np.ndarray, tensor: str | None = None
+) -> np.ndarray:
     """onnxruntime on the source model; ``tensor`` exposes an inner tensor as the output."""
-    import onnx
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     # The model's literal semantics: no fusing of QDQ into integer kernels.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source: str | bytes = str(model_path)
     if tensor and tensor != network.output_name:
-        model = onnx.load(str(model_path), load_external_data=False)
+        model = onnx.ModelProto.FromString(model.SerializeToString())  # a copy to edit
         del model.graph.output[:]
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
-        source = model.SerializeToString()
-    sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x = np.asarray(x, dtype=np.float32).reshape(len(x), *network.input_shape)
     # Run one sample at a time when the exporter fixed the batch dimension to 1.
     batch_dim = sess.get_inputs()[0].shape[0]
@@ -152,14 +160,15 @@ def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, 
     Compared at the last layer's output (logits, before a final softmax or
     argmax), where the quantisation error is meaningful.
     """
-    if _has_custom_ops(model_path):
+    model = onnx.load(str(model_path), load_external_data=False)
+    if any(node.domain not in ("", "ai.onnx") for node in model.graph.node):
         # onnxruntime cannot run QONNX/FINN ops: the reference is the parsed
         # graph evaluated in float (quantisers included), which tests check
         # against qonnx's own executor.
         ref = network.float_forward(x).reshape(len(x), -1)
         reference = "the graph's float semantics (custom-domain ops; onnxruntime cannot run them)"
     else:
-        ref = onnxruntime_outputs(model_path, network, x, network.compare_name or None).reshape(len(x), -1)
+        ref = onnxruntime_outputs(model, network, x, network.compare_name or None).reshape(len(x), -1)
         reference = "onnxruntime"
     got = dequantize_output(network, run_integer(network, quantize_input(network, x)))
     err = np.abs(ref - got)
@@ -173,10 +182,3 @@ def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, 
         batch=batch,
         reference=reference,
     )
-
-
-def _has_custom_ops(model_path: Path) -> bool:
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    return any(node.domain not in ("", "ai.onnx") for node in model.graph.node)
