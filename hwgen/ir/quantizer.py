@@ -12,7 +12,7 @@ evaluation here follows the ONNX/QONNX definitions (round half to even for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,12 @@ class Quantizer:
             hit = y > self.threshold if self.strict else y >= self.threshold
             return np.where(hit, self.code_hi, self.code_lo).astype(np.int64)
         raise ValueError(f"quantizer kind {self.kind!r}")
+
+    def channel(self, c: int) -> Quantizer:
+        """The quantiser of channel ``c`` alone (only per-channel thresholds differ by channel)."""
+        if self.thresholds is None or self.thresholds.shape[0] == 1:
+            return self
+        return replace(self, thresholds=self.thresholds[c : c + 1])
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         return np.asarray(codes, dtype=np.float64) * self.step

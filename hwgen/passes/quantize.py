@@ -146,12 +146,14 @@ def threshold_requant(layer: LinearLayer, fmt: FixedFormat) -> ThresholdRequant:
     stride, _ = _levels(q)
     scale = layer.scale * fmt.resolution
 
+    # One channel's quantiser, so each evaluation costs O(1), not O(channels).
+    per_channel = [q.channel(c) for c in range(channels)]
+
     def code(c: int, acc: int) -> int:
-        y = np.zeros((1, channels))
-        y[0, c] = scale[c] * acc + layer.bias[c]
+        y = scale[c] * acc + layer.bias[c]
         if layer.relu:
-            y = np.maximum(y, 0.0)
-        return int(q.codes(y)[0, c])
+            y = max(y, 0.0)
+        return int(per_channel[c].codes(np.array([[y]]))[0, 0])
 
     bases, thresholds, rising = [], [], []
     for c in range(channels):
