@@ -150,7 +150,7 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib = prepare_network(model, options)
-    ii = initiation_interval(network.in_features, clock, input_rate, target_fps)
+    ii = initiation_interval(network, clock, input_rate, target_fps)
     network = run_passes(network, (ScheduleDigitWidths(ii),))
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)
@@ -204,8 +204,8 @@ def _axis_wrapper(model_name: str, plan: object) -> str:
 
     from hwgen.paths import RTL_TEMPLATES_DIR
 
-    n_in = plan.network.in_features  # type: ignore[attr-defined]
-    n_out = plan.layers[-1].layer.out_features  # type: ignore[attr-defined]
+    n_in = plan.beat_elements  # type: ignore[attr-defined]
+    n_out = plan.out_elements  # type: ignore[attr-defined]
     in_payload = n_in * plan.in_bits  # type: ignore[attr-defined]
     out_payload = n_out * plan.out_bits  # type: ignore[attr-defined]
     in_width, out_width = -(-in_payload // 8) * 8, -(-out_payload // 8) * 8
@@ -221,6 +221,17 @@ def _axis_wrapper(model_name: str, plan: object) -> str:
         in_width=in_width,
         out_width=out_width,
         out_extend=out_extend,
+        s_axis_doc=(
+            f"one input position per beat, {plan.beats} beats a frame in raster order "  # type: ignore[attr-defined]
+            "(element j = channel j)."
+            if plan.beats > 1  # type: ignore[attr-defined]
+            else "one input vector per beat."
+        ),
+        tlast_doc=(
+            "the core counts a frame's beats; senders may set it on the last one"
+            if plan.beats > 1  # type: ignore[attr-defined]
+            else "every beat is a whole frame"
+        ),
     )
 
 
@@ -290,25 +301,43 @@ def _json_text(obj: object) -> str:
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
-def initiation_interval(in_features: int, clock_mhz: float, input_rate: float | None, target_fps: float | None) -> int:
-    """Cycles per input vector from ``--input-rate`` (elements per cycle) or ``--target-fps``."""
+def initiation_interval(network: Network, clock_mhz: float, input_rate: float | None, target_fps: float | None) -> int:
+    """Cycles per input frame from ``--input-rate`` or ``--target-fps``.
+
+    A dense network takes its whole input vector in one handshake, and
+    ``--input-rate`` counts its elements per cycle. A network with
+    convolution or pooling layers streams its input one position (every
+    channel of a sample or pixel) per handshake, and ``--input-rate`` counts
+    positions per cycle: 2 means two I/Q samples a cycle.
+    """
     if input_rate is not None and target_fps is not None:
         raise TwnError("give --input-rate or --target-fps, not both")
+    frames = network.has_conv
+    positions = math.prod(network.input_shape[1:]) if frames else 1
     if input_rate is not None:
         if not (math.isfinite(input_rate) and input_rate > 0):
-            raise TwnError(f"--input-rate must be a positive number of input elements per cycle, not {input_rate}")
-        return max(1, math.ceil(in_features / input_rate))
+            raise TwnError(f"--input-rate must be a positive number of input samples per cycle, not {input_rate}")
+        if not frames:
+            return max(1, math.ceil(network.in_features / input_rate))
+        if input_rate > 1:
+            raise TwnError(
+                f"--input-rate {input_rate:g}: the input {network.input_name!r} streams one position "
+                f"({network.input_shape[0]} channels) per cycle at most in this version; use --input-rate 1 or less"
+            )
+        return positions * max(1, math.floor(1 / input_rate + 1e-9))
     if target_fps is not None:
         if not (math.isfinite(target_fps) and target_fps > 0):
             raise TwnError(f"--target-fps must be a positive number, not {target_fps}")
-        best = clock_mhz * 1e6
-        if target_fps > best:
+        cycles = math.floor(clock_mhz * 1e6 / target_fps)
+        if cycles < positions:
+            best = clock_mhz * 1e6 / positions
+            unit = f"one input position per cycle ({positions} a frame)" if frames else "one input per cycle"
             raise TwnError(
                 f"--target-fps {target_fps:g} is above what any schedule reaches at {clock_mhz:g} MHz: "
-                f"the best rate is one input per cycle, {best:,.0f} inferences/s (every layer fully parallel)"
+                f"the best rate is {unit}, {best:,.0f} inferences/s"
             )
-        return max(1, math.floor(best / target_fps))
-    return 1
+        return positions * (cycles // positions)
+    return positions
 
 
 def _write_atomically(out: Path, files: dict[str, str]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwgen.frameplan import DenseStage, FramePlan, WindowStage
 from hwgen.hwplan import LayerPlan, NetworkPlan
 from hwgen.ir import AdderGraph, signed_bits_for_range
 from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan
@@ -163,8 +164,74 @@ def _threshold_cost(lp: LayerPlan) -> Resources:
     return Resources(lut=lut, ff=ff)
 
 
-def estimate_network(plan: NetworkPlan) -> tuple[list[Resources], Resources]:
+def window_cost(stage: WindowStage) -> Resources:
+    """A window buffer: wait register, shift register (SRLs between taps), window register and masks, control."""
+    g = stage.geometry
+    width = stage.channels * stage.in_bits
+    tapped = {g.tap_offset(kr, kc) for kr in range(g.k_h) for kc in range(g.k_w)} - {0}
+    ff = width * (1 + len(tapped) + g.taps)
+    lut = 0
+    run = 0
+    for k in range(1, g.chain_length + 1):
+        if k in tapped:
+            if run:
+                lut += width * math.ceil(run / 32)
+            run = 0
+        else:
+            run += 1
+    masked = sum(
+        1
+        for kr in range(g.k_h)
+        for kc in range(g.k_w)
+        if g.row_range(kr) != (0, g.out_h - 1) or g.col_range(kc) != (0, g.out_w - 1)
+    )
+    lut += masked * width
+    # Counters, slot control and the emission tables.
+    counters = 4 * (max(g.height, g.width, g.out_h, g.out_w, stage.spacing, 2).bit_length() + 1)
+    lut += 2 * counters + math.ceil((g.height + 2 * g.width) / 64) + 8
+    ff += counters + 6
+    return Resources(lut=lut, ff=ff)
+
+
+def pool_cost(stage: WindowStage) -> Resources:
+    """The comparator tree: per channel taps - 1 compare-and-select nodes, registered."""
+    nodes = stage.channels * (stage.geometry.taps - 1)
+    regs = stage.channels * max(1, stage.geometry.taps - 1)
+    return Resources(lut=nodes * 2 * stage.in_bits, ff=regs * stage.in_bits)
+
+
+def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
+    """Per-row estimates (convolution with its window buffer, pool, dense) and the total."""
+    rows = []
+    total = Resources()
+    for stage in plan.stages:
+        if isinstance(stage, WindowStage):
+            res = window_cost(stage)
+            if stage.lp is not None:
+                res = res + estimate_layer(stage.lp, stage.lp.graph_out_bits)
+            else:
+                res = res + pool_cost(stage)
+            rows.append(res)
+        elif isinstance(stage, DenseStage):
+            rows.append(estimate_layer(stage.lp, stage.lp.graph_out_bits))
+        else:
+            # The collector's registers (part of the glue).
+            total = total + Resources(lut=8, ff=stage.channels * stage.positions * stage.bits + 12)
+    fifo_bits = plan.out_elements * plan.out_bits
+    glue = Resources(
+        lut=2 * fifo_bits * math.ceil(plan.fifo_depth / 64) + 24,
+        ff=plan.beat_elements * plan.in_bits + fifo_bits + 3 * plan.fifo_depth.bit_length() + 40,
+    )
+    total = total + glue
+    for r in rows:
+        total = total + r
+    return rows, total
+
+
+def estimate_network(plan: NetworkPlan | FramePlan) -> tuple[list[Resources], Resources]:
     """Per-layer estimates and the total (including I/O registers and FIFO)."""
+    if isinstance(plan, FramePlan):
+        return estimate_frames(plan)
     per_layer = []
     for lp in plan.layers:
         per_layer.append(estimate_layer(lp, lp.graph_out_bits))

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from hwgen.errors import TwnError
 from hwgen.ir import LinearLayer, Network, Requant, ThresholdRequant, signed_bits_for_range
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "LayerPlan",
     "NetworkPlan",
     "plan_network",
-    "require_dense",
 ]
 
 #: The network input is registered once before the first layer.
@@ -188,6 +186,20 @@ class NetworkPlan:
         return self.layers[-1].out_bits
 
     @property
+    def beat_elements(self) -> int:
+        """Values per input handshake: the whole input vector."""
+        return self.network.in_features
+
+    @property
+    def beats(self) -> int:
+        """Input handshakes per inference."""
+        return 1
+
+    @property
+    def out_elements(self) -> int:
+        return self.layers[-1].layer.out_features
+
+    @property
     def pipeline_latency(self) -> int:
         """Cycles from an accepted input to the result entering the output FIFO."""
         return INPUT_REGISTER_LATENCY + sum(lp.latency for lp in self.layers)
@@ -208,23 +220,16 @@ class NetworkPlan:
         return self.latency + 1
 
 
-def require_dense(network: Network) -> None:
-    """Refuse, naming the first such layer, a network with convolution or pooling layers."""
-    if network.has_conv:
-        first = next(la for la in network.layers if not isinstance(la, LinearLayer) or la.is_conv)
-        raise TwnError(
-            f"layer {first.name!r} ({first.op}): hardware for convolution and pooling layers is not "
-            "generated yet (it comes with the streaming-network issue); this model can be inspected "
-            "(`twngen inspect`) and run in the golden model (`twngen golden`); `twngen` builds "
-            "networks of dense layers"
-        )
-
-
-def plan_network(network: Network) -> NetworkPlan:
+def plan_network(network: Network):  # type: ignore[no-untyped-def]
+    """The plan of a quantised network with adder graphs: a NetworkPlan (dense
+    layers only) or a :class:`hwgen.frameplan.FramePlan` (streamed frames)."""
     fmt = network.input_format
     if fmt is None:
         raise ValueError("plan_network needs a quantised network")
-    require_dense(network)
+    if network.has_conv:
+        from hwgen.frameplan import plan_frames
+
+        return plan_frames(network)
     plans = []
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
     for layer in network.linear_layers:

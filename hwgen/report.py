@@ -9,9 +9,10 @@ from string import Template
 from hwgen import __version__
 from hwgen.boards import Board
 from hwgen.estimate import Resources
+from hwgen.frameplan import DenseStage, FramePlan, WindowStage
 from hwgen.golden import AccuracyReport
 from hwgen.hwplan import NetworkPlan
-from hwgen.ir import FixedFormat, Network
+from hwgen.ir import FixedFormat, Network, PoolLayer
 from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
 
 __all__ = ["make_report", "render_markdown"]
@@ -25,7 +26,7 @@ def make_report(
     *,
     model: Path,
     network: Network,
-    plan: NetworkPlan,
+    plan: NetworkPlan | FramePlan,
     board: Board,
     clock_mhz: float,
     per_layer: list[Resources],
@@ -37,7 +38,20 @@ def make_report(
 ) -> dict[str, object]:
     layers = []
     in_shape = list(network.input_shape)
-    for lp, res in zip(plan.layers, per_layer, strict=True):
+    for unit, res in zip(report_units(plan), per_layer, strict=True):
+        if isinstance(unit, WindowStage) and unit.lp is None:
+            pool = unit.layer
+            assert isinstance(pool, PoolLayer)
+            layers.append(_pool_row(unit, res))
+            in_shape = list(pool.out_shape)
+            continue
+        lp = unit.lp if isinstance(unit, (WindowStage, DenseStage)) else unit
+        assert lp is not None
+        positions, budget = (
+            (unit.geometry.out_positions, unit.out_spacing)
+            if isinstance(unit, WindowStage)
+            else (1, unit.spacing if isinstance(unit, DenseStage) else plan.initiation_interval)
+        )
         layer = lp.layer
         rq = layer.requant
         graph = lp.graph
@@ -47,8 +61,8 @@ def make_report(
                 "name": layer.name,
                 "op": layer.op,
                 "source_nodes": list(layer.source_nodes),
-                "in_shape": in_shape,
-                "out_shape": [layer.out_features],
+                "in_shape": list(layer.in_shape) if layer.is_conv else in_shape,
+                "out_shape": list(layer.out_shape),
                 "weight_kind": layer.weight_kind,
                 "weights_total": int(layer.weights.size),
                 "weights_nonzero": layer.weights_nonzero,
@@ -68,12 +82,14 @@ def make_report(
                 "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
                 "arithmetic": f"digit-serial, {lp.layer.digit_bits}-bit digits" if lp.serial else "parallel",
                 "word_bits": lp.layer.word_bits,
+                "positions_per_frame": positions,
                 "cycles_per_position": lp.digits,
-                "utilisation": round(lp.digits / plan.initiation_interval, 6),
+                "cycles_available": budget,
+                "utilisation": round(lp.digits * positions / plan.initiation_interval, 6),
                 **res.to_json(),
             }
         )
-        in_shape = [layer.out_features]
+        in_shape = list(layer.out_shape)
     ii = plan.initiation_interval
     avail = {"lut": board.lut, "ff": board.ff, "bram": board.bram36, "dsp": board.dsp}
     used = total.to_json()
@@ -115,9 +131,62 @@ def make_report(
             "top": "twn_top",
             "input_element_bits": plan.in_bits,
             "output_element_bits": plan.out_bits,
-            "packing": "element j of a vector occupies payload bits [j*bits, (j+1)*bits)",
+            "input_elements_per_beat": plan.beat_elements,
+            "beats_per_frame": plan.beats,
+            "output_elements": plan.out_elements,
+            "packing": (
+                "element j of a vector occupies payload bits [j*bits, (j+1)*bits)"
+                + (
+                    "; the input streams one position per beat (element j = channel j), raster order"
+                    if plan.beats > 1
+                    else ""
+                )
+            ),
             "fifo_depth": plan.fifo_depth,
         },
+    }
+
+
+def report_units(plan: NetworkPlan | FramePlan) -> list[object]:
+    """What gets a row in the layer table: linear layers, and pools in a frame network."""
+    if isinstance(plan, FramePlan):
+        return [s for s in plan.stages if isinstance(s, (WindowStage, DenseStage))]
+    return list(plan.layers)
+
+
+def _pool_row(stage: WindowStage, res: Resources) -> dict[str, object]:
+    pool = stage.layer
+    assert isinstance(pool, PoolLayer)
+    g = stage.geometry
+    return {
+        "name": pool.name,
+        "op": pool.op,
+        "source_nodes": list(pool.source_nodes),
+        "in_shape": list(pool.in_shape),
+        "out_shape": list(pool.out_shape),
+        "weight_kind": "-",
+        "weights_total": 0,
+        "weights_nonzero": 0,
+        "sparsity": 0.0,
+        "adders": 0,
+        "naive_adders": 0,
+        "adder_depth": 0,
+        "in_bits": stage.in_bits,
+        "acc_bits": stage.in_bits,
+        "act_bits": stage.in_bits,
+        "out_frac": 0,
+        "relu": False,
+        "quantizer": None,
+        "requant": None,
+        "latency_cycles": stage.latency,
+        "digit_bits": stage.in_bits,
+        "arithmetic": f"{'min/max' if any(pool.minimum) else 'max'} over {g.taps} taps",
+        "word_bits": stage.in_bits,
+        "positions_per_frame": g.out_positions,
+        "cycles_per_position": 1,
+        "cycles_available": stage.out_spacing,
+        "utilisation": 0.0,
+        **res.to_json(),
     }
 
 

@@ -19,7 +19,7 @@ from hwgen.paths import SIM_DIR
 #: The generated top levels: the valid/ready core and its AXI4-Stream wrapper.
 TOPS = ("twn_top", "twn_axis")
 
-__all__ = ["TOPS", "VerifyFailed", "VerifyResult", "load_build", "make_vectors", "verify"]
+__all__ = ["TOPS", "VerifyFailed", "VerifyResult", "beats_of", "load_build", "make_vectors", "verify"]
 
 
 class VerifyFailed(RuntimeError):
@@ -89,6 +89,19 @@ def make_vectors(network: Network, count: int, seed: int) -> np.ndarray:
     return all_vecs[:count].astype(np.int64)
 
 
+def beats_of(network: Network, codes: np.ndarray) -> np.ndarray:
+    """Input codes [frames, features] as the beats the hardware takes: [frames, beats, elements].
+
+    A dense network takes the whole vector in one beat; a network with
+    convolution or pooling layers one position (every channel) per beat.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if not network.has_conv:
+        return codes.reshape(len(codes), 1, -1)
+    channels = network.input_shape[0]
+    return codes.reshape(len(codes), channels, -1).transpose(0, 2, 1).copy()
+
+
 def verify(
     outdir: Path,
     simulator: str = "icarus",
@@ -126,7 +139,8 @@ def verify(
     vec_path = work / "vectors.npz"
     np.savez(
         vec_path,
-        inputs=codes,
+        inputs=beats_of(network, codes),
+        ii=plan.initiation_interval,
         expected=expected,
         in_bits=plan.in_bits,
         out_bits=plan.out_bits,

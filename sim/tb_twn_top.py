@@ -2,14 +2,16 @@
 
 Run by ``twngen verify`` (and the tests) through cocotb's Python runner. The
 vectors come from the golden model in a ``.npz`` named by ``TWN_VECTORS``
-(``inputs`` and ``expected`` integer codes, ``in_bits``, ``out_bits``); a JSON
+(``inputs`` [frames, beats, elements] and ``expected`` [frames, outputs]
+integer codes, ``in_bits``, ``out_bits``, ``ii``); a dense network takes a
+frame in one beat, a convolution network one position per beat. A JSON
 summary is written to ``TWN_RESULTS``.
 
 Two phases:
 
 1. *measure*: inputs offered back to back with the output always ready; the
-   cycles between input and output handshakes give the latency, and the
-   spacing of output handshakes the initiation interval;
+   cycles from a frame's first input handshake to its output handshake give
+   the latency, and the spacing of output handshakes the initiation interval;
 2. *stress*: every vector again with random gaps on the input valid and
    random output backpressure (``TWN_STALL`` probability each), checking that
    every output arrives once, in order, bit-exact.
@@ -62,10 +64,11 @@ def _unpack(word: int, bits: int, count: int) -> list[int]:
 
 
 async def _run_phase(dut, inputs, expected, in_bits, out_bits, p_gap, p_stall, rng, timeout):
-    """Stream all inputs through; return (outputs, accept_cycles, deliver_cycles)."""
+    """Stream all frames through; return (outputs, first-beat accept cycles, deliver cycles)."""
     n = len(inputs)
+    beats = inputs.shape[1]
     n_out = expected.shape[1]
-    sent = 0
+    sent = 0  # beats
     outputs: list[list[int]] = []
     accept_cycles: list[int] = []
     deliver_cycles: list[int] = []
@@ -73,10 +76,12 @@ async def _run_phase(dut, inputs, expected, in_bits, out_bits, p_gap, p_stall, r
     idle_after_done = 0
     while True:
         await FallingEdge(dut.clk)
-        offer = sent < n and rng.random() >= p_gap
+        offer = sent < n * beats and rng.random() >= p_gap
         _sig(dut, "x_valid").value = int(offer)
         if offer:
-            _sig(dut, "x_data").value = _pack(inputs[sent], in_bits)
+            _sig(dut, "x_data").value = _pack(inputs[sent // beats, sent % beats], in_bits)
+            if os.environ.get("TWN_TOP") == "twn_axis":
+                dut.s_axis_tlast.value = int(sent % beats == beats - 1)
         _sig(dut, "y_ready").value = int(rng.random() >= p_stall)
         await ReadOnly()
         accepted = offer and int(_sig(dut, "x_ready").value) == 1
@@ -87,8 +92,9 @@ async def _run_phase(dut, inputs, expected, in_bits, out_bits, p_gap, p_stall, r
         await RisingEdge(dut.clk)
         cycle += 1
         if accepted:
+            if sent % beats == 0:
+                accept_cycles.append(cycle)
             sent += 1
-            accept_cycles.append(cycle)
         if delivered:
             outputs.append(_unpack(word, out_bits, n_out))
             deliver_cycles.append(cycle)
@@ -118,7 +124,9 @@ async def twn_top_matches_golden(dut):
     seed = int(os.environ.get("TWN_SEED", "1"))
     rng = random.Random(seed)
     n = len(inputs)
-    timeout = 2000 + 50 * n * (1 + int(10 * stall))
+    beats = inputs.shape[1]
+    ii = int(vec["ii"]) if "ii" in vec else 1
+    timeout = 2000 + 4 * ii + (50 + 4 * ii) * n * (1 + int(10 * stall)) + 4 * n * beats
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1

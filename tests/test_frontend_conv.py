@@ -166,17 +166,22 @@ def test_unsupported_pooling_is_refused_by_name(tmp_path):
         load_onnx(path)
 
 
-def test_building_hardware_for_conv_is_refused_clearly(tmp_path):
+def test_windows_a_stream_cannot_hold_are_refused_clearly(tmp_path, capsys):
     from hwgen.cli import main
 
-    path = tmp_path / "vgg.onnx"
-    onnx.save(vgg1d(channels=4, length=16, convs=2, dense=(8,), classes=3), str(path))
+    b = _Builder(0)
+    x = b.node("Conv", ["input", b.const(b.ternary((4, 2, 3), 0.3), "w")], kernel_shape=[3], pads=[3, 3])
+    b.node("Relu", [x])
+    path = tmp_path / "overpadded.onnx"
+    onnx.save(b.model(["batch", 2, 16], "logits", 4), str(path))
     assert main([str(path), "--board", "zcu111", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "layer '/conv_2/Conv' (Conv): left padding 3 is not smaller than the kernel (3)" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
-    x = np.zeros((2, 2, 16), dtype=np.float32)
-    np.save(tmp_path / "x.npy", x)
+    # The golden model still runs it.
+    np.save(tmp_path / "x.npy", np.zeros((2, 2, 16), dtype=np.float32))
     assert main(["golden", str(path), "--inputs", str(tmp_path / "x.npy"), "--outputs", str(tmp_path / "y.npy")]) == 0
-    assert np.load(tmp_path / "y.npy").shape == (2, 3)
 
 
 def test_bundled_examples_exist():

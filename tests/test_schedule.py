@@ -54,15 +54,32 @@ def test_serial_networks_are_exact_at_the_scheduled_rate(net, ii, stall):
         assert [d - a for a, d in zip(accepted, delivered, strict=True)] == [plan.latency] * len(codes)
 
 
+class _Shape:
+    """What initiation_interval reads of a network."""
+
+    def __init__(self, shape, conv):
+        self.input_shape, self.has_conv, self.input_name = shape, conv, "x"
+        self.in_features = int(np.prod(shape))
+
+
 def test_rates_to_initiation_intervals():
-    assert initiation_interval(64, 250.0, None, None) == 1
-    assert initiation_interval(64, 250.0, 2.0, None) == 32
-    assert initiation_interval(64, 250.0, 3.0, None) == 22
-    assert initiation_interval(64, 250.0, None, 10e6) == 25
+    dense = _Shape((64,), False)
+    assert initiation_interval(dense, 250.0, None, None) == 1
+    assert initiation_interval(dense, 250.0, 2.0, None) == 32
+    assert initiation_interval(dense, 250.0, 3.0, None) == 22
+    assert initiation_interval(dense, 250.0, None, 10e6) == 25
     with pytest.raises(TwnError, match="best rate is one input per cycle, 250,000,000"):
-        initiation_interval(64, 250.0, None, 300e6)
+        initiation_interval(dense, 250.0, None, 300e6)
     with pytest.raises(TwnError, match="not both"):
-        initiation_interval(64, 250.0, 1.0, 1e6)
+        initiation_interval(dense, 250.0, 1.0, 1e6)
+    # A streamed frame: the rate counts positions (all channels of a sample) per cycle.
+    frames = _Shape((2, 1024), True)
+    assert initiation_interval(frames, 250.0, None, None) == 1024
+    assert initiation_interval(frames, 250.0, 0.25, None) == 4096
+    assert initiation_interval(frames, 250.0, 0.3, None) == 3 * 1024
+    assert initiation_interval(frames, 250.0, None, 60e3) == 4 * 1024
+    with pytest.raises(TwnError, match="one input position per cycle"):
+        initiation_interval(frames, 250.0, None, 300e3)
 
 
 def test_unreachable_rate_exits_2(tmp_path, capsys):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -11,9 +11,11 @@ from amaranth.lib.wiring import In, Out
 from hwgen.backend.adder_graph import AdderGraphPipeline
 from hwgen.backend.requant import Requantizer
 from hwgen.backend.serial_layer import SerialDenseLayer
-from hwgen.hwplan import INPUT_REGISTER_LATENCY, NetworkPlan
+from hwgen.backend.window import FrameCollector, PoolTree, WindowBuffer
+from hwgen.frameplan import CollectStage, DenseStage, FramePlan, WindowStage
+from hwgen.hwplan import INPUT_REGISTER_LATENCY, LayerPlan, NetworkPlan
 
-__all__ = ["TOP_NAME", "StreamingNetwork", "generate_verilog"]
+__all__ = ["TOP_NAME", "StreamingFrameNetwork", "StreamingNetwork", "generate_verilog"]
 
 TOP_NAME = "twn_top"
 
@@ -105,9 +107,128 @@ class StreamingNetwork(wiring.Component):
         return m
 
 
-def generate_verilog(plan: NetworkPlan) -> str:
+def _delayed(m: Module, strobe: Value, cycles: int, name: str) -> Value:
+    """``strobe`` delayed by ``cycles`` (reset registers: no spurious strobe leaves reset)."""
+    for k in range(cycles):
+        reg = Signal(name=f"{name}_d{k + 1}")
+        m.d.sync += reg.eq(strobe)
+        strobe = reg
+    return strobe
+
+
+def _linear(m: Module, lp: LayerPlan, x: Value, valid: Value, name: str) -> tuple[Value, Value]:
+    """A layer's adder graph (parallel or serial) and requantiser; returns (codes, valid)."""
+    graph: AdderGraphPipeline | SerialDenseLayer
+    if lp.serial:
+        graph = SerialDenseLayer(lp)
+        m.d.comb += graph.start.eq(valid)
+    else:
+        graph = AdderGraphPipeline(lp)
+    requant = Requantizer(lp, graph.out_bits)
+    m.submodules[f"{name}_adders"] = graph
+    m.submodules[f"{name}_requant"] = requant
+    m.d.comb += [graph.x.eq(x), requant.x.eq(graph.y)]
+    return requant.y, _delayed(m, valid, lp.latency, f"{name}_valid")
+
+
+class StreamingFrameNetwork(wiring.Component):
+    """A network with convolution or pooling layers: a frame of positions in, one vector out.
+
+    The input takes one position (every channel) per handshake, raster
+    order, frame after frame; ``x.ready`` paces beats at most one per
+    ``plan.beat_spacing`` cycles and admits a frame's first beat only while
+    the output FIFO has a free entry for every frame in flight (credits), so
+    output backpressure never loses or duplicates a result. Inside, every
+    stage is a free-running pipeline behind a valid strobe (see
+    :mod:`hwgen.frameplan`); the latency is ``plan.latency`` cycles from a
+    frame's first input handshake to its output handshake, and a frame
+    every ``plan.initiation_interval`` cycles at full rate.
+
+    Members
+    -------
+    x : In(stream.Signature(ArrayLayout(signed(in_bits), channels)))
+        One input position; channel ``c`` is ``x__payload[c*in_bits +: in_bits]``.
+    y : Out(stream.Signature(ArrayLayout(signed(out_bits), n_out)))
+        A frame's result (flattened channels-first when the last layer is a convolution or pool).
+    """
+
+    def __init__(self, plan: FramePlan) -> None:
+        self._plan = plan
+        super().__init__(
+            {
+                "x": In(stream.Signature(data.ArrayLayout(signed(plan.in_bits), plan.beat_elements))),
+                "y": Out(stream.Signature(data.ArrayLayout(signed(plan.out_bits), plan.out_elements))),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        plan = self._plan
+        depth = plan.fifo_depth
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=len(self.y.payload.as_value()), depth=depth)
+
+        # Input pacing and frame credits.
+        beat = Signal(range(max(plan.beats, 2)), name="beat")
+        in_flight = Signal(range(depth + 1), name="frames_in_flight")
+        first = beat == 0
+        ready = (beat != 0) | (in_flight < depth)
+        if plan.beat_spacing > 1:
+            cooldown = Signal(range(plan.beat_spacing), name="beat_cooldown")
+            ready = ready & (cooldown == 0)
+        m.d.comb += self.x.ready.eq(ready)
+        accept = self.x.valid & self.x.ready
+        if plan.beat_spacing > 1:
+            with m.If(accept):
+                m.d.sync += cooldown.eq(plan.beat_spacing - 1)
+            with m.Elif(cooldown != 0):
+                m.d.sync += cooldown.eq(cooldown - 1)
+        with m.If(accept):
+            m.d.sync += beat.eq(Mux(beat == plan.beats - 1, 0, beat + 1))
+        deliver = self.y.valid & self.y.ready
+        m.d.sync += in_flight.eq(in_flight + (accept & first) - deliver)
+
+        x_reg = Signal.like(self.x.payload, reset_less=True, name="x_reg")
+        x_valid = Signal(name="x_valid")
+        m.d.sync += [x_reg.eq(self.x.payload), x_valid.eq(accept)]
+
+        current: Value = x_reg.as_value()
+        valid: Value = x_valid
+        for k, stage in enumerate(plan.stages):
+            if isinstance(stage, WindowStage):
+                buf = WindowBuffer(stage)
+                m.submodules[f"stage{k}_window"] = buf
+                m.d.comb += [buf.i_valid.eq(valid), buf.i_data.eq(current)]
+                if stage.lp is not None:
+                    current, valid = _linear(m, stage.lp, buf.o_data, buf.o_valid, f"stage{k}")
+                else:
+                    tree = PoolTree(stage)
+                    m.submodules[f"stage{k}_pool"] = tree
+                    m.d.comb += tree.i_data.eq(buf.o_data)
+                    current = tree.o_data
+                    valid = _delayed(m, buf.o_valid, stage.pool_levels, f"stage{k}_valid")
+            elif isinstance(stage, CollectStage):
+                col = FrameCollector(stage)
+                m.submodules[f"stage{k}_collect"] = col
+                m.d.comb += [col.i_valid.eq(valid), col.i_data.eq(current)]
+                current, valid = col.o_data, col.o_valid
+            else:
+                assert isinstance(stage, DenseStage)
+                current, valid = _linear(m, stage.lp, current, valid, f"stage{k}")
+            current = Value.cast(current)
+
+        m.d.comb += [
+            fifo.w_data.eq(current),
+            fifo.w_en.eq(valid),
+            self.y.payload.eq(fifo.r_data),
+            self.y.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.y.ready),
+        ]
+        return m
+
+
+def generate_verilog(plan: NetworkPlan | FramePlan) -> str:
     """Verilog for the network, top module ``twn_top`` (deterministic text)."""
-    top = StreamingNetwork(plan)
+    top = StreamingFrameNetwork(plan) if isinstance(plan, FramePlan) else StreamingNetwork(plan)
     # emit_src=False: no source paths in the output, so the text does not
     # depend on where twngen is installed.
     return verilog.convert(top, name=TOP_NAME, emit_src=False)

@@ -11,19 +11,24 @@ converters, :mod:`hwgen.estimate`'s adder cost for parallel ones), flip-flops
 breaking ties. The choice is recorded in each layer (``digit_bits``, 0 for
 parallel; ``word_bits``) and the II in the network.
 
-Convolution layers (which see many positions per frame) are scheduled with
-the streaming-network work; this pass refuses them for now.
+In a network that streams frames (convolution or pooling layers), the
+input takes one position every ``initiation_interval / positions`` cycles;
+:func:`hwgen.frameplan.frame_budgets` gives each layer the fewest cycles
+between its windows (a convolution, per output position: pooling and stride
+make it grow layer by layer) or between its frames (a dense layer after the
+flatten), and that budget plays the role of the II above.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from hwgen.errors import TwnError
 from hwgen.estimate import parallel_graph_cost, serial_graph_cost
-from hwgen.hwplan import require_dense
-from hwgen.ir import AdderGraph, Layer, LinearLayer, Network
+from hwgen.frameplan import frame_budgets
+from hwgen.ir import AdderGraph, Layer, Network, PoolLayer
 from hwgen.serial_plan import digits_per_word, serial_word_bits
 
 __all__ = ["LayerChoice", "ScheduleDigitWidths", "layer_choices"]
@@ -70,14 +75,24 @@ class ScheduleDigitWidths:
         fmt = network.input_format
         if fmt is None:
             raise ValueError("schedule after quantisation")
+        budgets: dict[str, int] = {}
+        if network.has_conv:
+            beats = math.prod(network.input_shape[1:])
+            if ii % beats:
+                raise TwnError(f"the initiation interval {ii} is not a whole number of cycles per input position")
+            budgets = frame_budgets(network, ii // beats)
         layers: list[Layer] = []
-        require_dense(network)
         lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
         for layer in network.layers:
-            assert isinstance(layer, LinearLayer) and layer.adder_graph is not None and layer.requant is not None
-            options = layer_choices(layer.adder_graph, lo, hi, bits, ii)
+            if isinstance(layer, PoolLayer):
+                layers.append(layer)
+                continue
+            assert layer.adder_graph is not None and layer.requant is not None
+            budget = budgets.get(layer.name, ii)
+            g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
+            options = layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget)
             best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
             layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits))
             out = layer.requant.out
-            lo, hi, bits = out.lo, out.hi, out.bits
+            lo, hi, bits = (0 if layer.requant.relu else out.lo), out.hi, out.bits
         return network.with_layers(tuple(layers), initiation_interval=ii)

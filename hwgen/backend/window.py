@@ -1,0 +1,281 @@
+"""Gateware for streamed windows: the window buffer, the pool tree and the frame collector."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.frameplan import CollectStage, WindowStage
+
+__all__ = ["FrameCollector", "PoolTree", "WindowBuffer"]
+
+
+def _member(values: set[int], index: Value) -> Value:
+    """A small ROM: 1 when ``index`` (unsigned) is in ``values``; defined for every index value.
+
+    A constant bit vector indexed by a shift, not an ``Array`` of constants:
+    the latter becomes a ``case`` in an ``always @*`` block that Icarus never
+    evaluates when the index is a register that never changes (a 1-D frame's
+    row counter stays 0).
+    """
+    size = 1 << len(index)
+    mask = sum(1 << i for i in values if 0 <= i < size)
+    return Const(mask, size).bit_select(index, 1)
+
+
+class WindowBuffer(wiring.Component):
+    """Shift register of positions and the window control of :mod:`hwgen.window`.
+
+    Latency :data:`hwgen.window.WINDOW_LATENCY` (2) cycles from ``i_valid``
+    to ``o_valid`` when slots are not held back by the spacing rule: a
+    position first waits in a one-entry register, enters the shift register
+    in its slot, and the window is registered. ``o_data`` holds the window
+    until the next one (the adder graph or pool behind it samples it at
+    ``o_valid``).
+
+    The control is the cycle model :func:`hwgen.window.simulate_window`
+    (same registers, same rules); emissions are decided by row and column
+    tables of the slot's position, and padded taps are masked to the fill
+    value by comparing the output row and column counters with constants.
+
+    Members
+    -------
+    i_valid : In(1)
+        A position arrives (strobes at least ``stage.spacing`` cycles apart).
+    i_data : In(ArrayLayout(signed(bits), channels))
+    o_valid : Out(1)
+        A window is ready.
+    o_data : Out(ArrayLayout(signed(bits), channels * taps))
+        Element ``c * taps + kr * k_w + kc``: the order of a convolution's weight columns.
+    """
+
+    def __init__(self, stage: WindowStage) -> None:
+        self._stage = stage
+        g = stage.geometry
+        super().__init__(
+            {
+                "i_valid": In(1),
+                "i_data": In(data.ArrayLayout(signed(stage.in_bits), stage.channels)),
+                "o_valid": Out(1),
+                "o_data": Out(data.ArrayLayout(signed(stage.in_bits), stage.channels * g.taps)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        st = self._stage
+        g = st.geometry
+        sched = st.schedule
+        W = g.width
+        flush = sched.flush_slots
+        spacing = st.spacing
+
+        # Emission tables: slot (r, c) emits when row r ends a window row and
+        # column c ends a window column, or column c of row r is a window's
+        # end wrapped past the right edge of row r - 1.
+        r_last = {u * g.s_h - g.p_top + g.k_h - 1 for u in range(g.out_h)}
+        c_last = [v * g.s_w - g.p_left + g.k_w - 1 for v in range(g.out_w)]
+        assert max(c_last) < 2 * W, "right padding wider than a row"
+        rows = g.height + (flush // W) + 2
+        cols = {c for c in c_last if c < W}
+        wraps = {c - W for c in c_last if c >= W}
+
+        def emits(r: Value, c: Value, first_row_wraps: bool) -> Value:
+            direct = _member(r_last, r) & _member(cols, c)
+            if not wraps:
+                return direct
+            above = _member(r_last, (r - 1)[: len(r)])
+            prev = Mux(r == 0, 0, above) if first_row_wraps else above
+            return direct | (prev & _member(wraps, c))
+
+        # Wait register and slot timing.
+        pend_valid = Signal(name="pend_valid")
+        pend_data = Signal.like(self.i_data, reset_less=True, name="pend_data")
+        since = Signal(range(spacing + 1), init=spacing, name="since_slot")
+        slot_real = Signal(name="slot_real")
+        slot_virtual = Signal(name="slot_virtual")
+        slot = Signal(name="slot")
+        # Real slots: raster position (r, c) of the arriving frame.
+        r = Signal(range(max(g.height, 2)), name="row")
+        c = Signal(range(max(W, 2)), name="col")
+        last_real = (r == g.height - 1) & (c == W - 1)
+        # Flush slots of the previous frame: virtual positions (fr, fc), fr >= height.
+        flushing = Signal(name="flushing")
+        fidx = Signal(range(max(flush, 1) + 1), name="flush_index")
+        fr = Signal(range(rows + 1), name="flush_row")
+        fc = Signal(range(max(W, 2)), name="flush_col")
+        b_started = Signal(name="next_frame_started")
+
+        m.d.comb += [
+            slot_real.eq(pend_valid & (since >= spacing)),
+            slot_virtual.eq(flushing & ~b_started & ~pend_valid & (since >= spacing)),
+            slot.eq(slot_real | slot_virtual),
+        ]
+        emit = Signal(name="emit")
+        m.d.comb += emit.eq(
+            (slot_real & emits(r, c, True)) | (flushing & slot & (emits(fr, fc, False) if flush else 0))
+        )
+
+        with m.If(self.i_valid):
+            m.d.sync += [pend_valid.eq(1), pend_data.eq(self.i_data)]
+        with m.Elif(slot_real):
+            m.d.sync += pend_valid.eq(0)
+        m.d.sync += since.eq(Mux(slot, 1, Mux(since >= spacing, spacing, since + 1)))
+
+        with m.If(slot_real):
+            with m.If(c == W - 1):
+                m.d.sync += [c.eq(0), r.eq(Mux(r == g.height - 1, 0, r + 1))]
+            with m.Else():
+                m.d.sync += c.eq(c + 1)
+        if flush:
+            with m.If(slot_real & last_real):
+                m.d.sync += [flushing.eq(1), fidx.eq(0), b_started.eq(0), fr.eq(g.height), fc.eq(0)]
+            with m.Elif(slot & flushing):
+                m.d.sync += fidx.eq(fidx + 1)
+                with m.If(fidx == flush - 1):
+                    m.d.sync += flushing.eq(0)
+                with m.If(slot_real):
+                    m.d.sync += b_started.eq(1)
+                with m.If(fc == W - 1):
+                    m.d.sync += [fc.eq(0), fr.eq(fr + 1)]
+                with m.Else():
+                    m.d.sync += fc.eq(fc + 1)
+
+        # The shift register: chain[k] is the position k + 1 slots older than the newest.
+        chain: list[Value] = [pend_data.as_value()]
+        for k in range(g.chain_length):
+            reg = Signal(len(pend_data.as_value()), name=f"pos_d{k + 1}", reset_less=True)
+            with m.If(slot):
+                m.d.sync += reg.eq(chain[-1])
+            chain.append(reg)
+
+        # Output position counters and tap masks.
+        u = Signal(range(max(g.out_h, 2)), name="out_row")
+        v = Signal(range(max(g.out_w, 2)), name="out_col")
+        with m.If(emit):
+            with m.If(v == g.out_w - 1):
+                m.d.sync += [v.eq(0), u.eq(Mux(u == g.out_h - 1, 0, u + 1))]
+            with m.Else():
+                m.d.sync += v.eq(v + 1)
+
+        def inside(counter: Value, bounds: tuple[int, int], n: int) -> Value:
+            lo, hi = bounds
+            conds = []
+            if lo > 0:
+                conds.append(counter >= lo)
+            if hi < n - 1:
+                conds.append(counter <= hi)
+            result: Value = Const(1)
+            for cond in conds:
+                result = result & cond
+            return result
+
+        bits = st.in_bits
+        layout = data.ArrayLayout(signed(bits), st.channels)
+        window = Signal.like(self.o_data, reset_less=True, name="window")
+        for kr in range(g.k_h):
+            row_ok = inside(u, g.row_range(kr), g.out_h)
+            for kc in range(g.k_w):
+                ok = Signal(name=f"tap{kr}_{kc}_inside")
+                m.d.comb += ok.eq(row_ok & inside(v, g.col_range(kc), g.out_w))
+                tap = data.View(layout, chain[g.tap_offset(kr, kc)])
+                t = kr * g.k_w + kc
+                for ch in range(st.channels):
+                    fill = Const(st.fill[ch], signed(bits))
+                    with m.If(emit):
+                        m.d.sync += window[ch * g.taps + t].eq(Mux(ok, tap[ch], fill))
+        o_valid = Signal(name="window_valid")
+        m.d.sync += o_valid.eq(emit)
+        m.d.comb += [self.o_valid.eq(o_valid), self.o_data.eq(window)]
+        return m
+
+
+class PoolTree(wiring.Component):
+    """Max (or, per channel, min) over a window's taps: a registered comparator tree.
+
+    Latency ``stage.pool_levels`` cycles from ``i_data`` to ``o_data``;
+    free-running (the valid strobe is delayed beside it by the caller).
+    """
+
+    def __init__(self, stage: WindowStage) -> None:
+        self._stage = stage
+        taps = stage.geometry.taps
+        super().__init__(
+            {
+                "i_data": In(data.ArrayLayout(signed(stage.in_bits), stage.channels * taps)),
+                "o_data": Out(data.ArrayLayout(signed(stage.in_bits), stage.channels)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        st = self._stage
+        taps = st.geometry.taps
+        for ch in range(st.channels):
+            level: list[Value] = [self.i_data[ch * taps + t] for t in range(taps)]
+            use_min = self._is_min(ch)
+            for lvl in range(st.pool_levels):
+                nxt: list[Value] = []
+                for j in range(0, len(level), 2):
+                    reg = Signal(signed(st.in_bits), name=f"c{ch}_l{lvl}_{j // 2}", reset_less=True)
+                    if j + 1 < len(level):
+                        a, b = level[j], level[j + 1]
+                        pick_a = (a < b) if use_min else (a > b)
+                        m.d.sync += reg.eq(Mux(pick_a, a, b))
+                    else:
+                        m.d.sync += reg.eq(level[j])
+                    nxt.append(reg)
+                level = nxt
+            assert len(level) == 1
+            m.d.comb += self.o_data[ch].eq(level[0])
+        return m
+
+    def _is_min(self, ch: int) -> bool:
+        layer = self._stage.layer
+        return bool(getattr(layer, "minimum", (False,) * self._stage.channels)[ch])
+
+
+class FrameCollector(wiring.Component):
+    """A frame's positions gathered into one channels-first vector.
+
+    On the frame's last ``i_valid`` the shift register holds every position;
+    ``o_valid`` follows one cycle later and ``o_data`` stays valid until the
+    next frame's first position arrives (at least ``stage.spacing`` cycles).
+    """
+
+    def __init__(self, stage: CollectStage) -> None:
+        self._stage = stage
+        super().__init__(
+            {
+                "i_valid": In(1),
+                "i_data": In(data.ArrayLayout(signed(stage.bits), stage.channels)),
+                "o_valid": Out(1),
+                "o_data": Out(data.ArrayLayout(signed(stage.bits), stage.channels * stage.positions)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        st = self._stage
+        n = st.positions
+        regs = []
+        prev: Value = self.i_data.as_value()
+        for k in range(n):
+            reg = Signal(len(prev), name=f"pos{n - 1 - k}", reset_less=True)
+            with m.If(self.i_valid):
+                m.d.sync += reg.eq(prev)
+            regs.append(reg)
+            prev = reg
+        count = Signal(range(max(n, 2)), name="position")
+        with m.If(self.i_valid):
+            m.d.sync += count.eq(Mux(count == n - 1, 0, count + 1))
+        o_valid = Signal(name="frame_valid")
+        m.d.sync += o_valid.eq(self.i_valid & (count == n - 1))
+        layout = data.ArrayLayout(signed(st.bits), st.channels)
+        for p in range(n):
+            pos = data.View(layout, regs[n - 1 - p])
+            for ch in range(st.channels):
+                m.d.comb += self.o_data[ch * n + p].eq(pos[ch])
+        m.d.comb += self.o_valid.eq(o_valid)
+        return m

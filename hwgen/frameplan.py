@@ -1,0 +1,300 @@
+"""The hardware plan of a network with convolution or pooling layers (streamed frames).
+
+The input arrives as a frame of positions (all channels of one sample or
+pixel per beat, raster order), at most one beat every ``beat_spacing``
+cycles; the network's initiation interval is the frame's beats times that
+spacing. The plan is a chain of stages:
+
+* :class:`WindowStage` -- a window buffer (:mod:`hwgen.window`) feeding a
+  convolution's adder graph and requantiser, or a max/min-pool tree;
+* :class:`CollectStage` -- gathers a frame's positions into one vector
+  (the flatten before a dense layer, or the network's output frame);
+* :class:`DenseStage` -- a dense layer applied once per frame.
+
+Each stage knows the fewest cycles between its input strobes (``spacing``),
+which bounds the cycles its arithmetic may take per output (the scheduler's
+budget) without any flow control inside the network: the input is paced, and
+every stage keeps the spacing it was promised. Latency is computed by
+running the control rules cycle by cycle at full rate
+(:func:`hwgen.window.simulate_window`); simulation of the RTL measures it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from hwgen.errors import TwnError
+from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan
+from hwgen.ir import LinearLayer, Network, PoolLayer
+from hwgen.window import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
+
+__all__ = [
+    "COLLECT_LATENCY",
+    "CollectStage",
+    "DenseStage",
+    "FramePlan",
+    "WindowStage",
+    "frame_budgets",
+    "plan_frames",
+]
+
+#: The collector registers the frame's vector once its last position arrives.
+COLLECT_LATENCY = 1
+#: The network input is registered once (payload and strobe).
+INPUT_REGISTER_LATENCY = 1
+
+
+@dataclass(frozen=True, eq=False)
+class WindowStage:
+    """A convolution (``lp`` set) or pooling layer behind its window buffer."""
+
+    layer: LinearLayer | PoolLayer
+    schedule: WindowSchedule
+    channels: int
+    in_lo: int
+    in_hi: int
+    in_bits: int
+    spacing: int
+    lp: LayerPlan | None = None
+
+    @property
+    def geometry(self) -> WindowGeometry:
+        return self.schedule.geometry
+
+    @property
+    def is_conv(self) -> bool:
+        return self.lp is not None
+
+    @property
+    def fill(self) -> tuple[int, ...]:
+        """Value of a padded tap per channel: zero (convolution) or a code that never wins the pool."""
+        if self.lp is not None:
+            return (0,) * self.channels
+        assert isinstance(self.layer, PoolLayer)
+        return tuple(self.in_hi if mn else self.in_lo for mn in self.layer.minimum)
+
+    @property
+    def pool_levels(self) -> int:
+        """Registered comparator levels of the pool tree (one register at least)."""
+        return max(1, math.ceil(math.log2(self.geometry.taps)))
+
+    @property
+    def compute_latency(self) -> int:
+        return self.lp.latency if self.lp is not None else self.pool_levels
+
+    @property
+    def latency(self) -> int:
+        return WINDOW_LATENCY + self.compute_latency
+
+    @property
+    def out_spacing(self) -> int:
+        """Fewest cycles between two output positions: the arithmetic's budget per position."""
+        return self.schedule.min_gap * self.spacing
+
+    @property
+    def out_channels(self) -> int:
+        return self.lp.layer.out_features if self.lp is not None else self.channels
+
+    @property
+    def out_range(self) -> tuple[int, int, int]:
+        if self.lp is None:
+            return self.in_lo, self.in_hi, self.in_bits
+        rq = self.lp.layer.requant
+        assert rq is not None
+        return (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
+
+
+@dataclass(frozen=True, eq=False)
+class CollectStage:
+    """Gathers a frame's ``positions`` positions of ``channels`` values into one vector (channels-first)."""
+
+    channels: int
+    positions: int
+    bits: int
+    spacing: int
+
+    @property
+    def latency(self) -> int:
+        return COLLECT_LATENCY
+
+    @property
+    def out_spacing(self) -> int:
+        return self.positions * self.spacing
+
+
+@dataclass(frozen=True, eq=False)
+class DenseStage:
+    lp: LayerPlan
+    spacing: int
+
+    @property
+    def latency(self) -> int:
+        return self.lp.latency
+
+
+Stage = WindowStage | CollectStage | DenseStage
+
+
+def _shape_error(layer: LinearLayer | PoolLayer, got: tuple[int, ...]) -> TwnError:
+    return TwnError(
+        f"layer {layer.name!r} ({layer.op}) takes {list(layer.in_shape)} but the stream before it carries "
+        f"{list(got)} (channels, positions); twngen streams a reshape between convolution or pooling layers only "
+        "when it keeps that layout"
+    )
+
+
+def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Stage, ...]:
+    fmt = network.input_format
+    assert fmt is not None
+    shape = tuple(network.input_shape)
+    if len(shape) not in (2, 3):
+        raise TwnError(
+            f"input {network.input_name!r} has shape {list(shape)}; convolution networks stream inputs of shape "
+            "[channels, length] or [channels, height, width]"
+        )
+    lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
+    spacing = beat_spacing
+    stream: tuple[int, ...] | None = shape  # None once collected into a vector
+    stages: list[Stage] = []
+    for layer in network.layers:
+        windowed = isinstance(layer, PoolLayer) or layer.is_conv
+        if windowed:
+            if stream is None:
+                raise TwnError(
+                    f"layer {layer.name!r} ({layer.op}) follows a dense layer; twngen streams convolution and "
+                    "pooling layers before the dense ones"
+                )
+            if tuple(layer.in_shape) != stream:
+                raise _shape_error(layer, stream)
+            if len(layer.kernel) > 2:
+                raise TwnError(f"layer {layer.name!r} ({layer.op}): twngen streams 1-D and 2-D windows only")
+            geometry = WindowGeometry.of(layer.in_shape, layer.kernel, layer.stride, layer.pads)
+            sched = window_schedule(geometry, f"layer {layer.name!r} ({layer.op})")
+            lp = None
+            if isinstance(layer, LinearLayer):
+                # Padding is zero: the graph's input range must include it.
+                lp = LayerPlan(layer, min(lo, 0), max(hi, 0), bits) if with_graphs else None
+            stage = WindowStage(layer, sched, layer.in_shape[0], lo, hi, bits, spacing, lp)
+            if isinstance(layer, LinearLayer):
+                rq = layer.requant
+                assert rq is not None
+                lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
+            stages.append(stage)
+            spacing = stage.out_spacing
+            stream = tuple(layer.out_shape)
+            continue
+        assert isinstance(layer, LinearLayer)
+        if stream is not None:
+            collect = CollectStage(stream[0], math.prod(stream[1:]), bits, spacing)
+            stages.append(collect)
+            spacing = collect.out_spacing
+            stream = None
+        stages.append(DenseStage(LayerPlan(layer, lo, hi, bits) if with_graphs else _no_plan(layer), spacing))
+        rq = layer.requant
+        assert rq is not None
+        lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
+    if stream is not None:
+        stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing))
+    return tuple(stages)
+
+
+def _no_plan(layer: LinearLayer) -> LayerPlan:
+    return LayerPlan(layer, 0, 0, 1)
+
+
+def frame_budgets(network: Network, beat_spacing: int) -> dict[str, int]:
+    """Cycles each linear layer may take per output position (conv) or per frame (dense)."""
+    budgets = {}
+    for stage in _stages(network, beat_spacing, with_graphs=False):
+        if isinstance(stage, WindowStage) and isinstance(stage.layer, LinearLayer):
+            budgets[stage.layer.name] = stage.out_spacing
+        elif isinstance(stage, DenseStage):
+            budgets[stage.lp.layer.name] = stage.spacing
+    return budgets
+
+
+@dataclass(frozen=True, eq=False)
+class FramePlan:
+    network: Network
+    stages: tuple[Stage, ...]
+    beat_spacing: int
+
+    @property
+    def layers(self) -> tuple[LayerPlan, ...]:
+        """The plans of the linear layers (convolutions and dense), in order."""
+        out: list[LayerPlan] = []
+        for s in self.stages:
+            if isinstance(s, (WindowStage, DenseStage)) and s.lp is not None:
+                out.append(s.lp)
+        return tuple(out)
+
+    @property
+    def in_bits(self) -> int:
+        assert self.network.input_format is not None
+        return self.network.input_format.bits
+
+    @property
+    def beat_elements(self) -> int:
+        """Values per input beat: the input's channels."""
+        return self.network.input_shape[0]
+
+    @property
+    def beats(self) -> int:
+        """Input beats (positions) per frame."""
+        return math.prod(self.network.input_shape[1:])
+
+    @property
+    def out_bits(self) -> int:
+        last = self.stages[-1]
+        if isinstance(last, DenseStage):
+            return last.lp.out_bits
+        assert isinstance(last, CollectStage)
+        return last.bits
+
+    @property
+    def out_elements(self) -> int:
+        last = self.stages[-1]
+        if isinstance(last, DenseStage):
+            return last.lp.layer.out_features
+        assert isinstance(last, CollectStage)
+        return last.channels * last.positions
+
+    @property
+    def initiation_interval(self) -> int:
+        return self.beats * self.beat_spacing
+
+    def output_cycles(self, frames: int) -> tuple[list[int], list[int]]:
+        """At full rate: (first-beat accept cycle, output-FIFO write cycle) of each of ``frames`` frames."""
+        accepts = [i * self.beat_spacing for i in range(frames * self.beats)]
+        times = [a + INPUT_REGISTER_LATENCY for a in accepts]
+        for stage in self.stages:
+            if isinstance(stage, WindowStage):
+                times = simulate_window(times, stage.schedule, stage.spacing)
+                times = [t + stage.compute_latency for t in times]
+            elif isinstance(stage, CollectStage):
+                times = [t + COLLECT_LATENCY for t in times[stage.positions - 1 :: stage.positions]]
+            else:
+                times = [t + stage.latency for t in times]
+        assert len(times) == frames, (len(times), frames)
+        return accepts[:: self.beats], times
+
+    @cached_property
+    def latency(self) -> int:
+        """Cycles from a frame's first input handshake to its output handshake, at full rate."""
+        firsts, writes = self.output_cycles(3)
+        return max(w - f for f, w in zip(firsts, writes, strict=True)) + OUTPUT_FIFO_LATENCY
+
+    @property
+    def fifo_depth(self) -> int:
+        """Output FIFO entries: a credit for every frame that can be in flight."""
+        return -(-self.latency // self.initiation_interval) + 2
+
+
+def plan_frames(network: Network) -> FramePlan:
+    ii = network.initiation_interval
+    beats = math.prod(network.input_shape[1:])
+    if ii % beats:
+        raise TwnError(f"the initiation interval {ii} is not a whole number of cycles per input position ({beats})")
+    return FramePlan(network, _stages(network, ii // beats, with_graphs=True), ii // beats)
