@@ -120,6 +120,103 @@ def vgg1d(
     return b.model(["batch", 2, length], "logits", classes)
 
 
+def stack(
+    spec: str,
+    in_shape: tuple[int, ...],
+    seed: int = 0,
+    zeros: float = 0.6,
+    negative_bn: bool = False,
+) -> onnx.ModelProto:
+    """Any chain of the supported layers, from a compact spec (comma-separated).
+
+    ``c8k3p1`` Conv with 8 filters, kernel 3 (3x3 for a 2-D input), pads 1 on
+    every side (``p1.2`` for begin 1, end 2; ``s2`` for stride 2), ternary,
+    followed by batch norm and ReLU (``C8k3p1``: the bare convolution, as
+    in the classifier where pooling comes first); ``b`` batch norm and ReLU;
+    ``m2`` MaxPool kernel 2 stride 2
+    (``m3s2`` kernel 3 stride 2); ``d16`` flatten (first time) then ternary
+    Gemm with 16 outputs, batch norm and ReLU; ``o5`` a final Gemm with 5
+    outputs at 1/64 weight resolution. ``in_shape`` is [channels, *spatial].
+    ``negative_bn`` flips half the batch-norm scales (max pooling before
+    them becomes min pooling).
+    """
+    b = _Builder(seed)
+    x, shape = "input", list(in_shape)
+    nd = len(in_shape) - 1
+    flat = False
+    out_dim = 0
+    for item in spec.split(","):
+        kind, rest = item[0], item[1:]
+        if kind == "b":
+            x = b.node("Relu", [_bn(b, x, shape[0], negative_bn)])
+        elif kind in "cC":
+            filters, rest = rest.split("k")
+            fields = {"k": 3, "p": "0", "s": 1}
+            key = None
+            buf = ""
+            for ch in rest:
+                if ch in "ps":
+                    if key is None:
+                        fields["k"] = int(buf)
+                    else:
+                        fields[key] = buf
+                    key, buf = ch, ""
+                else:
+                    buf += ch
+            if key is None:
+                fields["k"] = int(buf)
+            else:
+                fields[key] = buf
+            k, stride = int(fields["k"]), int(fields["s"])
+            pads = [int(v) for v in str(fields["p"]).split(".")]
+            begin, end = pads[0], pads[-1]
+            w = b.ternary((int(filters), shape[0], *([k] * nd)), zeros)
+            x = b.node(
+                "Conv",
+                [x, b.const(w, "conv_w")],
+                kernel_shape=[k] * nd,
+                pads=[begin] * nd + [end] * nd,
+                strides=[stride] * nd,
+            )
+            shape = [int(filters)] + [(n + begin + end - k) // stride + 1 for n in shape[1:]]
+            if kind == "c":
+                x = b.node("Relu", [_bn(b, x, shape[0], negative_bn)])
+        elif kind == "m":
+            k, _, st = rest.partition("s")
+            k_i, st_i = int(k), int(st or k)
+            x = b.node("MaxPool", [x], kernel_shape=[k_i] * nd, strides=[st_i] * nd)
+            shape = [shape[0]] + [(n - k_i) // st_i + 1 for n in shape[1:]]
+        elif kind in "do":
+            if not flat:
+                x = b.flatten_view(x)
+                shape, flat = [int(np.prod(shape))], True
+            n = int(rest)
+            if kind == "d":
+                x = b.node("Gemm", [x, b.const(b.ternary((n, shape[0]), zeros), "fc_w")], transB=1)
+                x = _bn(b, x, n, False)
+                x = b.node("Relu", [x])
+            else:
+                w = np.clip(np.round(b.rng.normal(0, 0.25, size=(n, shape[0])) * 64), -127, 127) / 64
+                x = b.node("Gemm", [x, b.const(w.astype(np.float32), "out_w")], transB=1)
+            shape = [n]
+        else:
+            raise ValueError(f"unknown layer {item!r} in {spec!r}")
+        out_dim = int(np.prod(shape))
+    if not flat:
+        x = b.flatten_view(x)
+    return b.model(["batch", *in_shape], "logits", out_dim)
+
+
+def _bn(b: _Builder, x: str, channels: int, negative: bool) -> str:
+    out = b.batchnorm(x, channels)
+    if negative:
+        scale = next(t for t in b.inits if t.name == b.nodes[-1].input[1])
+        gamma = numpy_helper.to_array(scale).copy()
+        gamma[::2] *= -1
+        scale.CopyFrom(numpy_helper.from_array(gamma, scale.name))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("output")
@@ -129,7 +226,14 @@ def main() -> None:
     ap.add_argument("--dense", default="512,512", help="hidden dense widths")
     ap.add_argument("--classes", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--spec", help="any layer chain instead of vgg1d (see stack()), e.g. c8k3p1,m2,d16,o5")
+    ap.add_argument("--shape", default="2,64", help="input [channels, *spatial] for --spec, e.g. 3,16,16")
     args = ap.parse_args()
+    if args.spec:
+        shape = tuple(int(v) for v in args.shape.split(","))
+        onnx.save(stack(args.spec, shape, args.seed), args.output)
+        print(f"wrote {args.output}")
+        return
     dense = tuple(int(v) for v in args.dense.split(",") if v)
     onnx.save(vgg1d(args.channels, args.length, args.convs, dense, args.classes, args.seed), args.output)
     print(f"wrote {args.output}")

@@ -1,0 +1,295 @@
+"""Streamed convolution networks: window schedules, components in Amaranth sim, whole networks on both simulators."""
+
+import random
+
+import numpy as np
+import onnx
+import pytest
+from amaranth.sim import Simulator
+from make_conv_net import stack, vgg1d
+
+from hwgen import golden
+from hwgen.backend.network import StreamingFrameNetwork
+from hwgen.backend.window import PoolTree, WindowBuffer
+from hwgen.build import ArithmeticOptions, build, prepare_network
+from hwgen.errors import TwnError
+from hwgen.frameplan import WindowStage
+from hwgen.hwplan import plan_network
+from hwgen.ir import LinearLayer, PoolLayer
+from hwgen.passes import run_passes
+from hwgen.passes.schedule import ScheduleDigitWidths
+from hwgen.verify import beats_of, make_vectors, verify
+from hwgen.window import WindowGeometry, simulate_window, window_schedule
+
+SIMULATORS = ["icarus", "verilator"]
+
+
+# -- window schedules (pure) ------------------------------------------------
+
+
+def _brute_force_windows(g: WindowGeometry) -> list[list[tuple[int, int] | None]]:
+    """Every output's taps as (row, col) of the frame, None for padding."""
+    out = []
+    for u in range(g.out_h):
+        for v in range(g.out_w):
+            taps = []
+            for kr in range(g.k_h):
+                for kc in range(g.k_w):
+                    r, c = u * g.s_h - g.p_top + kr, v * g.s_w - g.p_left + kc
+                    taps.append((r, c) if 0 <= r < g.height and 0 <= c < g.width else None)
+            out.append(taps)
+    return out
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        WindowGeometry(1, 16, 1, 3, 1, 1, 0, 1, 0, 1),  # 1-D same
+        WindowGeometry(1, 17, 1, 5, 1, 2, 0, 2, 0, 2),  # 1-D k5 stride 2
+        WindowGeometry(1, 12, 1, 2, 1, 2, 0, 0, 0, 0),  # pool 2
+        WindowGeometry(6, 7, 3, 3, 1, 1, 1, 1, 1, 1),  # 2-D same
+        WindowGeometry(8, 8, 5, 5, 1, 1, 2, 2, 2, 2),
+        WindowGeometry(9, 8, 3, 3, 2, 2, 1, 1, 1, 1),
+        WindowGeometry(6, 6, 2, 2, 2, 2, 0, 0, 0, 0),
+    ],
+)
+def test_emission_slots_hold_exactly_each_window(geometry):
+    """At its emission slot, the newest position and the tap offsets reach exactly the window's real taps."""
+    g = geometry
+    sched = window_schedule(g, "layer 't' (Conv)")
+    expected = _brute_force_windows(g)
+    for o, slot in enumerate(sched.emit_slots):
+        u, v = divmod(o, g.out_w)
+        for kr in range(g.k_h):
+            for kc in range(g.k_w):
+                want = expected[o][kr * g.k_w + kc]
+                inside = g.row_range(kr)[0] <= u <= g.row_range(kr)[1] and g.col_range(kc)[0] <= v <= g.col_range(kc)[1]
+                assert inside == (want is not None)
+                if want is not None:
+                    assert slot - g.tap_offset(kr, kc) == want[0] * g.width + want[1]
+    assert sched.min_gap >= 1
+
+
+def test_virtual_flush_slots_complete_the_last_frame_and_keep_the_spacing():
+    g = WindowGeometry(4, 5, 3, 3, 1, 1, 1, 1, 1, 1)
+    sched = window_schedule(g, "layer 't' (Conv)")
+    assert sched.flush_slots == g.width + 1
+    rng = random.Random(4)
+    for spacing in (1, 3):
+        # Full rate: one window per slot, the frame's outputs all emitted.
+        full = simulate_window([k * spacing for k in range(2 * g.positions)], sched, spacing)
+        assert len(full) == 2 * g.out_positions
+        # Random gaps between positions (never closer than the spacing).
+        t, arrivals = 0, []
+        for _ in range(3 * g.positions):
+            t += spacing + (rng.randrange(4) if rng.random() < 0.3 else 0)
+            arrivals.append(t)
+        out = simulate_window(arrivals, sched, spacing)
+        assert len(out) == 3 * g.out_positions
+        assert min(np.diff(out)) >= sched.min_gap * spacing
+
+
+@pytest.mark.parametrize(
+    "geometry, match",
+    [
+        (WindowGeometry(1, 8, 1, 3, 1, 1, 0, 3, 0, 0), "left padding 3 is not smaller than the kernel"),
+        (WindowGeometry(1, 8, 1, 3, 1, 1, 0, 1, 0, 2), "needs 2 slots after a frame"),
+    ],
+)
+def test_windows_a_stream_cannot_hold_are_refused(geometry, match):
+    with pytest.raises(TwnError, match=match):
+        window_schedule(geometry, "layer 'x' (Conv)")
+
+
+# -- components in Amaranth simulation ----------------------------------------
+
+
+def _prepared(tmp_path, model, ii_per_position=1, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    net, _ = prepare_network(path, ArithmeticOptions())
+    positions = int(np.prod(net.input_shape[1:]))
+    return run_passes(net, (ScheduleDigitWidths(positions * ii_per_position),))
+
+
+def _run_window_stage(stage: WindowStage, frames: np.ndarray, spacing_gaps: float, seed: int) -> list[np.ndarray]:
+    """Feed positions [frames, positions, channels] with random gaps; collect the windows."""
+    buf = WindowBuffer(stage)
+    rng = random.Random(seed)
+    got: list[np.ndarray] = []
+
+    async def bench(ctx):
+        flat = frames.reshape(-1, frames.shape[-1])
+        k, wait = 0, 0
+        for _ in range(len(flat) * (stage.spacing + 4) + 64):
+            send = k < len(flat) and wait == 0 and rng.random() >= spacing_gaps
+            ctx.set(buf.i_valid, send)
+            if send:
+                ctx.set(buf.i_data, [int(v) for v in flat[k]])
+            await ctx.tick()
+            if ctx.get(buf.o_valid):
+                got.append(np.array([int(v) for v in ctx.get(buf.o_data)]))
+            if send:
+                k, wait = k + 1, stage.spacing - 1
+            elif wait:
+                wait -= 1
+
+    sim = Simulator(buf)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("gaps", [0.0, 0.4])
+def test_window_buffer_gives_the_golden_patches(tmp_path, gaps):
+    """The 2-D conv's windows, in order, are the IR's patches (zero padding, raster order)."""
+    net = _prepared(tmp_path, stack("c3k3p1,m2", (2, 5, 6), seed=2))
+    plan = plan_network(net)
+    stage = plan.stages[0]
+    assert isinstance(stage, WindowStage) and stage.lp is not None
+    rng = np.random.default_rng(0)
+    fmt = net.input_format
+    codes = rng.integers(fmt.lo, fmt.hi + 1, size=(3, net.in_features))
+    frames = beats_of(net, codes)
+    got = _run_window_stage(stage, frames, gaps, seed=1)
+    layer = stage.layer
+    assert isinstance(layer, LinearLayer)
+    want = layer.patches(codes.reshape(3, *net.input_shape)).reshape(-1, layer.in_features)
+    assert len(got) == len(want)
+    np.testing.assert_array_equal(np.array(got), want)
+
+
+def test_pool_tree_gives_max_and_min_per_channel(tmp_path):
+    net = _prepared(tmp_path, stack("C4k3p1,m3s2,b", (2, 9), seed=5, negative_bn=True))
+    plan = plan_network(net)
+    stage = plan.stages[1]
+    assert isinstance(stage, WindowStage) and stage.lp is None
+    layer = stage.layer
+    assert isinstance(layer, PoolLayer) and any(layer.minimum) and not all(layer.minimum)
+    tree = PoolTree(stage)
+    rng = np.random.default_rng(1)
+    windows = rng.integers(stage.in_lo, stage.in_hi + 1, size=(40, stage.channels, stage.geometry.taps))
+    got = []
+
+    async def bench(ctx):
+        # Latency pool_levels: the result of window i is out after edge i + pool_levels.
+        for i in range(len(windows) + stage.pool_levels):
+            if i < len(windows):
+                ctx.set(tree.i_data, [int(v) for v in windows[i].reshape(-1)])
+            await ctx.tick()
+            if i + 1 >= stage.pool_levels and len(got) < len(windows):
+                got.append([int(v) for v in ctx.get(tree.o_data)])
+
+    sim = Simulator(tree)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    mins = np.array(layer.minimum)[None, :]
+    want = np.where(mins, windows.min(axis=2), windows.max(axis=2))
+    np.testing.assert_array_equal(np.array(got), want)
+
+
+def _simulate_network(plan, codes, stall, seed):
+    net = plan.network
+    frames = beats_of(net, codes)
+    dut = StreamingFrameNetwork(plan)
+    rng = random.Random(seed)
+    outputs, firsts, delivered = [], [], []
+
+    async def bench(ctx):
+        sent, cycle = 0, 0
+        total = frames.shape[0] * frames.shape[1]
+        limit = (len(codes) + 3) * plan.initiation_interval * (4 if stall else 1) + plan.latency + 200
+        while len(outputs) < len(codes) and cycle < limit:
+            offer = sent < total and rng.random() >= stall
+            ctx.set(dut.x.valid, offer)
+            if offer:
+                ctx.set(dut.x.payload, [int(v) for v in frames[sent // frames.shape[1], sent % frames.shape[1]]])
+            ready = rng.random() >= stall
+            ctx.set(dut.y.ready, ready)
+            take = offer and ctx.get(dut.x.ready)
+            give = ready and ctx.get(dut.y.valid)
+            word = [int(v) for v in ctx.get(dut.y.payload)] if give else None
+            await ctx.tick()
+            cycle += 1
+            if take:
+                if sent % frames.shape[1] == 0:
+                    firsts.append(cycle)
+                sent += 1
+            if give:
+                outputs.append(word)
+                delivered.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return outputs, firsts, delivered
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_whole_frame_network_in_amaranth_sim(tmp_path, stall):
+    net = _prepared(tmp_path, stack("c4k3p1,m2,c5k3p1,d6,o3", (2, 12), seed=7), ii_per_position=2)
+    plan = plan_network(net)
+    assert any(lp.serial for lp in plan.layers)
+    codes = make_vectors(net, 5, seed=2)
+    outputs, firsts, delivered = _simulate_network(plan, codes, stall, seed=3)
+    assert outputs == golden.run_integer(net, codes).tolist()
+    if stall == 0.0:
+        assert [d - f for f, d in zip(firsts, delivered, strict=True)] == [plan.latency] * len(codes)
+        assert set(np.diff(delivered).tolist()) == {plan.initiation_interval}
+
+
+# -- whole networks on both simulators -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frame_designs(tmp_path_factory):
+    """1-D and 2-D, with and without pooling and batch norm, parallel and digit-serial layers."""
+    root = tmp_path_factory.mktemp("frames")
+    specs = {
+        # The classifier's shape, scaled down: conv/pool/BN/ReLU x3, dense, dense.
+        "vgg1d": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=11), 1.0),
+        # Digit-serial layers: one position every 4 cycles.
+        "vgg1d_serial": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=12), 0.25),
+        # 2-D: kernel 5 'same', min-pools from negative batch-norm scales, stride 2, conv last.
+        "conv2d": (stack("C4k5p2,m2,b,c6k3s2p1", (2, 8, 8), seed=13, negative_bn=True), 1.0),
+        # 1-D without pooling or batch norm folding into min: valid padding, kernel 1.
+        "conv1d_valid": (stack("c5k3,c4k1,d8,o3", (3, 20), seed=14), 0.5),
+    }
+    out = {}
+    for name, (model, rate) in specs.items():
+        path = root / f"{name}.onnx"
+        onnx.save(model, str(path))
+        out[name] = build(path, "zcu111", root / name, input_rate=rate).outdir
+    return out
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("design", ["vgg1d", "vgg1d_serial", "conv2d", "conv1d_valid"])
+def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, design, simulator):
+    r = verify(frame_designs[design], simulator, vectors=10, seed=5, stall=0.3)
+    assert (r.passed, r.failed, r.extra_outputs) == (10, 0, 0), r.mismatches
+    assert r.measured_latency_cycles == r.expected_latency_cycles
+    assert r.measured_ii_cycles == r.expected_ii_cycles
+
+
+def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
+    import json
+
+    report = json.loads((frame_designs["vgg1d_serial"] / "report.json").read_text())
+    convs = [la for la in report["layers"] if la["op"] == "Conv"]
+    assert report["initiation_interval_cycles"] == 64 * 4
+    # Pooling halves the positions, so deeper layers get more cycles per position.
+    assert [la["cycles_available"] for la in convs] == [4, 8, 16]
+    assert all(la["cycles_per_position"] <= la["cycles_available"] for la in report["layers"])
+    # Layers need different widths: the scheduler picks them per layer.
+    assert len({la["arithmetic"] for la in convs}) >= 2
+    assert any(la["arithmetic"].startswith("digit-serial") for la in convs)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_axi_stream_frames_under_random_backpressure(frame_designs, simulator):
+    r = verify(frame_designs["conv2d"], simulator, vectors=12, seed=8, stall=0.5, top="twn_axis")
+    assert (r.passed, r.failed, r.extra_outputs) == (12, 0, 0), r.mismatches
