@@ -25,6 +25,7 @@ from hwgen.golden import AccuracyReport, as_batch, compare_with_onnxruntime
 from hwgen.ir import Network
 from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
+from hwgen.passes.fold_lanes import FoldLanes
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
 from hwgen.passes.schedule import ScheduleDigitWidths
 from hwgen.paths import file_sha256
@@ -36,6 +37,8 @@ __all__ = [
     "build",
     "load_array",
     "prepare_network",
+    "quantized_network",
+    "stream_rate",
 ]
 
 #: Size of the synthetic batch the accuracy check uses without --calibrate.
@@ -88,6 +91,13 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
 
 def prepare_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
     """ONNX file -> quantised IR with adder graphs; also returns the calibration batch."""
+    network, calib = quantized_network(model, options)
+    graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth)
+    return run_passes(network, (graphs,)), calib
+
+
+def quantized_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
+    """ONNX file -> quantised IR (no adder graphs yet); also returns the calibration batch."""
     network = load_onnx(model, options.max_weight_bits, options.max_final_weight_bits)
     calib = None
     if options.calibrate is not None:
@@ -104,7 +114,6 @@ def prepare_network(model: str | Path, options: ArithmeticOptions) -> tuple[Netw
             headroom=options.headroom,
             out_bits=options.out_bits,
         ),
-        BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth),
     )
     return run_passes(network, passes), calib
 
@@ -149,9 +158,18 @@ def build(
         raise TwnError(f"--clock-mhz must be between 0 and 2000, not {clock}")
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
-    network, calib = prepare_network(model, options)
-    ii = initiation_interval(network, clock, input_rate, target_fps)
-    network = run_passes(network, (ScheduleDigitWidths(ii),))
+    network, calib = quantized_network(model, options)
+    lanes, ii = stream_rate(network, clock, input_rate, target_fps)
+    if lanes > 1:
+        network, lanes = _fold(network, lanes)
+        ii = math.prod(network.input_shape[1:]) // lanes
+    network = run_passes(
+        network,
+        (
+            BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth),
+            ScheduleDigitWidths(ii),
+        ),
+    )
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)
     accuracy = accuracy_check(model, network, calib)
@@ -301,43 +319,77 @@ def _json_text(obj: object) -> str:
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
-def initiation_interval(network: Network, clock_mhz: float, input_rate: float | None, target_fps: float | None) -> int:
-    """Cycles per input frame from ``--input-rate`` or ``--target-fps``.
+def stream_rate(
+    network: Network, clock_mhz: float, input_rate: float | None, target_fps: float | None
+) -> tuple[int, int]:
+    """(input lanes, cycles per frame) from ``--input-rate`` or ``--target-fps``.
 
     A dense network takes its whole input vector in one handshake, and
     ``--input-rate`` counts its elements per cycle. A network with
     convolution or pooling layers streams its input one position (every
     channel of a sample or pixel) per handshake, and ``--input-rate`` counts
-    positions per cycle: 2 means two I/Q samples a cycle.
+    positions per cycle: 2 means two I/Q samples a cycle, which folds the
+    1-D input into two lanes per beat (:mod:`hwgen.passes.fold_lanes`).
     """
     if input_rate is not None and target_fps is not None:
         raise TwnError("give --input-rate or --target-fps, not both")
     frames = network.has_conv
     positions = math.prod(network.input_shape[1:]) if frames else 1
+
+    def lanes_for(per_cycle: float, what: str) -> tuple[int, int]:
+        # The fewest lanes (a divisor of the length) that take per_cycle positions a cycle.
+        if len(network.input_shape) != 2:
+            raise TwnError(
+                f"{what}: the input {network.input_name!r} of shape {list(network.input_shape)} streams one "
+                "pixel per cycle at most; more than one position per cycle needs a 1-D input [channels, length]"
+            )
+        for lanes in range(2, positions + 1):
+            if positions % lanes == 0 and lanes >= per_cycle - 1e-9:
+                return lanes, positions // lanes
+        raise TwnError(f"{what}: more than the whole input ({positions} positions) per cycle")
+
     if input_rate is not None:
         if not (math.isfinite(input_rate) and input_rate > 0):
             raise TwnError(f"--input-rate must be a positive number of input samples per cycle, not {input_rate}")
         if not frames:
-            return max(1, math.ceil(network.in_features / input_rate))
+            return 1, max(1, math.ceil(network.in_features / input_rate))
         if input_rate > 1:
-            raise TwnError(
-                f"--input-rate {input_rate:g}: the input {network.input_name!r} streams one position "
-                f"({network.input_shape[0]} channels) per cycle at most in this version; use --input-rate 1 or less"
-            )
-        return positions * max(1, math.floor(1 / input_rate + 1e-9))
+            return lanes_for(input_rate, f"--input-rate {input_rate:g}")
+        return 1, positions * max(1, math.floor(1 / input_rate + 1e-9))
     if target_fps is not None:
         if not (math.isfinite(target_fps) and target_fps > 0):
             raise TwnError(f"--target-fps must be a positive number, not {target_fps}")
         cycles = math.floor(clock_mhz * 1e6 / target_fps)
-        if cycles < positions:
-            best = clock_mhz * 1e6 / positions
-            unit = f"one input position per cycle ({positions} a frame)" if frames else "one input per cycle"
+        if cycles < 1:
             raise TwnError(
                 f"--target-fps {target_fps:g} is above what any schedule reaches at {clock_mhz:g} MHz: "
-                f"the best rate is {unit}, {best:,.0f} inferences/s"
+                f"the best rate is one input per cycle, {clock_mhz * 1e6:,.0f} inferences/s"
             )
-        return positions * (cycles // positions)
-    return positions
+        if cycles < positions:
+            return lanes_for(positions / cycles, f"--target-fps {target_fps:g}")
+        return 1, positions * (cycles // positions)
+    return 1, positions
+
+
+def _fold(network: Network, lanes: int) -> tuple[Network, int]:
+    """Fold into ``lanes`` lanes, or the next number of lanes dividing the length that the
+    network's pooling allows (a faster schedule than asked for beats none)."""
+    length = network.input_shape[1]
+    first_error: TwnError | None = None
+    for candidate in range(lanes, length + 1):
+        if length % candidate:
+            continue
+        try:
+            return run_passes(network, (FoldLanes(candidate),)), candidate
+        except TwnError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def initiation_interval(network: Network, clock_mhz: float, input_rate: float | None, target_fps: float | None) -> int:
+    """Cycles per input frame (see :func:`stream_rate`)."""
+    return stream_rate(network, clock_mhz, input_rate, target_fps)[1]
 
 
 def _write_atomically(out: Path, files: dict[str, str]) -> None:

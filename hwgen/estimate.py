@@ -24,12 +24,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwgen.frameplan import DenseStage, FramePlan, WindowStage
+from hwgen.frameplan import DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 from hwgen.hwplan import LayerPlan, NetworkPlan
-from hwgen.ir import AdderGraph, signed_bits_for_range
+from hwgen.ir import AdderGraph, LinearLayer, signed_bits_for_range
 from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan
 
-__all__ = ["Resources", "estimate_layer", "estimate_network", "parallel_graph_cost", "serial_graph_cost"]
+__all__ = [
+    "Resources",
+    "estimate_layer",
+    "estimate_network",
+    "mac_cost",
+    "mac_cost_for",
+    "parallel_graph_cost",
+    "serial_graph_cost",
+]
 
 DSP_A_BITS, DSP_B_BITS = 27, 18
 #: Registered parallel adder node of w bits: LUTs = 1.032 w - 1.296 (Yosys fit).
@@ -200,6 +208,31 @@ def pool_cost(stage: WindowStage) -> Resources:
     return Resources(lut=nodes * 2 * stage.in_bits, ff=regs * stage.in_bits)
 
 
+def mac_cost(stage: MacStage) -> Resources:
+    """A weights-in-memory dense layer: accumulators, shadow bank, output multiplexer,
+    one shared requantiser, the weight memory in BRAM36 (72 bits wide at depth 512)."""
+    n_in, n_out = stage.layer.in_features, stage.layer.out_features
+    acc = sum(stage.acc_bits)
+    widest = max(stage.acc_bits)
+    # An accumulator bit: the add/subtract/hold of a ternary weight is one LUT on the carry chain;
+    # wider weights need a multiplier per output (a DSP each).
+    lut = acc + (0 if stage.ternary else n_out * stage.weight_bits)
+    dsp = 0 if stage.ternary else n_out
+    ff = 2 * acc
+    lut += widest * math.ceil(n_out / 4)  # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8)
+    # Shared requantiser: the constants' tables, multiply (DSP), offset, shift, clamp.
+    lut += (stage.mult_bits + stage.offset_bits + 5) * math.ceil(n_out / 64) + 2 * stage.product_bits
+    ff += widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16
+    dsp += _dsp_count(widest, stage.mult_bits)
+    width = n_out * stage.weight_bits
+    bram = math.ceil(width / 72) * math.ceil(n_in / 512)
+    return Resources(lut=lut + 24, ff=ff + 24, bram=bram, dsp=dsp)
+
+
+def mac_cost_for(layer: LinearLayer, lo: int, hi: int, bits: int) -> Resources:
+    return mac_cost(MacStage(layer, lo, hi, bits, tuple(range(layer.in_features)), 0))
+
+
 def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
     """Per-row estimates (convolution with its window buffer, pool, dense) and the total."""
     rows = []
@@ -214,6 +247,16 @@ def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
             rows.append(res)
         elif isinstance(stage, DenseStage):
             rows.append(estimate_layer(stage.lp, stage.lp.graph_out_bits))
+        elif isinstance(stage, MacStage):
+            rows.append(mac_cost(stage))
+        elif isinstance(stage, SerializeStage):
+            total = total + Resources(
+                lut=stage.bits * math.ceil(stage.per_beat / 4) + 8, ff=stage.per_beat * stage.bits
+            )
+        elif isinstance(stage, LanePoolStage):
+            outs = stage.layer.out_shape[0]
+            nodes = outs * (stage.layer.group - 1)
+            rows.append(Resources(lut=nodes * 2 * stage.bits, ff=outs * stage.levels * stage.bits))
         else:
             # The collector's registers (part of the glue).
             total = total + Resources(lut=8, ff=stage.channels * stage.positions * stage.bits + 12)

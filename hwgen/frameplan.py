@@ -25,18 +25,25 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from hwgen.errors import TwnError
 from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan
-from hwgen.ir import LinearLayer, Network, PoolLayer
+from hwgen.ir import LanePoolLayer, LinearLayer, Network, PoolLayer, Requant, signed_bits_for_range
 from hwgen.window import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
 __all__ = [
     "COLLECT_LATENCY",
+    "MAC_LATENCY",
     "CollectStage",
     "DenseStage",
     "FramePlan",
+    "LanePoolStage",
+    "MacStage",
+    "SerializeStage",
     "WindowStage",
     "frame_budgets",
+    "mac_refusal",
     "plan_frames",
 ]
 
@@ -107,6 +114,29 @@ class WindowStage:
 
 
 @dataclass(frozen=True, eq=False)
+class LanePoolStage:
+    """Max (min) across the lanes of one beat: no window, a registered comparator tree."""
+
+    layer: LanePoolLayer
+    lo: int
+    hi: int
+    bits: int
+    spacing: int
+
+    @property
+    def levels(self) -> int:
+        return max(1, math.ceil(math.log2(self.layer.group)))
+
+    @property
+    def latency(self) -> int:
+        return self.levels
+
+    @property
+    def out_spacing(self) -> int:
+        return self.spacing
+
+
+@dataclass(frozen=True, eq=False)
 class CollectStage:
     """Gathers a frame's ``positions`` positions of ``channels`` values into one vector (channels-first)."""
 
@@ -125,6 +155,86 @@ class CollectStage:
 
 
 @dataclass(frozen=True, eq=False)
+class SerializeStage:
+    """A beat of ``per_beat`` values (a position's channels, or a whole vector) out one per cycle."""
+
+    per_beat: int
+    bits: int
+    spacing: int
+
+    @property
+    def latency(self) -> int:
+        return 1
+
+
+#: Cycles from a MAC layer's last input element to its first output element.
+MAC_LATENCY = 6
+
+
+@dataclass(frozen=True, eq=False)
+class MacStage:
+    """A dense layer with weights in memory: one input element per cycle, shared requantiser.
+
+    ``order[a]`` is the weight column of the frame's ``a``-th element.
+    """
+
+    layer: LinearLayer
+    in_lo: int
+    in_hi: int
+    in_bits: int
+    order: tuple[int, ...]
+    spacing: int  # cycles between frames (at least the larger of inputs and outputs)
+
+    @property
+    def ternary(self) -> bool:
+        return int(abs(self.layer.weights).max(initial=0)) <= 1
+
+    @property
+    def weight_bits(self) -> int:
+        w = self.layer.weights
+        return signed_bits_for_range(min(int(w.min(initial=0)), -1), max(int(w.max(initial=0)), 1))
+
+    @cached_property
+    def acc_ranges(self) -> list[tuple[int, int]]:
+        w = self.layer.weights
+        pos, neg = np.clip(w, 0, None), np.clip(w, None, 0)
+        hi = pos.sum(axis=1) * self.in_hi + neg.sum(axis=1) * self.in_lo
+        lo = pos.sum(axis=1) * self.in_lo + neg.sum(axis=1) * self.in_hi
+        return [(min(int(a), 0), max(int(b), 0)) for a, b in zip(lo, hi, strict=True)]
+
+    @cached_property
+    def acc_bits(self) -> list[int]:
+        return [signed_bits_for_range(lo, hi) for lo, hi in self.acc_ranges]
+
+    @property
+    def requant(self) -> Requant:
+        rq = self.layer.requant
+        assert isinstance(rq, Requant)
+        return rq
+
+    @property
+    def mult_bits(self) -> int:
+        return max(signed_bits_for_range(min(v, 0), max(v, 0)) for v in self.requant.multiplier)
+
+    @property
+    def offset_bits(self) -> int:
+        return max(signed_bits_for_range(min(v, 0), max(v, 0)) for v in self.requant.offset)
+
+    @property
+    def product_bits(self) -> int:
+        return max(self.acc_bits) + self.mult_bits + 1
+
+    @property
+    def out_bits(self) -> int:
+        return self.requant.out.bits
+
+    @property
+    def out_range(self) -> tuple[int, int, int]:
+        rq = self.requant
+        return (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
+
+
+@dataclass(frozen=True, eq=False)
 class DenseStage:
     lp: LayerPlan
     spacing: int
@@ -134,7 +244,7 @@ class DenseStage:
         return self.lp.latency
 
 
-Stage = WindowStage | CollectStage | DenseStage
+Stage = WindowStage | LanePoolStage | CollectStage | DenseStage | SerializeStage | MacStage
 
 
 def _shape_error(layer: LinearLayer | PoolLayer, got: tuple[int, ...]) -> TwnError:
@@ -145,10 +255,22 @@ def _shape_error(layer: LinearLayer | PoolLayer, got: tuple[int, ...]) -> TwnErr
     )
 
 
+def mac_refusal(layer: LinearLayer, budget: int) -> str | None:
+    """Why ``layer`` cannot be a MAC layer at ``budget`` cycles per frame (None: it can)."""
+    if not isinstance(layer.requant, Requant):
+        return "its output uses thresholds"
+    if max(layer.in_features, layer.out_features) > budget:
+        return (
+            f"one element per cycle needs {max(layer.in_features, layer.out_features)} cycles a frame, "
+            f"{budget} available"
+        )
+    return None
+
+
 def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Stage, ...]:
     fmt = network.input_format
     assert fmt is not None
-    shape = tuple(network.input_shape)
+    shape = network.stream_shape
     if len(shape) not in (2, 3):
         raise TwnError(
             f"input {network.input_name!r} has shape {list(shape)}; convolution networks stream inputs of shape "
@@ -157,8 +279,15 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
     spacing = beat_spacing
     stream: tuple[int, ...] | None = shape  # None once collected into a vector
+    elements = False  # a MAC layer's output: one element per cycle
+    frame = beat_spacing * math.prod(shape[1:])
     stages: list[Stage] = []
     for layer in network.layers:
+        if isinstance(layer, LanePoolLayer):
+            assert stream is not None and tuple(layer.in_shape) == stream, layer.name
+            stages.append(LanePoolStage(layer, lo, hi, bits, spacing))
+            stream = tuple(layer.out_shape)
+            continue
         windowed = isinstance(layer, PoolLayer) or layer.is_conv
         if windowed:
             if stream is None:
@@ -186,6 +315,31 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
             stream = tuple(layer.out_shape)
             continue
         assert isinstance(layer, LinearLayer)
+        if layer.realisation == "mac":
+            why = mac_refusal(layer, frame)
+            if why is not None:
+                raise TwnError(f"layer {layer.name!r} ({layer.op}) cannot use weights in memory: {why}")
+            order: tuple[int, ...] = tuple(range(layer.in_features))
+            if stream is not None:
+                positions = math.prod(stream[1:])
+                if stream[0] <= spacing:
+                    # Position by position: element p * C + c is column c * positions + p.
+                    stages.append(SerializeStage(stream[0], bits, spacing))
+                    order = tuple(c * positions + p for p in range(positions) for c in range(stream[0]))
+                else:
+                    stages.append(CollectStage(stream[0], positions, bits, spacing))
+                    stages.append(SerializeStage(layer.in_features, bits, frame))
+                stream = None
+            elif not elements:
+                stages.append(SerializeStage(layer.in_features, bits, spacing))
+            mac = MacStage(layer, lo, hi, bits, order, frame)
+            stages.append(mac)
+            lo, hi, bits = mac.out_range
+            elements, spacing = True, 1
+            continue
+        if elements:
+            stages.append(CollectStage(1, stages[-1].layer.out_features, bits, 1))  # type: ignore[union-attr]
+            elements, spacing = False, frame
         if stream is not None:
             collect = CollectStage(stream[0], math.prod(stream[1:]), bits, spacing)
             stages.append(collect)
@@ -197,6 +351,8 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
         lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
     if stream is not None:
         stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing))
+    if elements:
+        stages.append(CollectStage(1, stages[-1].layer.out_features, bits, 1))  # type: ignore[union-attr]
     return tuple(stages)
 
 
@@ -212,6 +368,8 @@ def frame_budgets(network: Network, beat_spacing: int) -> dict[str, int]:
             budgets[stage.layer.name] = stage.out_spacing
         elif isinstance(stage, DenseStage):
             budgets[stage.lp.layer.name] = stage.spacing
+        elif isinstance(stage, MacStage):
+            budgets[stage.layer.name] = stage.spacing
     return budgets
 
 
@@ -237,13 +395,17 @@ class FramePlan:
 
     @property
     def beat_elements(self) -> int:
-        """Values per input beat: the input's channels."""
-        return self.network.input_shape[0]
+        """Values per input beat: the input's channels (times the lanes when folded)."""
+        return self.network.stream_shape[0]
 
     @property
     def beats(self) -> int:
-        """Input beats (positions) per frame."""
-        return math.prod(self.network.input_shape[1:])
+        """Input beats per frame (positions, over the lanes when folded)."""
+        return math.prod(self.network.stream_shape[1:])
+
+    @property
+    def macs(self) -> tuple[MacStage, ...]:
+        return tuple(s for s in self.stages if isinstance(s, MacStage))
 
     @property
     def out_bits(self) -> int:
@@ -275,6 +437,14 @@ class FramePlan:
                 times = [t + stage.compute_latency for t in times]
             elif isinstance(stage, CollectStage):
                 times = [t + COLLECT_LATENCY for t in times[stage.positions - 1 :: stage.positions]]
+            elif isinstance(stage, LanePoolStage):
+                times = [t + stage.latency for t in times]
+            elif isinstance(stage, SerializeStage):
+                times = [t + 1 + k for t in times for k in range(stage.per_beat)]
+            elif isinstance(stage, MacStage):
+                n_in, n_out = stage.layer.in_features, stage.layer.out_features
+                lasts = times[n_in - 1 :: n_in]
+                times = [t + MAC_LATENCY + i for t in lasts for i in range(n_out)]
             else:
                 times = [t + stage.latency for t in times]
         assert len(times) == frames, (len(times), frames)
@@ -294,7 +464,7 @@ class FramePlan:
 
 def plan_frames(network: Network) -> FramePlan:
     ii = network.initiation_interval
-    beats = math.prod(network.input_shape[1:])
+    beats = math.prod(network.stream_shape[1:])
     if ii % beats:
         raise TwnError(f"the initiation interval {ii} is not a whole number of cycles per input position ({beats})")
     return FramePlan(network, _stages(network, ii // beats, with_graphs=True), ii // beats)

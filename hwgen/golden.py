@@ -65,7 +65,7 @@ def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
 def run_layers(network: Network, q: np.ndarray) -> list[np.ndarray]:
     """Integer codes after every layer ([batch, *out_shape]) for input codes q [batch, features]."""
     _check_ready(network)
-    q = np.asarray(q, dtype=np.int64).reshape(len(q), *network.input_shape)
+    q = network.fold_input(np.asarray(q, dtype=np.int64))
     outs = []
     for layer in network.layers:
         q = layer.integer_forward(q)

@@ -9,7 +9,7 @@ from string import Template
 from hwgen import __version__
 from hwgen.boards import Board
 from hwgen.estimate import Resources
-from hwgen.frameplan import DenseStage, FramePlan, WindowStage
+from hwgen.frameplan import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
 from hwgen.golden import AccuracyReport
 from hwgen.hwplan import NetworkPlan
 from hwgen.ir import FixedFormat, Network, PoolLayer
@@ -39,6 +39,14 @@ def make_report(
     layers = []
     in_shape = list(network.input_shape)
     for unit, res in zip(report_units(plan), per_layer, strict=True):
+        if isinstance(unit, LanePoolStage):
+            layers.append(_lane_pool_row(unit, res))
+            in_shape = list(unit.layer.out_shape)
+            continue
+        if isinstance(unit, MacStage):
+            layers.append(_mac_row(unit, res, plan.initiation_interval))
+            in_shape = [unit.layer.out_features]
+            continue
         if isinstance(unit, WindowStage) and unit.lp is None:
             pool = unit.layer
             assert isinstance(pool, PoolLayer)
@@ -150,14 +158,80 @@ def make_report(
 def report_units(plan: NetworkPlan | FramePlan) -> list[object]:
     """What gets a row in the layer table: linear layers, and pools in a frame network."""
     if isinstance(plan, FramePlan):
-        return [s for s in plan.stages if isinstance(s, (WindowStage, DenseStage))]
+        return [s for s in plan.stages if isinstance(s, (WindowStage, DenseStage, LanePoolStage, MacStage))]
     return list(plan.layers)
+
+
+def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
+    layer = stage.layer
+    rq = stage.requant
+    return {
+        "name": layer.name,
+        "op": layer.op,
+        "source_nodes": list(layer.source_nodes),
+        "in_shape": [layer.in_features],
+        "out_shape": [layer.out_features],
+        "weight_kind": layer.weight_kind,
+        "weights_total": int(layer.weights.size),
+        "weights_nonzero": layer.weights_nonzero,
+        "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
+        "adders": layer.out_features,
+        "naive_adders": layer.naive_adders,
+        "adder_depth": 1,
+        "in_bits": stage.in_bits,
+        "acc_bits": max(stage.acc_bits),
+        "act_bits": rq.out.bits,
+        "out_frac": rq.out.frac,
+        "relu": layer.relu,
+        "quantizer": layer.quantizer.kind if layer.quantizer is not None else None,
+        "requant": "multiply, shift (one shared unit)",
+        "out_format": _fmt_json(rq.out),
+        "latency_cycles": layer.in_features + MAC_LATENCY + layer.out_features,
+        "digit_bits": max(stage.acc_bits),
+        "arithmetic": (
+            f"weights in memory ({stage.weight_bits}-bit), one input element per cycle into "
+            f"{layer.out_features} accumulators"
+        ),
+        "word_bits": max(stage.acc_bits),
+        "positions_per_frame": 1,
+        "cycles_per_position": max(layer.in_features, layer.out_features),
+        "cycles_available": stage.spacing,
+        "utilisation": round(max(layer.in_features, layer.out_features) / ii, 6),
+        **res.to_json(),
+    }
+
+
+def _lane_pool_row(stage: LanePoolStage, res: Resources) -> dict[str, object]:
+    pool = stage.layer
+    return _pool_fields(
+        pool,
+        stage.bits,
+        stage.latency,
+        f"{'min/max' if any(pool.minimum) else 'max'} across {pool.group} of {pool.lanes} lanes",
+        pool.out_shape[1],
+        stage.spacing,
+        res,
+    )
 
 
 def _pool_row(stage: WindowStage, res: Resources) -> dict[str, object]:
     pool = stage.layer
     assert isinstance(pool, PoolLayer)
     g = stage.geometry
+    return _pool_fields(
+        pool,
+        stage.in_bits,
+        stage.latency,
+        f"{'min/max' if any(pool.minimum) else 'max'} over {g.taps} taps",
+        g.out_positions,
+        stage.out_spacing,
+        res,
+    )
+
+
+def _pool_fields(
+    pool: PoolLayer, bits: int, latency: int, arithmetic: str, positions: int, budget: int, res: Resources
+) -> dict[str, object]:
     return {
         "name": pool.name,
         "op": pool.op,
@@ -171,20 +245,20 @@ def _pool_row(stage: WindowStage, res: Resources) -> dict[str, object]:
         "adders": 0,
         "naive_adders": 0,
         "adder_depth": 0,
-        "in_bits": stage.in_bits,
-        "acc_bits": stage.in_bits,
-        "act_bits": stage.in_bits,
+        "in_bits": bits,
+        "acc_bits": bits,
+        "act_bits": bits,
         "out_frac": 0,
         "relu": False,
         "quantizer": None,
         "requant": None,
-        "latency_cycles": stage.latency,
-        "digit_bits": stage.in_bits,
-        "arithmetic": f"{'min/max' if any(pool.minimum) else 'max'} over {g.taps} taps",
-        "word_bits": stage.in_bits,
-        "positions_per_frame": g.out_positions,
+        "latency_cycles": latency,
+        "digit_bits": bits,
+        "arithmetic": arithmetic,
+        "word_bits": bits,
+        "positions_per_frame": positions,
         "cycles_per_position": 1,
-        "cycles_available": stage.out_spacing,
+        "cycles_available": budget,
         "utilisation": 0.0,
         **res.to_json(),
     }

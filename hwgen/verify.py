@@ -93,13 +93,14 @@ def beats_of(network: Network, codes: np.ndarray) -> np.ndarray:
     """Input codes [frames, features] as the beats the hardware takes: [frames, beats, elements].
 
     A dense network takes the whole vector in one beat; a network with
-    convolution or pooling layers one position (every channel) per beat.
+    convolution or pooling layers one position (every channel) per beat, or
+    ``input_lanes`` positions (lane-major) when the input is folded.
     """
     codes = np.asarray(codes, dtype=np.int64)
     if not network.has_conv:
         return codes.reshape(len(codes), 1, -1)
-    channels = network.input_shape[0]
-    return codes.reshape(len(codes), channels, -1).transpose(0, 2, 1).copy()
+    folded = network.fold_input(codes)  # [frames, lanes * channels, positions / lanes]
+    return folded.reshape(len(codes), folded.shape[1], -1).transpose(0, 2, 1).copy()
 
 
 def verify(

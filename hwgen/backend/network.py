@@ -9,10 +9,19 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.adder_graph import AdderGraphPipeline
+from hwgen.backend.mac import MacDenseLayer, Serializer
 from hwgen.backend.requant import Requantizer
 from hwgen.backend.serial_layer import SerialDenseLayer
-from hwgen.backend.window import FrameCollector, PoolTree, WindowBuffer
-from hwgen.frameplan import CollectStage, DenseStage, FramePlan, WindowStage
+from hwgen.backend.window import FrameCollector, LanePoolTree, PoolTree, WindowBuffer
+from hwgen.frameplan import (
+    CollectStage,
+    DenseStage,
+    FramePlan,
+    LanePoolStage,
+    MacStage,
+    SerializeStage,
+    WindowStage,
+)
 from hwgen.hwplan import INPUT_REGISTER_LATENCY, LayerPlan, NetworkPlan
 
 __all__ = ["TOP_NAME", "StreamingFrameNetwork", "StreamingNetwork", "generate_verilog"]
@@ -206,6 +215,22 @@ class StreamingFrameNetwork(wiring.Component):
                     m.d.comb += tree.i_data.eq(buf.o_data)
                     current = tree.o_data
                     valid = _delayed(m, buf.o_valid, stage.pool_levels, f"stage{k}_valid")
+            elif isinstance(stage, LanePoolStage):
+                lane_pool = LanePoolTree(stage)
+                m.submodules[f"stage{k}_lanepool"] = lane_pool
+                m.d.comb += lane_pool.i_data.eq(current)
+                current = lane_pool.o_data
+                valid = _delayed(m, valid, stage.levels, f"stage{k}_valid")
+            elif isinstance(stage, SerializeStage):
+                ser = Serializer(stage)
+                m.submodules[f"stage{k}_serialize"] = ser
+                m.d.comb += [ser.i_valid.eq(valid), ser.i_data.eq(current)]
+                current, valid = ser.o_data, ser.o_valid
+            elif isinstance(stage, MacStage):
+                mac = MacDenseLayer(stage)
+                m.submodules[f"stage{k}_mac"] = mac
+                m.d.comb += [mac.i_valid.eq(valid), mac.i_data.eq(current)]
+                current, valid = mac.o_data, mac.o_valid
             elif isinstance(stage, CollectStage):
                 col = FrameCollector(stage)
                 m.submodules[f"stage{k}_collect"] = col

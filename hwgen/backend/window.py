@@ -6,9 +6,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.frameplan import CollectStage, WindowStage
+from hwgen.frameplan import CollectStage, LanePoolStage, WindowStage
 
-__all__ = ["FrameCollector", "PoolTree", "WindowBuffer"]
+__all__ = ["FrameCollector", "LanePoolTree", "PoolTree", "WindowBuffer"]
 
 
 def _member(values: set[int], index: Value) -> Value:
@@ -191,6 +191,52 @@ class WindowBuffer(wiring.Component):
         return m
 
 
+def _compare_tree(m: Module, values: list[Value], levels: int, bits: int, use_min: bool, name: str) -> Value:
+    """Registered pairwise max (min) over ``values`` in exactly ``levels`` register stages."""
+    level = values
+    for lvl in range(levels):
+        nxt: list[Value] = []
+        for j in range(0, len(level), 2):
+            reg = Signal(signed(bits), name=f"{name}_l{lvl}_{j // 2}", reset_less=True)
+            if j + 1 < len(level):
+                a, b = level[j], level[j + 1]
+                m.d.sync += reg.eq(Mux((a < b) if use_min else (a > b), a, b))
+            else:
+                m.d.sync += reg.eq(level[j])
+            nxt.append(reg)
+        level = nxt
+    assert len(level) == 1
+    return level[0]
+
+
+class LanePoolTree(wiring.Component):
+    """Max (min) across lane groups of one beat: output ``l * C + c`` pools input lanes
+    ``l * group ..`` of channel ``c``. Latency ``stage.levels`` cycles, free-running."""
+
+    def __init__(self, stage: LanePoolStage) -> None:
+        self._stage = stage
+        layer = stage.layer
+        super().__init__(
+            {
+                "i_data": In(data.ArrayLayout(signed(stage.bits), layer.in_shape[0])),
+                "o_data": Out(data.ArrayLayout(signed(stage.bits), layer.out_shape[0])),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        st = self._stage
+        layer = st.layer
+        c = layer.channels
+        for out_lane in range(layer.lanes // layer.group):
+            for ch in range(c):
+                lanes = range(out_lane * layer.group, (out_lane + 1) * layer.group)
+                values = [self.i_data[lane * c + ch] for lane in lanes]
+                result = _compare_tree(m, values, st.levels, st.bits, layer.minimum[ch], f"l{out_lane}c{ch}")
+                m.d.comb += self.o_data[out_lane * c + ch].eq(result)
+        return m
+
+
 class PoolTree(wiring.Component):
     """Max (or, per channel, min) over a window's taps: a registered comparator tree.
 
@@ -213,22 +259,9 @@ class PoolTree(wiring.Component):
         st = self._stage
         taps = st.geometry.taps
         for ch in range(st.channels):
-            level: list[Value] = [self.i_data[ch * taps + t] for t in range(taps)]
-            use_min = self._is_min(ch)
-            for lvl in range(st.pool_levels):
-                nxt: list[Value] = []
-                for j in range(0, len(level), 2):
-                    reg = Signal(signed(st.in_bits), name=f"c{ch}_l{lvl}_{j // 2}", reset_less=True)
-                    if j + 1 < len(level):
-                        a, b = level[j], level[j + 1]
-                        pick_a = (a < b) if use_min else (a > b)
-                        m.d.sync += reg.eq(Mux(pick_a, a, b))
-                    else:
-                        m.d.sync += reg.eq(level[j])
-                    nxt.append(reg)
-                level = nxt
-            assert len(level) == 1
-            m.d.comb += self.o_data[ch].eq(level[0])
+            values: list[Value] = [self.i_data[ch * taps + t] for t in range(taps)]
+            result = _compare_tree(m, values, st.pool_levels, st.in_bits, self._is_min(ch), f"c{ch}")
+            m.d.comb += self.o_data[ch].eq(result)
         return m
 
     def _is_min(self, ch: int) -> bool:

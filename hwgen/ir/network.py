@@ -35,6 +35,7 @@ __all__ = [
     "OUTPUT_OPS",
     "DenseLayer",
     "FixedFormat",
+    "LanePoolLayer",
     "Layer",
     "LinearLayer",
     "Network",
@@ -253,6 +254,9 @@ class LinearLayer:
     #: parallel) and the serial word length.
     digit_bits: int = 0
     word_bits: int = 0
+    #: "graph" (the adder graph, parallel or digit-serial) or "mac" (weights in
+    #: memory, one input element per cycle, shared adders; frame networks).
+    realisation: str = "graph"
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -378,6 +382,37 @@ class PoolLayer:
         return self._pool(np.asarray(q, dtype=np.int64), -big, big)
 
 
+@dataclass(frozen=True, eq=False)
+class LanePoolLayer(PoolLayer):
+    """A MaxPool (kernel = stride = ``group``) over positions that arrive ``lanes`` at a time.
+
+    Made by :class:`hwgen.passes.fold_lanes.FoldLanes`: the input is
+    [lanes * C, L] with channel ``lane * C + c`` holding original position
+    ``lanes * t + lane``; output channel ``l * C + c`` is the max (min where
+    ``minimum``) of input lanes ``l * group .. l * group + group - 1`` of
+    channel ``c``, so the output carries ``lanes // group`` positions per
+    folded position. ``minimum`` is per input channel (tiled over lanes).
+    """
+
+    lanes: int = 1
+    group: int = 1
+
+    @property
+    def channels(self) -> int:
+        return self.in_shape[0] // self.lanes
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return ((self.lanes // self.group) * self.channels, *self.in_shape[1:])
+
+    def _pool(self, x: np.ndarray, low: Any, high: Any) -> np.ndarray:
+        c = self.channels
+        x = np.asarray(x).reshape(len(x), self.lanes // self.group, self.group, c, *self.in_shape[1:])
+        mask = np.array(self.minimum[:c], dtype=bool).reshape(1, 1, c, *([1] * (len(self.in_shape) - 1)))
+        y = np.where(mask, x.min(axis=2), x.max(axis=2))
+        return y.reshape(len(x), *self.out_shape)
+
+
 Layer = LinearLayer | PoolLayer
 
 #: What the graph does after its last layer; applied to the float outputs only.
@@ -408,6 +443,27 @@ class Network:
     input_quantizer: Quantizer | None = None
     #: Cycles between input vectors the hardware is scheduled for.
     initiation_interval: int = 1
+    #: Input positions per beat (set by the lane-folding pass): the layers
+    #: then see the input as [lanes * C, L / lanes], see :meth:`fold_input`.
+    input_lanes: int = 1
+
+    @property
+    def stream_shape(self) -> tuple[int, ...]:
+        """The input as the first layer sees it: folded when ``input_lanes`` > 1."""
+        if self.input_lanes == 1:
+            return tuple(self.input_shape)
+        c, length = self.input_shape
+        return (c * self.input_lanes, length // self.input_lanes)
+
+    def fold_input(self, q: np.ndarray) -> np.ndarray:
+        """Inputs [batch, *input_shape] (or flat) -> [batch, *stream_shape]: lane-major positions."""
+        q = np.asarray(q)
+        if self.input_lanes == 1:
+            return q.reshape(len(q), *self.input_shape)
+        c, length = self.input_shape
+        p = self.input_lanes
+        q = q.reshape(len(q), c, length // p, p).transpose(0, 3, 1, 2)
+        return q.reshape(len(q), c * p, length // p)
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """Apply the graph's input affine to float inputs [batch, *input_shape]."""
@@ -438,6 +494,7 @@ class Network:
         y = self.preprocess(x)
         if self.input_quantizer is not None:
             y = self.input_quantizer(y)
+        y = self.fold_input(y)
         for layer in self.layers:
             y = layer.float_forward(y)
         return y
@@ -447,7 +504,7 @@ class Network:
         if not self.linear_layers:
             raise TwnError(f"model {self.name!r} has no dense or convolution layer twngen can build")
         assert self.output_op in OUTPUT_OPS, self.output_op
-        shape = tuple(self.input_shape)
+        shape = self.stream_shape
         for layer in self.layers:
             # Reshapes between layers are free (row-major data is unchanged).
             assert int(np.prod(layer.in_shape)) == int(np.prod(shape)), (
@@ -485,8 +542,10 @@ class Network:
     def to_json(self) -> str:
         def layer_json(layer: Layer) -> dict[str, Any]:
             if isinstance(layer, PoolLayer):
+                extra = {"lanes": layer.lanes, "group": layer.group} if isinstance(layer, LanePoolLayer) else {}
                 return {
-                    "kind": "pool",
+                    **extra,
+                    "kind": "lanepool" if extra else "pool",
                     "name": layer.name,
                     "op": layer.op,
                     "in_shape": list(layer.in_shape),
@@ -516,6 +575,7 @@ class Network:
                 "naive_adders": layer.naive_adders,
                 "digit_bits": layer.digit_bits,
                 "word_bits": layer.word_bits,
+                "realisation": layer.realisation,
             }
 
         doc = {
@@ -531,6 +591,7 @@ class Network:
             "input_offset": self.input_offset.tolist() if self.input_offset is not None else None,
             "input_quantizer": self.input_quantizer.to_json() if self.input_quantizer else None,
             "initiation_interval": self.initiation_interval,
+            "input_lanes": self.input_lanes,
             "input_format": self.input_format.to_json() if self.input_format else None,
             "opset": self.opset,
             "layers": [layer_json(layer) for layer in self.layers],
@@ -544,8 +605,11 @@ class Network:
             raise TwnError("network.json is not a twngen IR file (format twngen-ir-1)")
 
         def layer(d: dict[str, Any]) -> Layer:
-            if d["kind"] == "pool":
-                return PoolLayer(
+            if d["kind"] in ("pool", "lanepool"):
+                extra = {"lanes": int(d["lanes"]), "group": int(d["group"])} if d["kind"] == "lanepool" else {}
+                cls = LanePoolLayer if extra else PoolLayer
+                return cls(
+                    **extra,  # type: ignore[arg-type]
                     name=d["name"],
                     op=d["op"],
                     in_shape=tuple(d["in_shape"]),
@@ -574,6 +638,7 @@ class Network:
                 naive_adders=int(d["naive_adders"]),
                 digit_bits=int(d.get("digit_bits", 0)),
                 word_bits=int(d.get("word_bits", 0)),
+                realisation=str(d.get("realisation", "graph")),
             )
 
         fmt = doc["input_format"]
@@ -592,4 +657,5 @@ class Network:
             input_offset=np.array(doc["input_offset"]) if doc.get("input_offset") is not None else None,
             input_quantizer=Quantizer.from_json(doc["input_quantizer"]) if doc.get("input_quantizer") else None,
             initiation_interval=int(doc.get("initiation_interval", 1)),
+            input_lanes=int(doc.get("input_lanes", 1)),
         )

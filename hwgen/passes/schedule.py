@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from hwgen.errors import TwnError
-from hwgen.estimate import parallel_graph_cost, serial_graph_cost
-from hwgen.frameplan import frame_budgets
+from hwgen.estimate import mac_cost_for, parallel_graph_cost, serial_graph_cost
+from hwgen.frameplan import frame_budgets, mac_refusal
 from hwgen.ir import AdderGraph, Layer, Network, PoolLayer
 from hwgen.serial_plan import digits_per_word, serial_word_bits
 
@@ -77,7 +77,7 @@ class ScheduleDigitWidths:
             raise ValueError("schedule after quantisation")
         budgets: dict[str, int] = {}
         if network.has_conv:
-            beats = math.prod(network.input_shape[1:])
+            beats = math.prod(network.stream_shape[1:])
             if ii % beats:
                 raise TwnError(f"the initiation interval {ii} is not a whole number of cycles per input position")
             budgets = frame_budgets(network, ii // beats)
@@ -92,7 +92,13 @@ class ScheduleDigitWidths:
             g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
             options = layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget)
             best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
-            layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits))
+            realisation = "graph"
+            if network.has_conv and not layer.is_conv and mac_refusal(layer, budget) is None:
+                # Weights in memory with shared adders, when the layer has the idle cycles for it.
+                mac = mac_cost_for(layer, lo, hi, bits)
+                if (mac.lut, mac.ff) < (best.lut, best.ff):
+                    realisation = "mac"
+            layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits, realisation=realisation))
             out = layer.requant.out
             lo, hi, bits = (0 if layer.requant.relu else out.lo), out.hi, out.bits
         return network.with_layers(tuple(layers), initiation_interval=ii)
