@@ -241,6 +241,87 @@ def test_whole_frame_network_in_amaranth_sim(tmp_path, stall):
         assert set(np.diff(delivered).tolist()) == {plan.initiation_interval}
 
 
+# -- lane folding and weights in memory ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, shape, lanes",
+    [
+        ("c6k3p1,m2,c5k3p1,m2,d8,o3", (2, 32), 2),
+        ("C5k3p1,m2,b,C4k5p2,m2,b,d8,o3", (3, 48), 4),
+        ("c5k3p1,c4k3p1s2,m2,d8,o3", (3, 48), 4),
+    ],
+)
+def test_folded_lanes_compute_the_same_integers(tmp_path, spec, shape, lanes):
+    from hwgen.passes.fold_lanes import FoldLanes
+
+    path = tmp_path / "m.onnx"
+    onnx.save(stack(spec, shape, seed=4, negative_bn=True), str(path))
+    net, _ = prepare_network(path, ArithmeticOptions())
+    folded = run_passes(net, (FoldLanes(lanes),))
+    assert folded.input_lanes == lanes and folded.stream_shape == (shape[0] * lanes, shape[1] // lanes)
+    codes = make_vectors(net, 20, seed=1)
+    np.testing.assert_array_equal(golden.run_integer(folded, codes), golden.run_integer(net, codes))
+    x = np.random.default_rng(0).standard_normal((4, *shape))
+    np.testing.assert_allclose(folded.float_forward(x), net.float_forward(x))
+
+
+def test_a_fold_the_pooling_cannot_follow_is_refused_by_name(tmp_path):
+    from hwgen.passes.fold_lanes import FoldLanes
+
+    path = tmp_path / "m.onnx"
+    onnx.save(stack("c4k3p1,m2,d8,o3", (2, 24), seed=1), str(path))
+    net, _ = prepare_network(path, ArithmeticOptions())
+    with pytest.raises(TwnError, match=r"'/maxpool_\d+/MaxPool' \(MaxPool\): at 3 positions per cycle"):
+        run_passes(net, (FoldLanes(3),))
+    with pytest.raises(TwnError, match="folds lanes only until pooling brings the rate to one position"):
+        run_passes(net, (FoldLanes(4),))
+
+
+def test_mac_layer_in_amaranth_sim(tmp_path):
+    """A dense layer with weights in memory: element stream in, requantised codes out."""
+    from hwgen.backend.mac import MacDenseLayer
+    from hwgen.frameplan import MAC_LATENCY, MacStage
+
+    model = vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9)
+    net = _prepared(tmp_path, model)
+    plan = plan_network(net)
+    macs = plan.macs
+    assert macs and all(isinstance(m, MacStage) for m in macs)
+    stage = macs[0]
+    layer = stage.layer
+    rng = np.random.default_rng(2)
+    frames = rng.integers(stage.in_lo, stage.in_hi + 1, size=(3, layer.in_features))
+    dut = MacDenseLayer(stage)
+    got: list[tuple[int, int]] = []
+
+    async def bench(ctx):
+        cycle = 0
+        for f in frames:
+            for a in range(layer.in_features):
+                ctx.set(dut.i_valid, 1)
+                ctx.set(dut.i_data, int(f[stage.order[a]]))
+                await ctx.tick()
+                cycle += 1
+                if ctx.get(dut.o_valid):
+                    got.append((cycle, int(ctx.get(dut.o_data))))
+        ctx.set(dut.i_valid, 0)
+        for _ in range(layer.out_features + MAC_LATENCY + 2):
+            await ctx.tick()
+            cycle += 1
+            if ctx.get(dut.o_valid):
+                got.append((cycle, int(ctx.get(dut.o_data))))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = layer.requant.apply(frames @ layer.weights.T)
+    assert [v for _, v in got] == want.reshape(-1).tolist()
+    # The first output leaves MAC_LATENCY cycles after the frame's last element.
+    assert got[0][0] == (layer.in_features - 1) + MAC_LATENCY
+
+
 # -- whole networks on both simulators -----------------------------------------
 
 
@@ -257,6 +338,10 @@ def frame_designs(tmp_path_factory):
         "conv2d": (stack("C4k5p2,m2,b,c6k3s2p1", (2, 8, 8), seed=13, negative_bn=True), 1.0),
         # 1-D without pooling or batch norm folding into min: valid padding, kernel 1.
         "conv1d_valid": (stack("c5k3,c4k1,d8,o3", (3, 20), seed=14), 0.5),
+        # Two positions per cycle: the first layers folded into two lanes.
+        "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
+        # Dense layers with idle cycles: weights in memory, one element per cycle.
+        "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
     }
     out = {}
     for name, (model, rate) in specs.items():
@@ -267,7 +352,7 @@ def frame_designs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("design", ["vgg1d", "vgg1d_serial", "conv2d", "conv1d_valid"])
+@pytest.mark.parametrize("design", ["vgg1d", "vgg1d_serial", "conv2d", "conv1d_valid", "vgg1d_lanes", "vgg1d_mac"])
 def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, design, simulator):
     r = verify(frame_designs[design], simulator, vectors=10, seed=5, stall=0.3)
     assert (r.passed, r.failed, r.extra_outputs) == (10, 0, 0), r.mismatches
@@ -287,6 +372,19 @@ def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
     # Layers need different widths: the scheduler picks them per layer.
     assert len({la["arithmetic"] for la in convs}) >= 2
     assert any(la["arithmetic"].startswith("digit-serial") for la in convs)
+
+
+def test_lanes_and_mac_designs_report_what_they_built(frame_designs):
+    import json
+
+    lanes = json.loads((frame_designs["vgg1d_lanes"] / "report.json").read_text())
+    assert lanes["initiation_interval_cycles"] == 32  # 64 positions at 2 a cycle
+    assert lanes["interface"]["input_elements_per_beat"] == 2 * 2
+    assert any("lanes" in la["arithmetic"] for la in lanes["layers"])
+    mac = json.loads((frame_designs["vgg1d_mac"] / "report.json").read_text())
+    dense = [la for la in mac["layers"] if la["op"] == "Gemm"]
+    assert all(la["arithmetic"].startswith("weights in memory") for la in dense)
+    assert all(la["bram"] >= 1 for la in dense)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -6,7 +6,7 @@ from conftest import built_network, write_mlp
 from test_backend import simulate
 
 from hwgen import golden
-from hwgen.build import initiation_interval
+from hwgen.build import initiation_interval, stream_rate
 from hwgen.cli import main
 from hwgen.errors import TwnError
 from hwgen.hwplan import plan_network
@@ -78,8 +78,12 @@ def test_rates_to_initiation_intervals():
     assert initiation_interval(frames, 250.0, 0.25, None) == 4096
     assert initiation_interval(frames, 250.0, 0.3, None) == 3 * 1024
     assert initiation_interval(frames, 250.0, None, 60e3) == 4 * 1024
-    with pytest.raises(TwnError, match="one input position per cycle"):
-        initiation_interval(frames, 250.0, None, 300e3)
+    # Above one position per cycle: the 1-D input folds into lanes (a divisor of the length).
+    assert stream_rate(frames, 250.0, 2.0, None) == (2, 512)
+    assert stream_rate(frames, 250.0, 3.0, None) == (4, 256)
+    assert stream_rate(frames, 250.0, None, 300e3) == (2, 512)
+    with pytest.raises(TwnError, match="streams one pixel per cycle at most"):
+        stream_rate(_Shape((3, 8, 8), True), 250.0, 2.0, None)
 
 
 def test_unreachable_rate_exits_2(tmp_path, capsys):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -20,6 +22,7 @@ from hwgen.frameplan import (
     LanePoolStage,
     MacStage,
     SerializeStage,
+    Stage,
     WindowStage,
 )
 from hwgen.hwplan import INPUT_REGISTER_LATENCY, LayerPlan, NetworkPlan
@@ -140,6 +143,79 @@ def _linear(m: Module, lp: LayerPlan, x: Value, valid: Value, name: str) -> tupl
     return requant.y, _delayed(m, valid, lp.latency, f"{name}_valid")
 
 
+def stage_width(stage: Stage) -> int:
+    """Bits of a frame stage's output data."""
+    if isinstance(stage, WindowStage):
+        if stage.lp is not None:
+            return stage.lp.layer.out_features * stage.lp.out_bits
+        return stage.channels * stage.in_bits
+    if isinstance(stage, LanePoolStage):
+        return stage.layer.out_shape[0] * stage.bits
+    if isinstance(stage, SerializeStage):
+        return stage.bits
+    if isinstance(stage, MacStage):
+        return stage.out_bits
+    if isinstance(stage, CollectStage):
+        return stage.channels * stage.positions * stage.bits
+    return stage.lp.layer.out_features * stage.lp.out_bits
+
+
+class FrameStage(wiring.Component):
+    """One stage of a frame network behind a valid strobe: window and convolution
+    (or pool), lane pool, serializer, MAC layer, collector or dense layer.
+
+    Members
+    -------
+    i_valid, i_data : In(1), In(in_width)
+    o_valid, o_data : Out(1), Out(stage_width(stage))
+    """
+
+    def __init__(self, stage: Stage, in_width: int) -> None:
+        self._stage = stage
+        super().__init__(
+            {"i_valid": In(1), "i_data": In(in_width), "o_valid": Out(1), "o_data": Out(stage_width(stage))}
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        stage = self._stage
+        current: Value = self.i_data
+        valid: Value = self.i_valid
+        if isinstance(stage, WindowStage):
+            buf = WindowBuffer(stage)
+            m.submodules.window = buf
+            m.d.comb += [buf.i_valid.eq(valid), buf.i_data.eq(current)]
+            if stage.lp is not None:
+                current, valid = _linear(m, stage.lp, buf.o_data, buf.o_valid, "conv")
+            else:
+                m.submodules.pool = tree = PoolTree(stage)
+                m.d.comb += tree.i_data.eq(buf.o_data)
+                current = tree.o_data
+                valid = _delayed(m, buf.o_valid, stage.pool_levels, "pool_valid")
+        elif isinstance(stage, LanePoolStage):
+            m.submodules.lanepool = lane_pool = LanePoolTree(stage)
+            m.d.comb += lane_pool.i_data.eq(current)
+            current = lane_pool.o_data
+            valid = _delayed(m, valid, stage.levels, "pool_valid")
+        elif isinstance(stage, SerializeStage):
+            m.submodules.serialize = ser = Serializer(stage)
+            m.d.comb += [ser.i_valid.eq(valid), ser.i_data.eq(current)]
+            current, valid = ser.o_data, ser.o_valid
+        elif isinstance(stage, MacStage):
+            m.submodules.mac = mac = MacDenseLayer(stage)
+            m.d.comb += [mac.i_valid.eq(valid), mac.i_data.eq(current)]
+            current, valid = mac.o_data, mac.o_valid
+        elif isinstance(stage, CollectStage):
+            m.submodules.collect = col = FrameCollector(stage)
+            m.d.comb += [col.i_valid.eq(valid), col.i_data.eq(current)]
+            current, valid = col.o_data, col.o_valid
+        else:
+            assert isinstance(stage, DenseStage)
+            current, valid = _linear(m, stage.lp, current, valid, "dense")
+        m.d.comb += [self.o_data.eq(Value.cast(current)), self.o_valid.eq(valid)]
+        return m
+
+
 class StreamingFrameNetwork(wiring.Component):
     """A network with convolution or pooling layers: a frame of positions in, one vector out.
 
@@ -161,8 +237,9 @@ class StreamingFrameNetwork(wiring.Component):
         A frame's result (flattened channels-first when the last layer is a convolution or pool).
     """
 
-    def __init__(self, plan: FramePlan) -> None:
+    def __init__(self, plan: FramePlan, separate: bool = False) -> None:
         self._plan = plan
+        self._separate = separate
         super().__init__(
             {
                 "x": In(stream.Signature(data.ArrayLayout(signed(plan.in_bits), plan.beat_elements))),
@@ -203,43 +280,26 @@ class StreamingFrameNetwork(wiring.Component):
         current: Value = x_reg.as_value()
         valid: Value = x_valid
         for k, stage in enumerate(plan.stages):
-            if isinstance(stage, WindowStage):
-                buf = WindowBuffer(stage)
-                m.submodules[f"stage{k}_window"] = buf
-                m.d.comb += [buf.i_valid.eq(valid), buf.i_data.eq(current)]
-                if stage.lp is not None:
-                    current, valid = _linear(m, stage.lp, buf.o_data, buf.o_valid, f"stage{k}")
-                else:
-                    tree = PoolTree(stage)
-                    m.submodules[f"stage{k}_pool"] = tree
-                    m.d.comb += tree.i_data.eq(buf.o_data)
-                    current = tree.o_data
-                    valid = _delayed(m, buf.o_valid, stage.pool_levels, f"stage{k}_valid")
-            elif isinstance(stage, LanePoolStage):
-                lane_pool = LanePoolTree(stage)
-                m.submodules[f"stage{k}_lanepool"] = lane_pool
-                m.d.comb += lane_pool.i_data.eq(current)
-                current = lane_pool.o_data
-                valid = _delayed(m, valid, stage.levels, f"stage{k}_valid")
-            elif isinstance(stage, SerializeStage):
-                ser = Serializer(stage)
-                m.submodules[f"stage{k}_serialize"] = ser
-                m.d.comb += [ser.i_valid.eq(valid), ser.i_data.eq(current)]
-                current, valid = ser.o_data, ser.o_valid
-            elif isinstance(stage, MacStage):
-                mac = MacDenseLayer(stage)
-                m.submodules[f"stage{k}_mac"] = mac
-                m.d.comb += [mac.i_valid.eq(valid), mac.i_data.eq(current)]
-                current, valid = mac.o_data, mac.o_valid
-            elif isinstance(stage, CollectStage):
-                col = FrameCollector(stage)
-                m.submodules[f"stage{k}_collect"] = col
-                m.d.comb += [col.i_valid.eq(valid), col.i_data.eq(current)]
-                current, valid = col.o_data, col.o_valid
+            name = f"stage{k}"
+            if self._separate:
+                # A black box: its Verilog is generated on its own (see generate_verilog).
+                out_valid = Signal(name=f"{name}_valid")
+                out_data = Signal(stage_width(stage), name=f"{name}_data")
+                m.submodules[name] = Instance(
+                    f"{TOP_NAME}_{name}",
+                    i_clk=ClockSignal(),
+                    i_rst=ResetSignal(),
+                    i_i_valid=valid,
+                    i_i_data=current,
+                    o_o_valid=out_valid,
+                    o_o_data=out_data,
+                )
+                current, valid = out_data, out_valid
             else:
-                assert isinstance(stage, DenseStage)
-                current, valid = _linear(m, stage.lp, current, valid, f"stage{k}")
-            current = Value.cast(current)
+                unit = FrameStage(stage, len(current))
+                m.submodules[name] = unit
+                m.d.comb += [unit.i_valid.eq(valid), unit.i_data.eq(current)]
+                current, valid = unit.o_data, unit.o_valid
 
         m.d.comb += [
             fifo.w_data.eq(current),
@@ -251,9 +311,32 @@ class StreamingFrameNetwork(wiring.Component):
         return m
 
 
-def generate_verilog(plan: NetworkPlan | FramePlan) -> str:
-    """Verilog for the network, top module ``twn_top`` (deterministic text)."""
-    top = StreamingFrameNetwork(plan) if isinstance(plan, FramePlan) else StreamingNetwork(plan)
+def _stage_verilog(job: tuple[Stage, int, str]) -> str:
+    stage, in_width, name = job
+    return verilog.convert(FrameStage(stage, in_width), name=name, emit_src=False)
+
+
+def generate_verilog(plan: NetworkPlan | FramePlan, jobs: int | None = None) -> str:
+    """Verilog for the network, top module ``twn_top`` (deterministic text).
+
+    A frame network's stages are converted one by one (in ``jobs`` worker
+    processes, default: the machine's cores) as modules ``twn_top_stageK``
+    that the top level instantiates; the text is the same however many
+    workers there are.
+    """
     # emit_src=False: no source paths in the output, so the text does not
     # depend on where twngen is installed.
-    return verilog.convert(top, name=TOP_NAME, emit_src=False)
+    if not isinstance(plan, FramePlan):
+        return verilog.convert(StreamingNetwork(plan), name=TOP_NAME, emit_src=False)
+    widths = [plan.beat_elements * plan.in_bits] + [stage_width(s) for s in plan.stages]
+    work = [(stage, widths[k], f"{TOP_NAME}_stage{k}") for k, stage in enumerate(plan.stages)]
+    workers = min(len(work), jobs or os.cpu_count() or 1)
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            texts = pool.map(_stage_verilog, work, chunksize=1)
+    else:
+        texts = [_stage_verilog(job) for job in work]
+    top = verilog.convert(StreamingFrameNetwork(plan, separate=True), name=TOP_NAME, emit_src=False)
+    return top + "".join(texts)

@@ -118,12 +118,21 @@ class Requant:
 
     def apply(self, acc: np.ndarray) -> np.ndarray:
         """Exact integer requantisation of ``acc`` (shape [..., channels])."""
-        acc_obj = np.asarray(acc).astype(object)
-        mult = np.array(self.multiplier, dtype=object)
-        off = np.array(self.offset, dtype=object)
-        # Python integers: no width can overflow, and >> is a floor division.
-        shift = np.array(self.shift, dtype=object)
-        y = (acc_obj * mult + off) >> shift
+        acc = np.asarray(acc)
+        peak = int(np.abs(acc).max(initial=0)) if acc.size else 0
+        big = peak * max((abs(m) for m in self.multiplier), default=0) + max((abs(o) for o in self.offset), default=0)
+        if acc.dtype.kind in "iu" and big < 2**62:
+            # int64 cannot overflow here; >> is a floor division as with Python integers.
+            y = (acc.astype(np.int64) * np.array(self.multiplier, dtype=np.int64) + np.array(self.offset)) >> np.array(
+                self.shift, dtype=np.int64
+            )
+        else:
+            acc_obj = acc.astype(object)
+            mult = np.array(self.multiplier, dtype=object)
+            off = np.array(self.offset, dtype=object)
+            # Python integers: no width can overflow, and >> is a floor division.
+            shift = np.array(self.shift, dtype=object)
+            y = (acc_obj * mult + off) >> shift
         lo = 0 if self.relu else self.out.lo
         y = np.minimum(np.maximum(y, lo), self.out.hi)
         return y.astype(np.int64)
@@ -169,12 +178,17 @@ class ThresholdRequant:
         return self.out.lo >= 0
 
     def apply(self, acc: np.ndarray) -> np.ndarray:
-        acc_obj = np.asarray(acc).astype(object)
-        out = np.zeros(acc_obj.shape, dtype=np.int64)
+        acc = np.asarray(acc)
+        fast = acc.dtype.kind in "iu"
+        values = acc.astype(np.int64) if fast else acc.astype(object)
+        lim = 2**63 - 1
+        out = np.zeros(values.shape, dtype=np.int64)
         for c, (base, ts, up) in enumerate(zip(self.base, self.thresholds, self.rising, strict=True)):
-            a = acc_obj[..., c]
+            a = values[..., c]
             count = np.zeros(a.shape, dtype=np.int64)
             for t in ts:
+                # An int64 accumulator compares with a clipped threshold exactly.
+                t = max(min(t, lim), -lim) if fast else t
                 count += (a >= t) if up else (a <= t)
             out[..., c] = base + self.stride * count
         return out
@@ -323,8 +337,19 @@ class LinearLayer:
         return self.quantizer(y) if self.quantizer is not None else y
 
     def accumulate(self, q: np.ndarray) -> np.ndarray:
-        """Exact integer accumulators W @ patch, channels last: [batch, *out_spatial, O]."""
-        return self.patches(np.asarray(q).astype(object)) @ self.weights.T.astype(object)
+        """Exact integer accumulators W @ patch, channels last: [batch, *out_spatial, O].
+
+        Computed in float64 (BLAS) when every partial sum is an integer below
+        2**52 in magnitude, where float64 arithmetic is exact; with Python
+        integers otherwise.
+        """
+        q = np.asarray(q)
+        peak = int(np.abs(q).max(initial=0)) if q.size else 0
+        bound = peak * int(np.abs(self.weights).sum(axis=1).max(initial=0))
+        if q.dtype.kind in "iu" and bound < 2**52:
+            acc = self.patches(q.astype(np.float64)) @ self.weights.T.astype(np.float64)
+            return acc.astype(np.int64)
+        return self.patches(q.astype(object)) @ self.weights.T.astype(object)
 
     def integer_forward(self, q: np.ndarray) -> np.ndarray:
         assert self.requant is not None
