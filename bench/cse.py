@@ -192,8 +192,9 @@ def greedy_pairs(w: np.ndarray, budget: float) -> AdderGraph | None:
     if w.size and np.abs(w).max() > 1:
         return None  # the anchor handles ternary matrices only
     n = w.shape[1]
-    rows: list[dict[int, int]] = [{int(j): int(v) for j, v in zip(np.flatnonzero(r), r[r != 0], strict=True)}
-                                  for r in w]
+    rows: list[dict[int, int]] = [
+        {int(j): int(v) for j, v in zip(np.flatnonzero(r), r[r != 0], strict=True)} for r in w
+    ]
     cols: list[set[int]] = [set(np.flatnonzero(w[:, j]).tolist()) for j in range(n)]
     heap: list[tuple[int, int, int, int]] = []
     f = w.astype(np.float32)
@@ -291,8 +292,9 @@ def run_da4ml(w: np.ndarray, budget: float) -> dict[str, object] | str:
         path = Path(tmp) / "w.npy"
         np.save(path, w)
         try:
-            r = subprocess.run([sys.executable, "-c", _DA4ML, str(path)], capture_output=True, text=True,
-                               timeout=budget, check=False)
+            r = subprocess.run(
+                [sys.executable, "-c", _DA4ML, str(path)], capture_output=True, text=True, timeout=budget, check=False
+            )
         except subprocess.TimeoutExpired:
             return "timeout"
     if r.returncode != 0:
@@ -351,8 +353,12 @@ def bench_one(name: str, w: np.ndarray, args: argparse.Namespace) -> Row:
     ours_s = time.perf_counter() - t
     assert np.array_equal(ours.coefficients(), w), f"merged graph wrong on {name}"
     row = Row(name, naive, g_count, g_secs, d_count, d_secs, ours.adders, ours.depth, ours_s)
-    print(f"  {name}: naive {naive}, greedy {g_count}, da4ml {d_count}, ours {ours.adders} "
-          f"(depth {ours.depth}, {ours_s:.2f} s)", file=sys.stderr, flush=True)
+    print(
+        f"  {name}: naive {naive}, greedy {g_count}, da4ml {d_count}, ours {ours.adders} "
+        f"(depth {ours.depth}, {ours_s:.2f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -376,23 +382,31 @@ def summary(rows: list[Row]) -> str:
     g = [(r, r.greedy) for r in rows if isinstance(r.greedy, int)]
     d = [(r, r.da4ml) for r in rows if isinstance(r.da4ml, int)]
     if g:
-        lines.append(f"- fewer adders than greedy on {sum(r.ours < x for r, x in g)} of {len(g)} matrices; "
-                     f"total ours/greedy {sum(r.ours for r, _ in g) / sum(x for _, x in g):.3f}")
+        lines.append(
+            f"- fewer adders than greedy on {sum(r.ours < x for r, x in g)} of {len(g)} matrices; "
+            f"total ours/greedy {sum(r.ours for r, _ in g) / sum(x for _, x in g):.3f}"
+        )
         low = [r.name for r, x in g if r.ours <= 0.85 * x]
-        lines.append(f"- at or below 0.85x greedy on {len(low)} of {len(g)} matrices"
-                     + (f": {', '.join(low)}" if low else ""))
+        lines.append(
+            f"- at or below 0.85x greedy on {len(low)} of {len(g)} matrices" + (f": {', '.join(low)}" if low else "")
+        )
     if d:
-        lines.append(f"- fewer adders than da4ml on {sum(r.ours < x for r, x in d)} of {len(d)} matrices "
-                     f"where it finished; total ours/da4ml {sum(r.ours for r, _ in d) / sum(x for _, x in d):.3f}")
-    lines.append(f"- greedy timeouts: {sum(r.greedy == 'timeout' for r in rows)}, "
-                 f"da4ml timeouts: {sum(r.da4ml == 'timeout' for r in rows)}")
+        lines.append(
+            f"- fewer adders than da4ml on {sum(r.ours < x for r, x in d)} of {len(d)} matrices "
+            f"where it finished; total ours/da4ml {sum(r.ours for r, _ in d) / sum(x for _, x in d):.3f}"
+        )
+    lines.append(
+        f"- greedy timeouts: {sum(r.greedy == 'timeout' for r in rows)}, "
+        f"da4ml timeouts: {sum(r.da4ml == 'timeout' for r in rows)}"
+    )
     within = all(r.limit is None or r.ours_depth <= r.limit for r in rows)
     lines.append(f"- every graph within its depth limit: {'yes' if within else 'no'}")
     for name, target in (("random 576x128, 50% zeros", 10.0), ("random 512x512, 50% zeros", 30.0)):
         for r in rows:
             if r.name == name:
-                lines.append(f"- {name}: {r.ours_s:.2f} s (target < {target:g} s: "
-                             f"{'met' if r.ours_s < target else 'missed'})")
+                lines.append(
+                    f"- {name}: {r.ours_s:.2f} s (target < {target:g} s: {'met' if r.ours_s < target else 'missed'})"
+                )
     return "\n".join(lines)
 
 
@@ -459,8 +473,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--greedy-budget", type=float, default=300.0, help="seconds per matrix (default 300)")
     p.add_argument("--da4ml-budget", type=float, default=300.0, help="seconds per matrix (default 300)")
     p.add_argument("--only", default=None, help="run only matrices whose name contains this")
-    p.add_argument("--resume", type=Path, default=None, metavar="FILE",
-                   help="JSON lines of finished matrices: reuse them, append new ones (to run the bench in pieces)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON lines of finished matrices: reuse them, append new ones (to run the bench in pieces)",
+    )
     p.add_argument("--ablations", action="store_true", help="only the table of what each heuristic is worth")
     args = p.parse_args(argv)
     if args.ablations:
@@ -498,9 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         rows[-1].limit = default_max_depth(w)
         assert rows[-1].ours_depth <= rows[-1].limit, f"depth limit broken on {name}"
     cpu = platform.processor() or platform.machine()
-    print(f"twngen bench/cse.py{' --quick' if args.quick else ''}{'' if args.da4ml else ' --no-da4ml'}: "
-          f"Python {platform.python_version()}, {cpu}, {os.cpu_count()} CPUs; "
-          f"budgets: greedy {args.greedy_budget:g} s, da4ml {args.da4ml_budget:g} s per matrix")
+    print(
+        f"twngen bench/cse.py{' --quick' if args.quick else ''}{'' if args.da4ml else ' --no-da4ml'}: "
+        f"Python {platform.python_version()}, {cpu}, {os.cpu_count()} CPUs; "
+        f"budgets: greedy {args.greedy_budget:g} s, da4ml {args.da4ml_budget:g} s per matrix"
+    )
     print()
     print(table(rows))
     print()

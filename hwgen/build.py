@@ -162,7 +162,7 @@ def build(
     lanes, ii = stream_rate(network, clock, input_rate, target_fps)
     if lanes > 1:
         network, lanes = _fold(network, lanes)
-        ii = math.prod(network.input_shape[1:]) // lanes
+        ii = math.prod(network.stream_shape[1:]) // lanes
     network = run_passes(
         network,
         (
@@ -334,7 +334,7 @@ def stream_rate(
     if input_rate is not None and target_fps is not None:
         raise TwnError("give --input-rate or --target-fps, not both")
     frames = network.has_conv
-    positions = math.prod(network.input_shape[1:]) if frames else 1
+    positions = math.prod(network.stream_shape[1:]) if frames else 1
 
     def lanes_for(per_cycle: float, what: str) -> tuple[int, int]:
         # The fewest lanes (a divisor of the length) that take per_cycle positions a cycle.

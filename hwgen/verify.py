@@ -99,7 +99,7 @@ def beats_of(network: Network, codes: np.ndarray) -> np.ndarray:
     codes = np.asarray(codes, dtype=np.int64)
     if not network.has_conv:
         return codes.reshape(len(codes), 1, -1)
-    folded = network.fold_input(codes)  # [frames, lanes * channels, positions / lanes]
+    folded = network.fold_input(codes)  # [frames, (lanes *) channels, *spatial]
     return folded.reshape(len(codes), folded.shape[1], -1).transpose(0, 2, 1).copy()
 
 

@@ -59,6 +59,7 @@ class _Shape:
 
     def __init__(self, shape, conv):
         self.input_shape, self.has_conv, self.input_name = shape, conv, "x"
+        self.stream_shape = shape
         self.in_features = int(np.prod(shape))
 
 

@@ -474,8 +474,18 @@ class Network:
 
     @property
     def stream_shape(self) -> tuple[int, ...]:
-        """The input as the first layer sees it: folded when ``input_lanes`` > 1."""
+        """The input as the first layer sees it: [channels, *spatial] for a network that
+        streams positions (a flat input reshaped by the graph takes the first layer's
+        shape), folded when ``input_lanes`` > 1."""
         if self.input_lanes == 1:
+            first = self.layers[0] if self.layers else None
+            if (
+                len(self.input_shape) == 1
+                and first is not None
+                and (isinstance(first, PoolLayer) or first.is_conv)
+                and int(np.prod(first.in_shape)) == int(np.prod(self.input_shape))
+            ):
+                return tuple(first.in_shape)
             return tuple(self.input_shape)
         c, length = self.input_shape
         return (c * self.input_lanes, length // self.input_lanes)
@@ -484,7 +494,7 @@ class Network:
         """Inputs [batch, *input_shape] (or flat) -> [batch, *stream_shape]: lane-major positions."""
         q = np.asarray(q)
         if self.input_lanes == 1:
-            return q.reshape(len(q), *self.input_shape)
+            return q.reshape(len(q), *self.stream_shape)
         c, length = self.input_shape
         p = self.input_lanes
         q = q.reshape(len(q), c, length // p, p).transpose(0, 3, 1, 2)
