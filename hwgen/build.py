@@ -162,7 +162,7 @@ def build(
     lanes, ii = stream_rate(network, clock, input_rate, target_fps)
     if lanes > 1:
         network, lanes = _fold(network, lanes)
-        ii = math.prod(network.stream_shape[1:]) // lanes
+        ii = math.prod(network.stream_shape[1:])  # folded: one beat of lanes per cycle
     network = run_passes(
         network,
         (

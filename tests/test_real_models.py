@@ -84,3 +84,24 @@ def test_finn_dataflow_model_builds_and_verifies_on_icarus(tmp_path):
     assert result.report["adders"] < result.report["naive_adders"] / 3  # binary layers share a lot
     r = verify(tmp_path / "finn", "icarus", inputs=np.load(FINN / "input.npy"), stall=0.3)
     assert (r.passed, r.failed) == (4, 0) and r.ok
+
+
+def test_real_binary_cnn_streams_bit_exact(tmp_path_factory):
+    """A real trained binary CNN (2-D conv, pooling, batch norm, sign activations, dense) as
+    streamed hardware: one pixel per cycle, the graph's flat input taken as [1, 28, 28].
+    Verilator only: Icarus takes minutes per frame-sized run of this design (the small
+    frame networks in test_frames.py run on both)."""
+    simulator = "verilator"
+    from hwgen.build import build
+    from hwgen.verify import verify
+
+    out = tmp_path_factory.mktemp(f"bnn_cnn_{simulator}") / "b"
+    options = ArithmeticOptions(input_range=256)
+    result = build(MODELS / "bnn_cnn_mnist_plain.onnx", "zcu111", out, options=options)
+    assert result.report["initiation_interval_cycles"] == 28 * 28
+    assert result.report["interface"]["input_elements_per_beat"] == 1
+    x = np.random.default_rng(5).integers(0, 256, size=(5, 784)).astype(np.float64)
+    r = verify(out, simulator, inputs=x, stall=0.3, seed=2)
+    assert (r.passed, r.failed, r.extra_outputs) == (5, 0, 0), r.mismatches
+    assert r.measured_latency_cycles == r.expected_latency_cycles
+    assert r.measured_ii_cycles == r.expected_ii_cycles == 784
