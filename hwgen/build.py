@@ -144,8 +144,13 @@ def build(
     synth_estimate: bool = False,
     input_rate: float | None = None,
     target_fps: float | None = None,
+    argmax: bool | None = None,
 ) -> BuildResult:
-    """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>)."""
+    """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
+
+    ``argmax``: the hardware emits the class index instead of the output
+    vector (None: when the model itself ends in ArgMax or TopK(k=1)).
+    """
     from hwgen.backend import TOP_NAME, generate_verilog
     from hwgen.estimate import estimate_network
     from hwgen.hwplan import plan_network
@@ -159,6 +164,9 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib = quantized_network(model, options)
+    if argmax is None:
+        argmax = network.output_op in ("argmax", "topk1")
+    network = network.with_layers(network.layers, argmax_output=bool(argmax))
     lanes, ii = stream_rate(network, clock, input_rate, target_fps)
     if lanes > 1:
         network, lanes = _fold(network, lanes)
@@ -184,7 +192,7 @@ def build(
         accuracy=accuracy,
         options=options,
         command=command,
-        schedule={"input_rate": input_rate, "target_fps": target_fps},
+        schedule={"input_rate": input_rate, "target_fps": target_fps, "lanes": network.input_lanes},
     )
     if not report["fits"] and not allow_overflow:
         raise TwnError(

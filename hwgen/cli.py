@@ -134,6 +134,13 @@ def _cmd_build(argv: list[str]) -> int:
         help="input elements arriving per cycle (default: a whole vector per cycle)",
     )
     rate.add_argument("--target-fps", type=float, default=None, help="inferences per second to sustain at the clock")
+    p.add_argument(
+        "--argmax",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="emit the class index (the largest output, first on ties) instead of the output vector "
+        "(default: when the model ends in ArgMax or TopK(k=1))",
+    )
     p.add_argument("--version", action="version", version=f"twngen {__version__}")
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
@@ -148,6 +155,7 @@ def _cmd_build(argv: list[str]) -> int:
         synth_estimate=args.synth_estimate,
         input_rate=args.input_rate,
         target_fps=args.target_fps,
+        argmax=args.argmax,
     )
     r = result.report
     res = r["resources"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwgen.frameplan import DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
+from hwgen.frameplan import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 from hwgen.hwplan import LayerPlan, NetworkPlan
 from hwgen.ir import AdderGraph, LinearLayer, signed_bits_for_range
 from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan
@@ -233,6 +233,12 @@ def mac_cost_for(layer: LinearLayer, lo: int, hi: int, bits: int) -> Resources:
     return mac_cost(MacStage(layer, lo, hi, bits, tuple(range(layer.in_features)), 0))
 
 
+def argmax_cost(n: int, bits: int) -> Resources:
+    """The class-index tree: n - 1 compare-and-select nodes of (value, index), registered."""
+    ibits = max(1, (n - 1).bit_length()) + 1
+    return Resources(lut=(n - 1) * (2 * bits + ibits), ff=(n - 1) * (bits + ibits))
+
+
 def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
     """Per-row estimates (convolution with its window buffer, pool, dense) and the total."""
     rows = []
@@ -249,6 +255,8 @@ def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
             rows.append(estimate_layer(stage.lp, stage.lp.graph_out_bits))
         elif isinstance(stage, MacStage):
             rows.append(mac_cost(stage))
+        elif isinstance(stage, ArgmaxStage):
+            total = total + argmax_cost(stage.n, stage.bits)
         elif isinstance(stage, SerializeStage):
             total = total + Resources(
                 lut=stage.bits * math.ceil(stage.per_beat / 4) + 8, ff=stage.per_beat * stage.bits
@@ -286,6 +294,8 @@ def estimate_network(plan: NetworkPlan | FramePlan) -> tuple[list[Resources], Re
         ff=n_in * plan.in_bits + fifo_bits + plan.pipeline_latency + 3 * plan.fifo_depth.bit_length(),
     )
     total = glue
+    if plan.argmax_levels:
+        total = total + argmax_cost(plan.layers[-1].layer.out_features, plan.layers[-1].out_bits)
     for r in per_layer:
         total = total + r
     return per_layer, total

@@ -28,13 +28,14 @@ from functools import cached_property
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan
+from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, argmax_levels
 from hwgen.ir import LanePoolLayer, LinearLayer, Network, PoolLayer, Requant, signed_bits_for_range
 from hwgen.window import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
 __all__ = [
     "COLLECT_LATENCY",
     "MAC_LATENCY",
+    "ArgmaxStage",
     "CollectStage",
     "DenseStage",
     "FramePlan",
@@ -235,6 +236,22 @@ class MacStage:
 
 
 @dataclass(frozen=True, eq=False)
+class ArgmaxStage:
+    """The class index of a frame's output vector (first maximum), instead of the vector."""
+
+    n: int
+    bits: int
+
+    @property
+    def latency(self) -> int:
+        return argmax_levels(self.n)
+
+    @property
+    def out_bits(self) -> int:
+        return argmax_bits(self.n)
+
+
+@dataclass(frozen=True, eq=False)
 class DenseStage:
     lp: LayerPlan
     spacing: int
@@ -244,7 +261,7 @@ class DenseStage:
         return self.lp.latency
 
 
-Stage = WindowStage | LanePoolStage | CollectStage | DenseStage | SerializeStage | MacStage
+Stage = WindowStage | LanePoolStage | CollectStage | DenseStage | SerializeStage | MacStage | ArgmaxStage
 
 
 def _shape_error(layer: LinearLayer | PoolLayer, got: tuple[int, ...]) -> TwnError:
@@ -353,6 +370,10 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
         stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing))
     if elements:
         stages.append(CollectStage(1, stages[-1].layer.out_features, bits, 1))  # type: ignore[union-attr]
+    if network.argmax_output:
+        last = stages[-1]
+        n = last.lp.layer.out_features if isinstance(last, DenseStage) else last.channels * last.positions  # type: ignore[union-attr]
+        stages.append(ArgmaxStage(n, bits))
     return tuple(stages)
 
 
@@ -410,6 +431,8 @@ class FramePlan:
     @property
     def out_bits(self) -> int:
         last = self.stages[-1]
+        if isinstance(last, ArgmaxStage):
+            return last.out_bits
         if isinstance(last, DenseStage):
             return last.lp.out_bits
         assert isinstance(last, CollectStage)
@@ -418,6 +441,8 @@ class FramePlan:
     @property
     def out_elements(self) -> int:
         last = self.stages[-1]
+        if isinstance(last, ArgmaxStage):
+            return 1
         if isinstance(last, DenseStage):
             return last.lp.layer.out_features
         assert isinstance(last, CollectStage)
@@ -437,7 +462,7 @@ class FramePlan:
                 times = [t + stage.compute_latency for t in times]
             elif isinstance(stage, CollectStage):
                 times = [t + COLLECT_LATENCY for t in times[stage.positions - 1 :: stage.positions]]
-            elif isinstance(stage, LanePoolStage):
+            elif isinstance(stage, (LanePoolStage, ArgmaxStage)):
                 times = [t + stage.latency for t in times]
             elif isinstance(stage, SerializeStage):
                 times = [t + 1 + k for t in times for k in range(stage.per_beat)]

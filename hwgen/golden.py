@@ -22,6 +22,7 @@ __all__ = [
     "as_batch",
     "compare_with_onnxruntime",
     "dequantize_output",
+    "hardware_outputs",
     "output_format",
     "quantize_input",
     "run",
@@ -77,6 +78,16 @@ def run_integer(network: Network, q: np.ndarray) -> np.ndarray:
     """Output codes [batch, outputs] (flattened) for input codes [batch, features]."""
     out = run_layers(network, q)[-1]
     return out.reshape(len(out), -1)
+
+
+def hardware_outputs(network: Network, q: np.ndarray) -> np.ndarray:
+    """What the generated hardware emits for input codes q: the output codes
+    [batch, outputs], or with ``argmax_output`` the index of the largest code
+    (the first on ties) [batch, 1]."""
+    out = run_integer(network, q)
+    if network.argmax_output:
+        return np.argmax(out, axis=1).reshape(len(out), 1).astype(np.int64)
+    return out
 
 
 def output_format(network: Network) -> FixedFormat:

@@ -27,6 +27,8 @@ __all__ = [
     "REQUANT_LATENCY",
     "LayerPlan",
     "NetworkPlan",
+    "argmax_bits",
+    "argmax_levels",
     "plan_network",
 ]
 
@@ -37,6 +39,16 @@ REQUANT_LATENCY = 2
 #: From a write into the output FIFO to its data being offered downstream
 #: (amaranth.lib.fifo.SyncFIFOBuffered); checked by the simulation tests.
 OUTPUT_FIFO_LATENCY = 2
+
+
+def argmax_levels(n: int) -> int:
+    """Registered comparator levels of an argmax over n values (one register at least)."""
+    return max(1, (n - 1).bit_length())
+
+
+def argmax_bits(n: int) -> int:
+    """Signed width of a class index 0..n-1."""
+    return signed_bits_for_range(0, max(n - 1, 0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,7 +195,14 @@ class NetworkPlan:
 
     @property
     def out_bits(self) -> int:
+        if self.network.argmax_output:
+            return argmax_bits(self.layers[-1].layer.out_features)
         return self.layers[-1].out_bits
+
+    @property
+    def argmax_levels(self) -> int:
+        """Register levels of the argmax tree (0 without one)."""
+        return argmax_levels(self.layers[-1].layer.out_features) if self.network.argmax_output else 0
 
     @property
     def beat_elements(self) -> int:
@@ -197,12 +216,12 @@ class NetworkPlan:
 
     @property
     def out_elements(self) -> int:
-        return self.layers[-1].layer.out_features
+        return 1 if self.network.argmax_output else self.layers[-1].layer.out_features
 
     @property
     def pipeline_latency(self) -> int:
         """Cycles from an accepted input to the result entering the output FIFO."""
-        return INPUT_REGISTER_LATENCY + sum(lp.latency for lp in self.layers)
+        return INPUT_REGISTER_LATENCY + sum(lp.latency for lp in self.layers) + self.argmax_levels
 
     @property
     def latency(self) -> int:

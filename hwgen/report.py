@@ -122,7 +122,12 @@ def make_report(
             "shape": list(network.input_shape),
             "format": _fmt_json(network.input_format),
         },
-        "output": {"name": network.output_name, "shape": list(network.output_shape), "format": _fmt_json(out_fmt)},
+        "output": {
+            "name": network.output_name,
+            "shape": list(network.output_shape),
+            "format": _fmt_json(out_fmt),
+            "hardware_emits": "class index (argmax)" if network.argmax_output else "output codes",
+        },
         "layers": layers,
         "adders": sum(int(layer["adders"]) for layer in layers),  # type: ignore[call-overload]
         "naive_adders": sum(int(layer["naive_adders"]) for layer in layers),  # type: ignore[call-overload]

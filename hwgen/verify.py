@@ -124,7 +124,7 @@ def verify(
         codes = make_vectors(network, vectors, seed)
     if not 0 <= stall < 1:
         raise TwnError(f"--stall must be in [0, 1), not {stall}")
-    expected = golden.run_integer(network, codes)
+    expected = golden.hardware_outputs(network, codes)
     plan = plan_network(network)
     rtl = sorted((outdir / "rtl").glob("*.v"))
     if not rtl:

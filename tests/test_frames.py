@@ -347,7 +347,9 @@ def frame_designs(tmp_path_factory):
     for name, (model, rate) in specs.items():
         path = root / f"{name}.onnx"
         onnx.save(model, str(path))
-        out[name] = build(path, "zcu111", root / name, input_rate=rate).outdir
+        # One design emits the class index instead of the output vector.
+        argmax = name == "conv1d_valid"
+        out[name] = build(path, "zcu111", root / name, input_rate=rate, argmax=argmax).outdir
     return out
 
 
@@ -372,6 +374,20 @@ def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
     # Layers need different widths: the scheduler picks them per layer.
     assert len({la["arithmetic"] for la in convs}) >= 2
     assert any(la["arithmetic"].startswith("digit-serial") for la in convs)
+
+
+def test_argmax_design_emits_the_class_index(frame_designs):
+    import json
+
+    from hwgen.verify import load_build
+
+    report = json.loads((frame_designs["conv1d_valid"] / "report.json").read_text())
+    assert report["output"]["hardware_emits"] == "class index (argmax)"
+    assert report["interface"]["output_elements"] == 1
+    net, _ = load_build(frame_designs["conv1d_valid"])
+    codes = make_vectors(net, 30, seed=3)
+    want = np.argmax(golden.run_integer(net, codes), axis=1)
+    np.testing.assert_array_equal(golden.hardware_outputs(net, codes)[:, 0], want)
 
 
 def test_lanes_and_mac_designs_report_what_they_built(frame_designs):

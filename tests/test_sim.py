@@ -31,11 +31,13 @@ def designs(tmp_path_factory):
     outs = {name: build(path, "zcu111", root / name).outdir for name, path in models.items()}
     # Digit-serial: 10M inferences/s at 250 MHz is an II of 25 cycles.
     outs["serial"] = build(models["example"], "zcu111", root / "serial", target_fps=10e6).outdir
+    # The class index instead of the output vector.
+    outs["argmax"] = build(models["binary"], "zcu111", root / "argmax", argmax=True).outdir
     return outs
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("design", ["example", "binary", "sparse_matmul", "serial"])
+@pytest.mark.parametrize("design", ["example", "binary", "sparse_matmul", "serial", "argmax"])
 def test_rtl_matches_golden_and_the_reported_timing(designs, design, simulator):
     n = 24 if design == "serial" else 60  # a serial vector takes 25+ cycles
     r = verify(designs[design], simulator, vectors=n, seed=3, stall=0.35)

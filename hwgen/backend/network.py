@@ -11,11 +11,13 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.adder_graph import AdderGraphPipeline
+from hwgen.backend.argmax import ArgmaxTree
 from hwgen.backend.mac import MacDenseLayer, Serializer
 from hwgen.backend.requant import Requantizer
 from hwgen.backend.serial_layer import SerialDenseLayer
 from hwgen.backend.window import FrameCollector, LanePoolTree, PoolTree, WindowBuffer
 from hwgen.frameplan import (
+    ArgmaxStage,
     CollectStage,
     DenseStage,
     FramePlan,
@@ -108,9 +110,13 @@ class StreamingNetwork(wiring.Component):
             m.d.comb += requant.x.eq(graph.y)
             current = requant.y
             offset += lp.latency
+        if plan.argmax_levels:
+            m.submodules.argmax = tree = ArgmaxTree(plan.layers[-1].layer.out_features, plan.layers[-1].out_bits)
+            m.d.comb += tree.x.eq(current)
+            current = tree.y
 
         m.d.comb += [
-            fifo.w_data.eq(current.as_value()),
+            fifo.w_data.eq(Value.cast(current)),
             fifo.w_en.eq(valid[-1]),
             self.y.payload.eq(fifo.r_data),
             self.y.valid.eq(fifo.r_rdy),
@@ -157,6 +163,8 @@ def stage_width(stage: Stage) -> int:
         return stage.out_bits
     if isinstance(stage, CollectStage):
         return stage.channels * stage.positions * stage.bits
+    if isinstance(stage, ArgmaxStage):
+        return stage.out_bits
     return stage.lp.layer.out_features * stage.lp.out_bits
 
 
@@ -205,6 +213,10 @@ class FrameStage(wiring.Component):
             m.submodules.mac = mac = MacDenseLayer(stage)
             m.d.comb += [mac.i_valid.eq(valid), mac.i_data.eq(current)]
             current, valid = mac.o_data, mac.o_valid
+        elif isinstance(stage, ArgmaxStage):
+            m.submodules.argmax = tree = ArgmaxTree(stage.n, stage.bits)
+            m.d.comb += tree.x.eq(current)
+            current, valid = tree.y, _delayed(m, valid, stage.latency, "argmax_valid")
         elif isinstance(stage, CollectStage):
             m.submodules.collect = col = FrameCollector(stage)
             m.d.comb += [col.i_valid.eq(valid), col.i_data.eq(current)]

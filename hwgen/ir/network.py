@@ -468,6 +468,9 @@ class Network:
     input_quantizer: Quantizer | None = None
     #: Cycles between input vectors the hardware is scheduled for.
     initiation_interval: int = 1
+    #: The hardware emits the index of the largest output (first on ties)
+    #: instead of the output vector.
+    argmax_output: bool = False
     #: Input positions per beat (set by the lane-folding pass): the layers
     #: then see the input as [lanes * C, L / lanes], see :meth:`fold_input`.
     input_lanes: int = 1
@@ -627,6 +630,7 @@ class Network:
             "input_quantizer": self.input_quantizer.to_json() if self.input_quantizer else None,
             "initiation_interval": self.initiation_interval,
             "input_lanes": self.input_lanes,
+            "argmax_output": self.argmax_output,
             "input_format": self.input_format.to_json() if self.input_format else None,
             "opset": self.opset,
             "layers": [layer_json(layer) for layer in self.layers],
@@ -693,4 +697,5 @@ class Network:
             input_quantizer=Quantizer.from_json(doc["input_quantizer"]) if doc.get("input_quantizer") else None,
             initiation_interval=int(doc.get("initiation_interval", 1)),
             input_lanes=int(doc.get("input_lanes", 1)),
+            argmax_output=bool(doc.get("argmax_output", False)),
         )
