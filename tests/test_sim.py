@@ -10,7 +10,7 @@ from conftest import REPO, write_mlp
 from hwgen import golden
 from hwgen.build import build
 from hwgen.paths import SIM_DIR
-from hwgen.verify import make_vectors, verify
+from hwgen.verify import beats_of, make_vectors, verify
 
 SIMULATORS = ["icarus", "verilator"]
 
@@ -97,7 +97,11 @@ def test_the_testbench_catches_a_wrong_output(designs, tmp_path):
     expected = golden.run_integer(network, codes)
     expected[7, 2] += 1
     np.savez(
-        tmp_path / "v.npz", inputs=codes, expected=expected, in_bits=16, out_bits=network.layers[-1].requant.out.bits
+        tmp_path / "v.npz",
+        inputs=beats_of(network, codes),
+        expected=expected,
+        in_bits=16,
+        out_bits=network.layers[-1].requant.out.bits,
     )
     summary = runner.run_testbench(
         sources=sorted((out / "rtl").glob("*.v")),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -12,17 +12,28 @@ from hwgen.frameplan import MAC_LATENCY, MacStage, SerializeStage
 __all__ = ["MacDenseLayer", "Serializer"]
 
 
-def _table(values: tuple[int, ...], bits: int, index: Value) -> Value:
-    """``values[index]`` as a signed ``bits``-bit value from one constant (a ROM of LUTs).
+def _select(values: list[Value], index: Value) -> Value:
+    """``values[index]``, the list padded to every index value (no incomplete ``case`` in the Verilog)."""
+    padded = list(values) + [values[-1]] * ((1 << len(index)) - len(values))
+    return Array(padded)[index]
 
-    A shifted constant, not an ``Array`` of constants: that becomes a
-    ``case`` in ``always @*``, which Icarus does not evaluate before the index
-    first changes, so the first frame's first output would read X.
+
+def _table(values: tuple[int, ...], bits: int, index: Value) -> Value:
+    """``values[index]`` as a signed ``bits``-bit value: one constant bit mask per output bit,
+    shifted by the index (a ROM of LUTs).
+
+    Not an ``Array`` of constants: that becomes a ``case`` in ``always @*``,
+    which Icarus does not evaluate before the index first changes, so the first
+    frame's first output would read X.
     """
+    size = 1 << len(index)
     mask = (1 << bits) - 1
-    packed = sum((v & mask) << (k * bits) for k, v in enumerate(values))
-    padded = 1 << len(index)
-    return Const(packed, bits * max(padded, len(values))).word_select(index, bits).as_signed()
+    words = [(v & mask) for v in values] + [0] * (size - len(values))
+    out = []
+    for b in range(bits):
+        column = sum(1 << k for k, w in enumerate(words) if (w >> b) & 1)
+        out.append((Const(column, size) >> index)[0])
+    return Cat(*out).as_signed()
 
 
 class Serializer(wiring.Component):
@@ -56,7 +67,7 @@ class Serializer(wiring.Component):
             m.d.sync += index.eq(index + 1)
             with m.If(index == n - 1):
                 m.d.sync += busy.eq(0)
-        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(Array(bank[k] for k in range(n))[index])]
+        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(_select([bank[k] for k in range(n)], index))]
         return m
 
 
@@ -113,7 +124,7 @@ class MacDenseLayer(wiring.Component):
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         x1 = Signal(signed(st.in_bits), name="x1", reset_less=True)
         v1, first1, last1 = Signal(name="v1"), Signal(name="first1"), Signal(name="last1")
-        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), first1.eq(addr == 0), last1.eq(addr == n_in - 1)]
+        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), first1.eq(~addr.any()), last1.eq(addr == n_in - 1)]
         row = data.View(data.ArrayLayout(signed(wb), n_out), rd.data)
 
         done = Signal(name="frame_done")
@@ -123,7 +134,7 @@ class MacDenseLayer(wiring.Component):
             acc = Signal(signed(st.acc_bits[i]), name=f"acc{i}", reset_less=True)
             w = row[i]
             if st.ternary:
-                term: Value = Mux(w == 0, 0, Mux(w[-1], -x1, x1))
+                term: Value = Mux(w.any(), Mux(w[-1], -x1, x1), 0)
             else:
                 term = w * x1
             with m.If(v1):
@@ -150,7 +161,7 @@ class MacDenseLayer(wiring.Component):
         shift = Signal(range(max(2, max(rq.shift) + 1)), name="shift", reset_less=True)
         v_s1 = Signal(name="v_s1")
         m.d.sync += [
-            value.eq(Array(shadow)[index]),
+            value.eq(_select(shadow, index)),
             mult.eq(_table(rq.multiplier, st.mult_bits, index)),
             offset.eq(_table(rq.offset, st.offset_bits, index)),
             shift.eq(_table(rq.shift, len(shift) + 1, index)),

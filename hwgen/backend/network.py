@@ -77,7 +77,7 @@ class StreamingNetwork(wiring.Component):
         if ii > 1:
             # Pace the input: one vector per II cycles, what the schedule assumed.
             cooldown = Signal(range(ii), name="ii_cooldown")
-            m.d.comb += self.x.ready.eq((in_flight < depth) & (cooldown == 0))
+            m.d.comb += self.x.ready.eq((in_flight < depth) & ~cooldown.any())
         else:
             m.d.comb += self.x.ready.eq(in_flight < depth)
         accept = self.x.valid & self.x.ready
@@ -268,11 +268,11 @@ class StreamingFrameNetwork(wiring.Component):
         # Input pacing and frame credits.
         beat = Signal(range(max(plan.beats, 2)), name="beat")
         in_flight = Signal(range(depth + 1), name="frames_in_flight")
-        first = beat == 0
+        first = ~beat.any()
         ready = (beat != 0) | (in_flight < depth)
         if plan.beat_spacing > 1:
             cooldown = Signal(range(plan.beat_spacing), name="beat_cooldown")
-            ready = ready & (cooldown == 0)
+            ready = ready & ~cooldown.any()
         m.d.comb += self.x.ready.eq(ready)
         accept = self.x.valid & self.x.ready
         if plan.beat_spacing > 1:

@@ -21,7 +21,7 @@ def _member(values: set[int], index: Value) -> Value:
     """
     size = 1 << len(index)
     mask = sum(1 << i for i in values if 0 <= i < size)
-    return Const(mask, size).bit_select(index, 1)
+    return (Const(mask, size) >> index)[0]
 
 
 class WindowBuffer(wiring.Component):
@@ -86,7 +86,7 @@ class WindowBuffer(wiring.Component):
             if not wraps:
                 return direct
             above = _member(r_last, (r - 1)[: len(r)])
-            prev = Mux(r == 0, 0, above) if first_row_wraps else above
+            prev = Mux(r.any(), above, 0) if first_row_wraps else above
             return direct | (prev & _member(wraps, c))
 
         # Wait register and slot timing.
@@ -173,7 +173,7 @@ class WindowBuffer(wiring.Component):
 
         bits = st.in_bits
         layout = data.ArrayLayout(signed(bits), st.channels)
-        window = Signal.like(self.o_data, reset_less=True, name="window")
+        window = Signal.like(self.o_data, reset_less=True, name="window_reg")
         for kr in range(g.k_h):
             row_ok = inside(u, g.row_range(kr), g.out_h)
             for kc in range(g.k_w):
