@@ -26,23 +26,54 @@ def _merged(weights, max_depth: int | None) -> AdderGraph:  # type: ignore[no-un
     return merged_adder_graph_cached(weights, max_depth=max_depth)
 
 
+def _merged_job(job: tuple[object, int | None]) -> AdderGraph:
+    weights, max_depth = job
+    return _merged(weights, max_depth)
+
+
 @dataclass(frozen=True)
 class BuildAdderGraphs:
+    """Adder graphs for every linear layer; merged graphs of several layers are
+    computed in ``jobs`` worker processes (default: the machine's cores). The
+    result does not depend on the number of workers (each graph is a pure
+    function of its weights)."""
+
     name: ClassVar[str] = "build-adder-graphs"
     method: str = "merged"
     max_depth: int | None = None
+    jobs: int | None = None
 
     def apply(self, network: Network) -> Network:
         if self.method not in ADDER_GRAPH_METHODS:
             raise TwnError(f"--adder-graph must be one of {', '.join(ADDER_GRAPH_METHODS)}, not {self.method!r}")
+        linear = [layer for layer in network.layers if isinstance(layer, LinearLayer)]
+        if self.method == "naive":
+            graphs = [naive_adder_graph(layer.weights) for layer in linear]
+        else:
+            graphs = self._merged_graphs([layer.weights for layer in linear])
+        by_name = dict(zip((layer.name for layer in linear), graphs, strict=True))
         layers: list[Layer] = []
         for layer in network.layers:
             if not isinstance(layer, LinearLayer):
                 layers.append(layer)
                 continue
-            if self.method == "naive":
-                graph = naive_adder_graph(layer.weights)
-            else:
-                graph = _merged(layer.weights, self.max_depth)
+            graph = by_name[layer.name]
             layers.append(replace(layer, adder_graph=graph, naive_adders=naive_adder_count(layer.weights)))
         return network.with_layers(tuple(layers))
+
+    def _merged_graphs(self, matrices: list) -> list[AdderGraph]:  # type: ignore[type-arg]
+        import os
+
+        # Small layers are not worth a process; large ones run side by side.
+        big = [k for k, w in enumerate(matrices) if w.size >= 20_000]
+        workers = min(len(big), self.jobs or os.cpu_count() or 1)
+        graphs: dict[int, AdderGraph] = {}
+        if workers > 1:
+            import multiprocessing
+
+            # Largest first, so the workers finish together.
+            order = sorted(big, key=lambda k: -matrices[k].size)
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                done = pool.map(_merged_job, [(matrices[k], self.max_depth) for k in order], chunksize=1)
+            graphs.update(zip(order, done, strict=True))
+        return [graphs[k] if k in graphs else _merged(w, self.max_depth) for k, w in enumerate(matrices)]

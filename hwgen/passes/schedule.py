@@ -90,15 +90,19 @@ class ScheduleDigitWidths:
             assert layer.adder_graph is not None and layer.requant is not None
             budget = budgets.get(layer.name, ii)
             g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
-            options = layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget)
-            best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
-            realisation = "graph"
+            out = layer.requant.out
+            mac = None
             if network.has_conv and not layer.is_conv and mac_refusal(layer, budget) is None:
                 # Weights in memory with shared adders, when the layer has the idle cycles for it.
                 mac = mac_cost_for(layer, lo, hi, bits)
-                if (mac.lut, mac.ff) < (best.lut, best.ff):
-                    realisation = "mac"
+                if mac.lut < layer.adder_graph.adders:
+                    # Every adder costs at least one LUT at any digit width: no graph can win.
+                    layers.append(replace(layer, digit_bits=0, word_bits=0, realisation="mac"))
+                    lo, hi, bits = (0 if layer.requant.relu else out.lo), out.hi, out.bits
+                    continue
+            options = layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget)
+            best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
+            realisation = "mac" if mac is not None and (mac.lut, mac.ff) < (best.lut, best.ff) else "graph"
             layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits, realisation=realisation))
-            out = layer.requant.out
             lo, hi, bits = (0 if layer.requant.relu else out.lo), out.hi, out.bits
         return network.with_layers(tuple(layers), initiation_interval=ii)
