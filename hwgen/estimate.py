@@ -173,11 +173,11 @@ def _threshold_cost(lp: LayerPlan) -> Resources:
 
 
 def window_cost(stage: WindowStage) -> Resources:
-    """A window buffer: wait register, shift register (SRLs between taps), window register and masks, control."""
+    """A window buffer: wait register, shift register (SRLs between taps), masks, control."""
     g = stage.geometry
     width = stage.channels * stage.in_bits
     tapped = {g.tap_offset(kr, kc) for kr in range(g.k_h) for kc in range(g.k_w)} - {0}
-    ff = width * (1 + len(tapped) + g.taps)
+    ff = width * (1 + len(tapped))
     lut = 0
     run = 0
     for k in range(1, g.chain_length + 1):

@@ -54,9 +54,9 @@ __all__ = [
 ]
 
 #: Cycles from a position's valid strobe at the buffer's input to its window's
-#: valid strobe at the output: the one-entry wait register, then the window
-#: register (when the slot is not delayed by the spacing rule).
-WINDOW_LATENCY = 2
+#: valid strobe at the output: the one-entry wait register (when the slot is
+#: not delayed by the spacing rule); the window itself is not registered.
+WINDOW_LATENCY = 1
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def simulate_window(arrivals: list[int], sched: WindowSchedule, spacing: int) ->
         slot = slot_real or slot_virtual
         emit = (slot_real and bool(table[ri])) or (flushing and slot and bool(table[positions + fidx]))
         if emit:
-            out.append(t + 1)
+            out.append(t)
         # next state
         assert not (in_valid and pending and not slot_real), "a position arrived before the previous one left"
         n_flushing, n_fidx, n_b = flushing, fidx, b_started

@@ -27,12 +27,12 @@ def _member(values: set[int], index: Value) -> Value:
 class WindowBuffer(wiring.Component):
     """Shift register of positions and the window control of :mod:`hwgen.window`.
 
-    Latency :data:`hwgen.window.WINDOW_LATENCY` (2) cycles from ``i_valid``
+    Latency :data:`hwgen.window.WINDOW_LATENCY` (1) cycle from ``i_valid``
     to ``o_valid`` when slots are not held back by the spacing rule: a
-    position first waits in a one-entry register, enters the shift register
-    in its slot, and the window is registered. ``o_data`` holds the window
-    until the next one (the adder graph or pool behind it samples it at
-    ``o_valid``).
+    position first waits in a one-entry register and enters the shift
+    register in its slot; the window is read from the register (and the
+    waiting position) in that slot's cycle, unregistered: the adder graph,
+    serial converters or pool tree behind it sample it with ``o_valid``.
 
     The control is the cycle model :func:`hwgen.window.simulate_window`
     (same registers, same rules); emissions are decided by row and column
@@ -173,7 +173,8 @@ class WindowBuffer(wiring.Component):
 
         bits = st.in_bits
         layout = data.ArrayLayout(signed(bits), st.channels)
-        window = Signal.like(self.o_data, reset_less=True, name="window_reg")
+        # The window is not registered: every consumer (adder graph, serial
+        # converters, pool tree, collector) samples it in the emission cycle.
         for kr in range(g.k_h):
             row_ok = inside(u, g.row_range(kr), g.out_h)
             for kc in range(g.k_w):
@@ -183,11 +184,8 @@ class WindowBuffer(wiring.Component):
                 t = kr * g.k_w + kc
                 for ch in range(st.channels):
                     fill = Const(st.fill[ch], signed(bits))
-                    with m.If(emit):
-                        m.d.sync += window[ch * g.taps + t].eq(Mux(ok, tap[ch], fill))
-        o_valid = Signal(name="window_valid")
-        m.d.sync += o_valid.eq(emit)
-        m.d.comb += [self.o_valid.eq(o_valid), self.o_data.eq(window)]
+                    m.d.comb += self.o_data[ch * g.taps + t].eq(Mux(ok, tap[ch], fill))
+        m.d.comb += self.o_valid.eq(emit)
         return m
 
 
