@@ -16,20 +16,29 @@ from hwgen.hwplan import plan_network
 
 def simulate(network, codes, stall=0.0, seed=0):
     """Stream ``codes`` through the gateware with random input gaps and output
-    stalls; return the plan, outputs in order, and the handshake cycles."""
+    stalls; return the plan, outputs in order, the accept cycle of every
+    frame's first beat and the delivery cycles. A dense network takes a frame
+    in one beat, a convolution network one position per beat."""
+    from hwgen.backend.network import StreamingFrameNetwork
+    from hwgen.frameplan import FramePlan
+    from hwgen.verify import beats_of
+
     plan = plan_network(network)
-    dut = StreamingNetwork(plan)
+    frames = beats_of(network, codes)
+    dut = StreamingFrameNetwork(plan) if isinstance(plan, FramePlan) else StreamingNetwork(plan)
     rnd = random.Random(seed)
-    n = len(codes)
+    n, per_frame = frames.shape[0], frames.shape[1]
+    limit = 100 + (n + 3) * (plan.initiation_interval + 30) * (4 if stall else 1) + plan.latency
     outputs, accepted, delivered = [], [], []
 
     async def bench(ctx):
-        sent, cycle = 0, 0
-        while len(outputs) < n + 1 and cycle < 100 + 30 * n:
-            offer = sent < n and rnd.random() >= stall
+        sent, cycle, quiet = 0, 0, 0
+        # Run on a while after the last output, to catch a duplicate.
+        while cycle < limit and quiet < 50:
+            offer = sent < n * per_frame and rnd.random() >= stall
             ctx.set(dut.x.valid, offer)
             if offer:
-                ctx.set(dut.x.payload, [int(v) for v in codes[sent]])
+                ctx.set(dut.x.payload, [int(v) for v in frames[sent // per_frame, sent % per_frame]])
             ready = rnd.random() >= stall
             ctx.set(dut.y.ready, ready)
             # A testbench sees settled values: these are what the edge samples.
@@ -38,9 +47,11 @@ def simulate(network, codes, stall=0.0, seed=0):
             word = [int(v) for v in ctx.get(dut.y.payload)] if give else None
             await ctx.tick()
             cycle += 1
+            quiet = quiet + 1 if len(outputs) >= n else 0
             if take:
+                if sent % per_frame == 0:
+                    accepted.append(cycle)
                 sent += 1
-                accepted.append(cycle)
             if give:
                 outputs.append(word)
                 delivered.append(cycle)

@@ -7,9 +7,9 @@ import onnx
 import pytest
 from amaranth.sim import Simulator
 from make_conv_net import stack, vgg1d
+from test_backend import simulate
 
 from hwgen import golden
-from hwgen.backend.network import StreamingFrameNetwork
 from hwgen.backend.window import PoolTree, WindowBuffer
 from hwgen.build import ArithmeticOptions, build, prepare_network
 from hwgen.errors import TwnError
@@ -190,51 +190,12 @@ def test_pool_tree_gives_max_and_min_per_channel(tmp_path):
     np.testing.assert_array_equal(np.array(got), want)
 
 
-def _simulate_network(plan, codes, stall, seed):
-    net = plan.network
-    frames = beats_of(net, codes)
-    dut = StreamingFrameNetwork(plan)
-    rng = random.Random(seed)
-    outputs, firsts, delivered = [], [], []
-
-    async def bench(ctx):
-        sent, cycle = 0, 0
-        total = frames.shape[0] * frames.shape[1]
-        limit = (len(codes) + 3) * plan.initiation_interval * (4 if stall else 1) + plan.latency + 200
-        while len(outputs) < len(codes) and cycle < limit:
-            offer = sent < total and rng.random() >= stall
-            ctx.set(dut.x.valid, offer)
-            if offer:
-                ctx.set(dut.x.payload, [int(v) for v in frames[sent // frames.shape[1], sent % frames.shape[1]]])
-            ready = rng.random() >= stall
-            ctx.set(dut.y.ready, ready)
-            take = offer and ctx.get(dut.x.ready)
-            give = ready and ctx.get(dut.y.valid)
-            word = [int(v) for v in ctx.get(dut.y.payload)] if give else None
-            await ctx.tick()
-            cycle += 1
-            if take:
-                if sent % frames.shape[1] == 0:
-                    firsts.append(cycle)
-                sent += 1
-            if give:
-                outputs.append(word)
-                delivered.append(cycle)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return outputs, firsts, delivered
-
-
 @pytest.mark.parametrize("stall", [0.0, 0.3])
 def test_whole_frame_network_in_amaranth_sim(tmp_path, stall):
     net = _prepared(tmp_path, stack("c4k3p1,m2,c5k3p1,d6,o3", (2, 12), seed=7), ii_per_position=2)
-    plan = plan_network(net)
-    assert any(lp.serial for lp in plan.layers)
+    assert any(lp.serial for lp in plan_network(net).layers)
     codes = make_vectors(net, 5, seed=2)
-    outputs, firsts, delivered = _simulate_network(plan, codes, stall, seed=3)
+    plan, outputs, firsts, delivered = simulate(net, codes, stall, seed=3)
     assert outputs == golden.run_integer(net, codes).tolist()
     if stall == 0.0:
         assert [d - f for f, d in zip(firsts, delivered, strict=True)] == [plan.latency] * len(codes)
