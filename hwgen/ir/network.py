@@ -394,6 +394,10 @@ class PoolLayer:
         x = np.asarray(x).reshape(len(x), *self.in_shape)
         nd = len(self.kernel)
         axes = tuple(range(-nd, 0))
+        if not any(self.minimum):
+            return _windows(x, self.kernel, self.stride, self.pads, low).max(axis=axes)
+        if all(self.minimum):
+            return _windows(x, self.kernel, self.stride, self.pads, high).min(axis=axes)
         hi = _windows(x, self.kernel, self.stride, self.pads, low).max(axis=axes)
         lo = _windows(x, self.kernel, self.stride, self.pads, high).min(axis=axes)
         mask = np.array(self.minimum, dtype=bool).reshape(1, -1, *([1] * nd))
