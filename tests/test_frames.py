@@ -384,3 +384,14 @@ def test_frame_rtl_is_lint_clean(frame_designs, design):
     cmd = [str(binary), "--lint-only", "-Wall", *waivers, "--top-module", "twn_axis", *sources]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_verilog_is_the_same_however_many_workers(tmp_path):
+    """Stages are converted in worker processes; the text must not depend on how many."""
+    from hwgen.backend import generate_verilog
+
+    net = _prepared(tmp_path, stack("c4k3p1,m2,c5k3p1,d6,o3", (2, 16), seed=3))
+    plan = plan_network(net)
+    one = generate_verilog(plan, jobs=1)
+    assert one == generate_verilog(plan, jobs=2)
+    assert "module twn_top_stage0" in one and "module twn_top(" in one
