@@ -269,6 +269,18 @@ def _pool_fields(
     }
 
 
+def _ii_detail(r: dict) -> str:  # type: ignore[type-arg]
+    """How the input arrives in one initiation interval."""
+    iface = r["interface"]
+    ii = r["initiation_interval_cycles"]
+    beats = iface.get("beats_per_frame", 1)
+    if beats == 1:
+        return f"one input vector per {ii} cycle(s)"
+    lanes = r["schedule"].get("lanes", 1) or 1
+    per_beat = f"{lanes} positions" if lanes > 1 else "one position"
+    return f"one frame of {beats} beats ({per_beat} each) per {ii} cycles"
+
+
 def _fmt_text(d: dict[str, int]) -> str:
     return f"signed {d['bits']} bits, {d['frac']} fraction bits, codes {d['min_code']}..{d['max_code']}"
 
@@ -297,6 +309,7 @@ def render_markdown(report: dict[str, object]) -> str:
         clock_mhz=f"{r['clock_mhz']:g}",
         command=r["command"] or "the Python API",
         ii=r["initiation_interval_cycles"],
+        ii_detail=_ii_detail(r),
         throughput=f"{r['throughput_per_s']:,.0f}",
         latency=r["latency_cycles"],
         latency_us=f"{r['latency_us']:.3f}",
