@@ -395,11 +395,6 @@ def _fold(network: Network, lanes: int) -> tuple[Network, int]:
     raise first_error
 
 
-def initiation_interval(network: Network, clock_mhz: float, input_rate: float | None, target_fps: float | None) -> int:
-    """Cycles per input frame (see :func:`stream_rate`)."""
-    return stream_rate(network, clock_mhz, input_rate, target_fps)[1]
-
-
 def _write_atomically(out: Path, files: dict[str, str]) -> None:
     """Write ``files`` into a fresh folder and swap it in place of ``out``."""
     out = out.absolute()

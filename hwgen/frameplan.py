@@ -28,7 +28,7 @@ from functools import cached_property
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, argmax_levels
+from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, tree_levels
 from hwgen.ir import LanePoolLayer, LinearLayer, Network, PoolLayer, Requant, signed_bits_for_range
 from hwgen.window import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
@@ -86,7 +86,7 @@ class WindowStage:
     @property
     def pool_levels(self) -> int:
         """Registered comparator levels of the pool tree (one register at least)."""
-        return max(1, math.ceil(math.log2(self.geometry.taps)))
+        return tree_levels(self.geometry.taps)
 
     @property
     def compute_latency(self) -> int:
@@ -126,7 +126,7 @@ class LanePoolStage:
 
     @property
     def levels(self) -> int:
-        return max(1, math.ceil(math.log2(self.layer.group)))
+        return tree_levels(self.layer.group)
 
     @property
     def latency(self) -> int:
@@ -244,7 +244,7 @@ class ArgmaxStage:
 
     @property
     def latency(self) -> int:
-        return argmax_levels(self.n)
+        return tree_levels(self.n)
 
     @property
     def out_bits(self) -> int:
@@ -296,7 +296,7 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
     spacing = beat_spacing
     stream: tuple[int, ...] | None = shape  # None once collected into a vector
-    elements = False  # a MAC layer's output: one element per cycle
+    elements = 0  # a MAC layer's outputs, one element per cycle (0: not an element stream)
     frame = beat_spacing * math.prod(shape[1:])
     stages: list[Stage] = []
     for layer in network.layers:
@@ -352,11 +352,11 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
             mac = MacStage(layer, lo, hi, bits, order, frame)
             stages.append(mac)
             lo, hi, bits = mac.out_range
-            elements, spacing = True, 1
+            elements, spacing = layer.out_features, 1
             continue
         if elements:
-            stages.append(CollectStage(1, stages[-1].layer.out_features, bits, 1))  # type: ignore[union-attr]
-            elements, spacing = False, frame
+            stages.append(CollectStage(1, elements, bits, 1))
+            elements, spacing = 0, frame
         if stream is not None:
             collect = CollectStage(stream[0], math.prod(stream[1:]), bits, spacing)
             stages.append(collect)
@@ -369,7 +369,7 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
     if stream is not None:
         stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing))
     if elements:
-        stages.append(CollectStage(1, stages[-1].layer.out_features, bits, 1))  # type: ignore[union-attr]
+        stages.append(CollectStage(1, elements, bits, 1))
     if network.argmax_output:
         last = stages[-1]
         n = last.lp.layer.out_features if isinstance(last, DenseStage) else last.channels * last.positions  # type: ignore[union-attr]

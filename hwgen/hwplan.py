@@ -28,8 +28,8 @@ __all__ = [
     "LayerPlan",
     "NetworkPlan",
     "argmax_bits",
-    "argmax_levels",
     "plan_network",
+    "tree_levels",
 ]
 
 #: The network input is registered once before the first layer.
@@ -41,8 +41,9 @@ REQUANT_LATENCY = 2
 OUTPUT_FIFO_LATENCY = 2
 
 
-def argmax_levels(n: int) -> int:
-    """Registered comparator levels of an argmax over n values (one register at least)."""
+def tree_levels(n: int) -> int:
+    """Registered levels of a pairwise comparator tree over n values (max/min pools, argmax;
+    one register at least)."""
     return max(1, (n - 1).bit_length())
 
 
@@ -202,7 +203,7 @@ class NetworkPlan:
     @property
     def argmax_levels(self) -> int:
         """Register levels of the argmax tree (0 without one)."""
-        return argmax_levels(self.layers[-1].layer.out_features) if self.network.argmax_output else 0
+        return tree_levels(self.layers[-1].layer.out_features) if self.network.argmax_output else 0
 
     @property
     def beat_elements(self) -> int:

@@ -6,7 +6,7 @@ from conftest import built_network, write_mlp
 from test_backend import simulate
 
 from hwgen import golden
-from hwgen.build import initiation_interval, stream_rate
+from hwgen.build import stream_rate
 from hwgen.cli import main
 from hwgen.errors import TwnError
 from hwgen.hwplan import plan_network
@@ -55,7 +55,7 @@ def test_serial_networks_are_exact_at_the_scheduled_rate(net, ii, stall):
 
 
 class _Shape:
-    """What initiation_interval reads of a network."""
+    """What stream_rate reads of a network."""
 
     def __init__(self, shape, conv):
         self.input_shape, self.has_conv, self.input_name = shape, conv, "x"
@@ -65,20 +65,20 @@ class _Shape:
 
 def test_rates_to_initiation_intervals():
     dense = _Shape((64,), False)
-    assert initiation_interval(dense, 250.0, None, None) == 1
-    assert initiation_interval(dense, 250.0, 2.0, None) == 32
-    assert initiation_interval(dense, 250.0, 3.0, None) == 22
-    assert initiation_interval(dense, 250.0, None, 10e6) == 25
+    assert stream_rate(dense, 250.0, None, None)[1] == 1
+    assert stream_rate(dense, 250.0, 2.0, None)[1] == 32
+    assert stream_rate(dense, 250.0, 3.0, None)[1] == 22
+    assert stream_rate(dense, 250.0, None, 10e6)[1] == 25
     with pytest.raises(TwnError, match="best rate is one input per cycle, 250,000,000"):
-        initiation_interval(dense, 250.0, None, 300e6)
+        stream_rate(dense, 250.0, None, 300e6)
     with pytest.raises(TwnError, match="not both"):
-        initiation_interval(dense, 250.0, 1.0, 1e6)
+        stream_rate(dense, 250.0, 1.0, 1e6)
     # A streamed frame: the rate counts positions (all channels of a sample) per cycle.
     frames = _Shape((2, 1024), True)
-    assert initiation_interval(frames, 250.0, None, None) == 1024
-    assert initiation_interval(frames, 250.0, 0.25, None) == 4096
-    assert initiation_interval(frames, 250.0, 0.3, None) == 3 * 1024
-    assert initiation_interval(frames, 250.0, None, 60e3) == 4 * 1024
+    assert stream_rate(frames, 250.0, None, None)[1] == 1024
+    assert stream_rate(frames, 250.0, 0.25, None)[1] == 4096
+    assert stream_rate(frames, 250.0, 0.3, None)[1] == 3 * 1024
+    assert stream_rate(frames, 250.0, None, 60e3)[1] == 4 * 1024
     # Above one position per cycle: the 1-D input folds into lanes (a divisor of the length).
     assert stream_rate(frames, 250.0, 2.0, None) == (2, 512)
     assert stream_rate(frames, 250.0, 3.0, None) == (4, 256)

@@ -97,18 +97,7 @@ class StreamingNetwork(wiring.Component):
         current = x_reg
         offset = INPUT_REGISTER_LATENCY  # cycles from the accept to this layer's input
         for k, lp in enumerate(plan.layers):
-            graph: AdderGraphPipeline | SerialDenseLayer
-            if lp.serial:
-                graph = SerialDenseLayer(lp)
-                m.d.comb += graph.start.eq(valid[offset - 1])
-            else:
-                graph = AdderGraphPipeline(lp)
-            requant = Requantizer(lp, graph.out_bits)
-            m.submodules[f"layer{k}_adders"] = graph
-            m.submodules[f"layer{k}_requant"] = requant
-            m.d.comb += graph.x.eq(current)
-            m.d.comb += requant.x.eq(graph.y)
-            current = requant.y
+            current = _linear(m, lp, current, valid[offset - 1], f"layer{k}")
             offset += lp.latency
         if plan.argmax_levels:
             m.submodules.argmax = tree = ArgmaxTree(plan.layers[-1].layer.out_features, plan.layers[-1].out_bits)
@@ -134,19 +123,20 @@ def _delayed(m: Module, strobe: Value, cycles: int, name: str) -> Value:
     return strobe
 
 
-def _linear(m: Module, lp: LayerPlan, x: Value, valid: Value, name: str) -> tuple[Value, Value]:
-    """A layer's adder graph (parallel or serial) and requantiser; returns (codes, valid)."""
+def _linear(m: Module, lp: LayerPlan, x: Value, start: Value, name: str) -> Value:
+    """A layer's adder graph (parallel, or serial starting with ``start``) and requantiser;
+    returns the output codes, ``lp.latency`` cycles after ``x``."""
     graph: AdderGraphPipeline | SerialDenseLayer
     if lp.serial:
         graph = SerialDenseLayer(lp)
-        m.d.comb += graph.start.eq(valid)
+        m.d.comb += graph.start.eq(start)
     else:
         graph = AdderGraphPipeline(lp)
     requant = Requantizer(lp, graph.out_bits)
     m.submodules[f"{name}_adders"] = graph
     m.submodules[f"{name}_requant"] = requant
     m.d.comb += [graph.x.eq(x), requant.x.eq(graph.y)]
-    return requant.y, _delayed(m, valid, lp.latency, f"{name}_valid")
+    return requant.y
 
 
 def stage_width(stage: Stage) -> int:
@@ -194,7 +184,8 @@ class FrameStage(wiring.Component):
             m.submodules.window = buf
             m.d.comb += [buf.i_valid.eq(valid), buf.i_data.eq(current)]
             if stage.lp is not None:
-                current, valid = _linear(m, stage.lp, buf.o_data, buf.o_valid, "conv")
+                current = _linear(m, stage.lp, buf.o_data, buf.o_valid, "conv")
+                valid = _delayed(m, buf.o_valid, stage.lp.latency, "conv_valid")
             else:
                 m.submodules.pool = tree = PoolTree(stage)
                 m.d.comb += tree.i_data.eq(buf.o_data)
@@ -223,7 +214,8 @@ class FrameStage(wiring.Component):
             current, valid = col.o_data, col.o_valid
         else:
             assert isinstance(stage, DenseStage)
-            current, valid = _linear(m, stage.lp, current, valid, "dense")
+            current = _linear(m, stage.lp, current, valid, "dense")
+            valid = _delayed(m, valid, stage.lp.latency, "dense_valid")
         m.d.comb += [self.o_data.eq(Value.cast(current)), self.o_valid.eq(valid)]
         return m
 

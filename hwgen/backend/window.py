@@ -6,6 +6,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.backend.argmax import registered_tree
 from hwgen.frameplan import CollectStage, LanePoolStage, WindowStage
 
 __all__ = ["FrameCollector", "LanePoolTree", "PoolTree", "WindowBuffer"]
@@ -189,22 +190,13 @@ class WindowBuffer(wiring.Component):
         return m
 
 
-def _compare_tree(m: Module, values: list[Value], levels: int, bits: int, use_min: bool, name: str) -> Value:
-    """Registered pairwise max (min) over ``values`` in exactly ``levels`` register stages."""
-    level = values
-    for lvl in range(levels):
-        nxt: list[Value] = []
-        for j in range(0, len(level), 2):
-            reg = Signal(signed(bits), name=f"{name}_l{lvl}_{j // 2}", reset_less=True)
-            if j + 1 < len(level):
-                a, b = level[j], level[j + 1]
-                m.d.sync += reg.eq(Mux((a < b) if use_min else (a > b), a, b))
-            else:
-                m.d.sync += reg.eq(level[j])
-            nxt.append(reg)
-        level = nxt
-    assert len(level) == 1
-    return level[0]
+def _compare_tree(m: Module, values: list[Value], bits: int, use_min: bool, name: str) -> Value:
+    """Registered pairwise max (min) over ``values`` (:func:`registered_tree`)."""
+
+    def keep_first(a: tuple[Value, ...], b: tuple[Value, ...]) -> Value:
+        return a[0] < b[0] if use_min else a[0] > b[0]
+
+    return registered_tree(m, [(v,) for v in values], (signed(bits),), keep_first, name)[0]
 
 
 class LanePoolTree(wiring.Component):
@@ -230,7 +222,7 @@ class LanePoolTree(wiring.Component):
             for ch in range(c):
                 lanes = range(out_lane * layer.group, (out_lane + 1) * layer.group)
                 values = [self.i_data[lane * c + ch] for lane in lanes]
-                result = _compare_tree(m, values, st.levels, st.bits, layer.minimum[ch], f"l{out_lane}c{ch}")
+                result = _compare_tree(m, values, st.bits, layer.minimum[ch], f"l{out_lane}c{ch}")
                 m.d.comb += self.o_data[out_lane * c + ch].eq(result)
         return m
 
@@ -258,13 +250,9 @@ class PoolTree(wiring.Component):
         taps = st.geometry.taps
         for ch in range(st.channels):
             values: list[Value] = [self.i_data[ch * taps + t] for t in range(taps)]
-            result = _compare_tree(m, values, st.pool_levels, st.in_bits, self._is_min(ch), f"c{ch}")
+            result = _compare_tree(m, values, st.in_bits, self._stage.layer.minimum[ch], f"c{ch}")
             m.d.comb += self.o_data[ch].eq(result)
         return m
-
-    def _is_min(self, ch: int) -> bool:
-        layer = self._stage.layer
-        return bool(getattr(layer, "minimum", (False,) * self._stage.channels)[ch])
 
 
 class FrameCollector(wiring.Component):
