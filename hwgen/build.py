@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from hwgen.ir import Network
 from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
 from hwgen.passes.fold_lanes import FoldLanes
+from hwgen.passes.precision import PRECISION_MODES, choose_activation_bits
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
 from hwgen.passes.schedule import ScheduleDigitWidths
 from hwgen.paths import file_sha256
@@ -60,9 +61,13 @@ class ArithmeticOptions:
     max_depth: int | None = None
     max_weight_bits: int = 4
     max_final_weight_bits: int = 8
+    #: Per-layer activation value bits overriding act_bits (``--layer-act-bits``;
+    #: what ``--precision incremental`` resolves to, recorded in report.json).
+    layer_act_bits: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
+        d["layer_act_bits"] = dict(self.layer_act_bits)
         if self.calibrate is not None:
             # Record the batch by content, not by path, so reports do not
             # depend on the working directory.
@@ -113,6 +118,7 @@ def quantized_network(model: str | Path, options: ArithmeticOptions) -> tuple[Ne
             ranges=options.ranges,
             headroom=options.headroom,
             out_bits=options.out_bits,
+            layer_act_bits=options.layer_act_bits,
         ),
     )
     return run_passes(network, passes), calib
@@ -145,11 +151,17 @@ def build(
     input_rate: float | None = None,
     target_fps: float | None = None,
     argmax: bool | None = None,
+    precision: str = "fixed",
+    min_act_bits: int = 1,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
 
     ``argmax``: the hardware emits the class index instead of the output
     vector (None: when the model itself ends in ArgMax or TopK(k=1)).
+    ``precision``: "fixed" (every activation ``options.act_bits`` wide, or
+    as ``options.layer_act_bits`` says) or "incremental" (each layer's
+    activation bits between ``min_act_bits`` and ``options.act_bits``, chosen
+    from the rate by :mod:`hwgen.passes.precision`).
     """
     from hwgen.backend import TOP_NAME, generate_verilog
     from hwgen.estimate import estimate_network
@@ -163,21 +175,16 @@ def build(
         raise TwnError(f"--clock-mhz must be between 0 and 2000, not {clock}")
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
-    network, calib = quantized_network(model, options)
-    if argmax is None:
-        argmax = network.output_op in ("argmax", "topk1")
-    network = network.with_layers(network.layers, argmax_output=bool(argmax))
-    lanes, ii = stream_rate(network, clock, input_rate, target_fps)
-    if lanes > 1:
-        network, lanes = _fold(network, lanes)
-        ii = math.prod(network.stream_shape[1:])  # folded: one beat of lanes per cycle
-    network = run_passes(
-        network,
-        (
-            BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth),
-            ScheduleDigitWidths(ii),
-        ),
-    )
+    if precision not in PRECISION_MODES:
+        raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
+    network, calib, ii = _graphs_at_rate(model, options, clock, input_rate, target_fps, argmax)
+    if precision == "incremental":
+        if options.layer_act_bits:
+            raise TwnError("give --precision incremental or --layer-act-bits, not both")
+        bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
+        options = replace(options, layer_act_bits=tuple(bits.items()))
+        network, calib, ii = _graphs_at_rate(model, options, clock, input_rate, target_fps, argmax)
+    network = run_passes(network, (ScheduleDigitWidths(ii),))
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)
     accuracy = accuracy_check(model, network, calib)
@@ -192,7 +199,13 @@ def build(
         accuracy=accuracy,
         options=options,
         command=command,
-        schedule={"input_rate": input_rate, "target_fps": target_fps, "lanes": network.input_lanes},
+        schedule={
+            "input_rate": input_rate,
+            "target_fps": target_fps,
+            "lanes": network.input_lanes,
+            "precision": precision,
+            **({"min_act_bits": min_act_bits} if precision == "incremental" else {}),
+        },
     )
     if not report["fits"] and not allow_overflow:
         raise TwnError(
@@ -222,6 +235,27 @@ def build(
     }
     _write_atomically(out, files)
     return BuildResult(out, network, report, sorted(files))
+
+
+def _graphs_at_rate(
+    model: Path,
+    options: ArithmeticOptions,
+    clock_mhz: float,
+    input_rate: float | None,
+    target_fps: float | None,
+    argmax: bool | None,
+) -> tuple[Network, np.ndarray | None, int]:
+    """Quantised network, folded into lanes for the rate, with adder graphs; its calibration batch and II."""
+    network, calib = quantized_network(model, options)
+    if argmax is None:
+        argmax = network.output_op in ("argmax", "topk1")
+    network = network.with_layers(network.layers, argmax_output=bool(argmax))
+    lanes, ii = stream_rate(network, clock_mhz, input_rate, target_fps)
+    if lanes > 1:
+        network, lanes = _fold(network, lanes)
+        ii = math.prod(network.stream_shape[1:])  # folded: one beat of lanes per cycle
+    graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth)
+    return run_passes(network, (graphs,)), calib, ii
 
 
 def _axis_wrapper(model_name: str, plan: object) -> str:

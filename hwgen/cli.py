@@ -74,6 +74,14 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
     )
     g.add_argument("--max-depth", type=int, default=None, help="adder-graph depth limit for merging")
     g.add_argument(
+        "--layer-act-bits",
+        metavar="LAYER=BITS,...",
+        type=_layer_bits,
+        default=(),
+        help="activation value bits of named layers, overriding --act-bits (a ReLU output of B bits "
+        "holds 0..2**B-1); what --precision incremental chose is in report.json",
+    )
+    g.add_argument(
         "--max-weight-bits",
         type=int,
         default=dflt(d.max_weight_bits),
@@ -85,6 +93,17 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         default=dflt(d.max_final_weight_bits),
         help="widest signed integer weights accepted in the last layer (default %(default)s)",
     )
+
+
+def _layer_bits(text: str) -> tuple[tuple[str, int], ...]:
+    """``conv1=2,conv2=4`` -> (("conv1", 2), ("conv2", 4)); layer names may contain '='."""
+    out = []
+    for item in filter(None, text.split(",")):
+        name, sep, bits = item.rpartition("=")
+        if not sep or not name or not bits.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected LAYER=BITS, got {item!r}")
+        out.append((name, int(bits)))
+    return tuple(out)
 
 
 def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -102,11 +121,13 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         max_depth=args.max_depth,
         max_weight_bits=args.max_weight_bits,
         max_final_weight_bits=args.max_final_weight_bits,
+        layer_act_bits=args.layer_act_bits,
     )
 
 
 def _cmd_build(argv: list[str]) -> int:
     from hwgen.build import build
+    from hwgen.passes.precision import PRECISION_MODES
 
     p = argparse.ArgumentParser(
         prog="twngen",
@@ -134,6 +155,17 @@ def _cmd_build(argv: list[str]) -> int:
         help="input elements arriving per cycle (default: a whole vector per cycle)",
     )
     rate.add_argument("--target-fps", type=float, default=None, help="inferences per second to sustain at the clock")
+    rate.add_argument(
+        "--precision",
+        choices=PRECISION_MODES,
+        default="fixed",
+        help="fixed: every activation --act-bits wide; incremental: each layer's activations as wide as its "
+        "consumer's rate allows at the digit width of the narrowest, from --min-act-bits up to --act-bits "
+        "(default %(default)s)",
+    )
+    rate.add_argument(
+        "--min-act-bits", type=int, default=1, help="narrowest activations for --precision incremental (default 1)"
+    )
     p.add_argument(
         "--argmax",
         action=argparse.BooleanOptionalAction,
@@ -156,6 +188,8 @@ def _cmd_build(argv: list[str]) -> int:
         input_rate=args.input_rate,
         target_fps=args.target_fps,
         argmax=args.argmax,
+        precision=args.precision,
+        min_act_bits=args.min_act_bits,
     )
     r = result.report
     res = r["resources"]

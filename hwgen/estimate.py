@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from hwgen.frameplan import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 from hwgen.hwplan import LayerPlan, NetworkPlan
 from hwgen.ir import AdderGraph, LinearLayer, signed_bits_for_range
-from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan
+from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan, input_converter, input_converter_costs
 
 __all__ = [
     "Resources",
@@ -91,11 +91,12 @@ def serial_graph_cost(graph: AdderGraph, d: int, word: int, in_bits: int) -> tup
     """LUT sites and FFs of a graph at digit width d with its converters (Yosys-calibrated)."""
     plan = SerialGraphPlan(graph, d, word)
     digits = plan.digits
-    # Converters as measured (docs/area_model.md): parallel-to-serial per input
-    # (about D*d+1 FF, at most W LUTs), serial-to-parallel per output (D*d +
-    # log2(D) + 2 FF, at most 6 LUTs).
+    # Converters as measured (docs/area_model.md): the cheaper input converter
+    # per input (hwgen.serial_plan.input_converter_costs), serial-to-parallel
+    # per output (D*d + log2(D) + 2 FF, at most 6 LUTs).
     n_out = sum(1 for o in graph.outputs if o is not None)
-    p2s_lut, p2s_ff = graph.n_inputs * min(word, in_bits + 1), graph.n_inputs * (digits * d + 1)
+    p2s = input_converter_costs(word, d, in_bits)[input_converter(word, d, in_bits)]
+    p2s_lut, p2s_ff = graph.n_inputs * p2s[0], graph.n_inputs * p2s[1]
     s2p_lut, s2p_ff = n_out * 6, n_out * (digits * d + math.ceil(math.log2(digits + 1)) + 2)
     return AREA_MODEL.lut(plan) + p2s_lut + s2p_lut, AREA_MODEL.ff(plan) + p2s_ff + s2p_ff
 

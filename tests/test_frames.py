@@ -303,6 +303,8 @@ def frame_designs(tmp_path_factory):
         "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
         # Dense layers with idle cycles: weights in memory, one element per cycle.
         "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
+        # Incremental precision: activations widen as pooling lowers the rate.
+        "vgg1d_incremental": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=16), 0.25),
     }
     out = {}
     for name, (model, rate) in specs.items():
@@ -310,12 +312,15 @@ def frame_designs(tmp_path_factory):
         onnx.save(model, str(path))
         # One design emits the class index instead of the output vector.
         argmax = name == "conv1d_valid"
-        out[name] = build(path, "zcu111", root / name, input_rate=rate, argmax=argmax).outdir
+        precision = "incremental" if name.endswith("incremental") else "fixed"
+        out[name] = build(path, "zcu111", root / name, input_rate=rate, argmax=argmax, precision=precision).outdir
     return out
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("design", ["vgg1d", "vgg1d_serial", "conv2d", "conv1d_valid", "vgg1d_lanes", "vgg1d_mac"])
+@pytest.mark.parametrize(
+    "design", ["vgg1d", "vgg1d_serial", "conv2d", "conv1d_valid", "vgg1d_lanes", "vgg1d_mac", "vgg1d_incremental"]
+)
 def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, design, simulator):
     r = verify(frame_designs[design], simulator, vectors=10, seed=5, stall=0.3)
     assert (r.passed, r.failed, r.extra_outputs) == (10, 0, 0), r.mismatches
@@ -335,6 +340,39 @@ def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
     # Layers need different widths: the scheduler picks them per layer.
     assert len({la["arithmetic"] for la in convs}) >= 2
     assert any(la["arithmetic"].startswith("digit-serial") for la in convs)
+
+
+def test_incremental_precision_widens_activations_as_the_rate_falls(frame_designs):
+    """Each chosen precision is the widest ladder step whose words the next layer adds
+    bit-serially in its budget (the next step would not fit), and the build records it."""
+    import json
+
+    from hwgen.ir import LinearLayer
+    from hwgen.passes.precision import ladder
+    from hwgen.passes.schedule import layer_budgets
+    from hwgen.serial_plan import serial_word_bits
+    from hwgen.verify import load_build
+
+    report = json.loads((frame_designs["vgg1d_incremental"] / "report.json").read_text())
+    chosen = report["options"]["layer_act_bits"]
+    assert report["schedule"]["precision"] == "incremental"
+    net, _ = load_build(frame_designs["vgg1d_incremental"])
+    linear = [la for la in net.layers if isinstance(la, LinearLayer)]
+    assert sorted(chosen) == sorted(la.name for la in linear[:-1])
+    budgets = layer_budgets(net, net.initiation_interval)
+    steps = ladder(1, 16)
+    widths = []
+    for producer, consumer in zip(linear, linear[1:]):
+        bits = chosen[producer.name]
+        out = producer.requant.out
+        assert producer.relu and (out.lo, out.hi) == (0, (1 << bits) - 1)  # a p-bit ReLU output: 0 .. 2**p - 1
+        word = serial_word_bits(consumer.adder_graph, 0, (1 << bits) - 1)
+        assert word <= budgets[consumer.name] or bits == steps[0]
+        wider = [s for s in steps if s > bits]
+        if wider and consumer.realisation == "graph":
+            assert serial_word_bits(consumer.adder_graph, 0, (1 << wider[0]) - 1) > budgets[consumer.name]
+        widths.append(bits)
+    assert widths == sorted(widths) and len(set(widths)) >= 2, widths
 
 
 def test_argmax_design_emits_the_class_index(frame_designs):

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hwgen.backend.serial import (
     DelayLine,
     ParallelToSerial,
+    SerialInputs,
     SerialAdder,
     SerialNegator,
     SerialShifter,
@@ -223,6 +224,43 @@ def test_parallel_to_serial_sign_extends_and_streams(word_bits, d, in_bits, gaps
         digits = [samples[s + dut.latency + t] for t in range(n)]
         assert [f for _, f in digits] == [1] + [0] * (n - 1)
         assert from_digits([g for g, _ in digits], d) == v
+    assert sum(f for _, f in samples) == len(values)
+
+
+@pytest.mark.parametrize(
+    "word_bits, d, in_bits", [(7, 1, 7), (9, 2, 5), (10, 3, 10), (22, 1, 2), (21, 4, 17), (12, 16, 12), (8, 3, 12)]
+)
+@pytest.mark.parametrize("gaps", [False, True])
+def test_serial_inputs_stream_like_parallel_to_serial(word_bits, d, in_bits, gaps):
+    """Three values at once, one shared counter: each lane's digits are its value's word
+    (sign-extended, or modulo the word when wider), zero between words, restarts honoured."""
+    lanes, n = 3, digits_per_word(word_bits, d)
+    rnd = random.Random(word_bits * 7 + in_bits)
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    edges = edge_values(in_bits, d)
+    values = [[edges[(w + j) % len(edges)] for j in range(lanes)] for w in range(len(edges))]
+    values += [[rnd.randint(lo, hi) for _ in range(lanes)] for _ in range(8)]
+    dut = SerialInputs(lanes, word_bits, d, in_bits=in_bits)
+    starts = start_cycles(len(values), n, gaps, rnd)
+    starting = {s: w for w, s in enumerate(starts)}
+
+    def drive(ctx, cycle, _):  # type: ignore[no-untyped-def]
+        ctx.set(dut.start, cycle in starting)
+        for j in range(lanes):
+            ctx.set(dut.x[j], values[starting[cycle]][j] if cycle in starting else rnd.randint(lo, hi))
+
+    samples = run_serial(
+        dut, drive, lambda ctx: ([ctx.get(dut.o[j]) for j in range(lanes)], ctx.get(dut.first)), starts, n, 2
+    )
+    modulo = 1 << (n * d)
+    for w, s in enumerate(starts):
+        digits = [samples[s + dut.latency + t] for t in range(n)]
+        assert [f for _, f in digits] == [1] + [0] * (n - 1)
+        for j in range(lanes):
+            got = from_digits([g[j] for g, _ in digits], d)
+            assert (got - values[w][j]) % modulo == 0, (w, j, got, values[w][j])
+        if not gaps or s + n not in starting:
+            assert samples[s + dut.latency + n][0] == [0] * lanes or s + n in starting
     assert sum(f for _, f in samples) == len(values)
 
 

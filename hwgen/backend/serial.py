@@ -24,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
     "DelayLine",
     "ParallelToSerial",
     "SerialAdder",
+    "SerialInputs",
     "SerialNegator",
     "SerialShifter",
     "SerialToParallel",
@@ -344,6 +345,75 @@ class ParallelToSerial(wiring.Component):
             m.d.sync += word.eq(word >> d)
         m.d.sync += first.eq(self.start)
         m.d.comb += [self.o.eq(word[:d]), self.first.eq(first)]
+        return m
+
+
+class SerialInputs(wiring.Component):
+    """Serialise ``n`` signed values at once, like ``n`` :class:`ParallelToSerial`, with one digit counter.
+
+    Same timing and format as :class:`ParallelToSerial` (latency 1; the first
+    digits on ``o`` with ``first`` high in the cycle after ``start``, the rest
+    in the next ``D - 1`` cycles, zero digits after the word; ``start``
+    during a word begins a new one), but cheaper for a layer's inputs: each
+    value is captured as it is (``in_bits`` flip-flops, not the word's ``D *
+    d``), and a registered multiplexer picks its current digit, sign digits
+    past the value's own bits, under one counter shared by every input. The
+    digit register's clear between words maps to the flip-flops' synchronous
+    reset, so it costs no logic.
+
+    Members
+    -------
+    x : In(ArrayLayout(signed(in_bits), n))
+        Values, sampled when ``start`` is high.
+    start : In(1)
+        Begin a word.
+    o : Out(ArrayLayout(digit_bits, n))
+        Digits, least significant first, registered.
+    first : Out(1)
+        High with the first digits on ``o``.
+    """
+
+    def __init__(self, n: int, word_bits: int, digit_bits: int, *, in_bits: int) -> None:
+        self.n = _check_positive("n", n)
+        self.word_bits = _check_positive("word_bits", word_bits)
+        self.digit_bits = _check_positive("digit_bits", digit_bits)
+        self.in_bits = _check_positive("in_bits", in_bits)
+        self.digits = -(-word_bits // digit_bits)
+        self.latency = 1
+        super().__init__(
+            {
+                "x": In(data.ArrayLayout(signed(in_bits), n)),
+                "start": In(1),
+                "o": Out(data.ArrayLayout(digit_bits, n)),
+                "first": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        d, digits = self.digit_bits, self.digits
+        own = min(digits, -(-self.in_bits // d))  # digits that hold bits of x; later ones are sign digits
+        # Shared: the next digit of the held words (``digits``: idle), and which one to select.
+        count = Signal(range(digits + 1), init=digits)
+        m.d.sync += count.eq(Mux(self.start, 1, Mux(count == digits, digits, count + 1)))
+        select = Signal(range(own + 1))
+        m.d.comb += select.eq(Mux(count >= own, own, count))
+        busy = Signal()
+        m.d.comb += busy.eq(self.start | (count != digits))
+        first = Signal()
+        m.d.sync += first.eq(self.start)
+        m.d.comb += self.first.eq(first)
+        for j in range(self.n):
+            held = Signal(signed(self.in_bits), name=f"held{j}", reset_less=True)
+            with m.If(self.start):
+                m.d.sync += held.eq(self.x[j])
+            extended = Signal(signed((own + 1) * d), name=f"extended{j}")
+            m.d.comb += extended.eq(held)  # sign-extends (or, if wider, wraps to the word)
+            low = Signal(signed(d), name=f"low{j}")
+            m.d.comb += low.eq(self.x[j])  # the first digit comes straight from x
+            digit = Signal(d, name=f"digit{j}")
+            m.d.sync += digit.eq(Mux(busy, Mux(self.start, low, extended.word_select(select, d)), 0))
+            m.d.comb += self.o[j].eq(digit)
         return m
 
 

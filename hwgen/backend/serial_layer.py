@@ -6,15 +6,20 @@ from amaranth.hdl import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.backend.serial import ParallelToSerial, SerialToParallel
+from hwgen.backend.serial import ParallelToSerial, SerialInputs, SerialToParallel
 from hwgen.backend.serial_graph import SerialAdderGraph
 from hwgen.hwplan import LayerPlan
+from hwgen.serial_plan import input_converter
 
 __all__ = ["SerialDenseLayer"]
 
 
 class SerialDenseLayer(wiring.Component):
-    """Parallel-to-serial converters, a :class:`SerialAdderGraph`, serial-to-parallel converters.
+    """Input converters, a :class:`SerialAdderGraph`, serial-to-parallel converters.
+
+    The inputs are serialised by :class:`SerialInputs` or by one
+    :class:`ParallelToSerial` each, whichever
+    :func:`hwgen.serial_plan.input_converter` finds cheaper (same timing).
 
     A vector presented on ``x`` with ``start`` high is serialised into words of
     ``D = ceil(W / d)`` digits; ``plan.adder_latency`` = 1 + graph depth + D
@@ -52,12 +57,18 @@ class SerialDenseLayer(wiring.Component):
         graph = plan.graph
         d, word = plan.layer.digit_bits, plan.layer.word_bits
         m.submodules.graph = core = SerialAdderGraph(graph, d, word)
-        for j in range(graph.n_inputs):
-            p2s = ParallelToSerial(word, d, in_bits=plan.in_bits)
-            m.submodules[f"p2s{j}"] = p2s
-            m.d.comb += [p2s.x.eq(self.x[j]), p2s.start.eq(self.start), core.x[j].eq(p2s.o)]
-            if j == 0:
-                m.d.comb += core.first.eq(p2s.first)
+        if input_converter(word, d, plan.in_bits) == "select":
+            m.submodules.p2s = inputs = SerialInputs(graph.n_inputs, word, d, in_bits=plan.in_bits)
+            m.d.comb += [inputs.x.eq(self.x), inputs.start.eq(self.start), core.first.eq(inputs.first)]
+            for j in range(graph.n_inputs):
+                m.d.comb += core.x[j].eq(inputs.o[j])
+        else:
+            for j in range(graph.n_inputs):
+                p2s = ParallelToSerial(word, d, in_bits=plan.in_bits)
+                m.submodules[f"p2s{j}"] = p2s
+                m.d.comb += [p2s.x.eq(self.x[j]), p2s.start.eq(self.start), core.x[j].eq(p2s.o)]
+                if j == 0:
+                    m.d.comb += core.first.eq(p2s.first)
         for i in range(len(graph.outputs)):
             s2p = SerialToParallel(word, d)
             m.submodules[f"s2p{i}"] = s2p

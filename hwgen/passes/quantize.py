@@ -208,6 +208,11 @@ class QuantizeActivations:
     #: accumulator precision (so the output adds no rounding error of its
     #: own), up to 32 bits.
     out_bits: int | None = None
+    #: Per-layer activation precision in value bits, overriding ``act_bits``:
+    #: a ReLU output of ``p`` bits takes the codes 0 .. 2**p - 1, any other
+    #: output ``p`` signed bits (at least 2). Chosen by
+    #: :mod:`hwgen.passes.precision` for ``--precision incremental``.
+    layer_act_bits: tuple[tuple[str, int], ...] = ()
 
     def apply(self, network: Network) -> Network:
         for what, bits in (
@@ -224,6 +229,7 @@ class QuantizeActivations:
         if not (math.isfinite(self.input_range) and self.input_range > 0):
             raise TwnError(f"--input-range must be a positive number, not {self.input_range}")
 
+        chosen = self._layer_bits(network)
         calib = self.calibration
         if calib is not None:
             calib = network.preprocess(np.asarray(calib, dtype=np.float64))
@@ -275,7 +281,10 @@ class QuantizeActivations:
                 requant = threshold_requant(layer, current)
                 out = requant.out
             else:
-                if k == last:
+                if layer.name in chosen:
+                    bits = chosen[layer.name] + 1 if layer.relu else max(2, chosen[layer.name])
+                    full = FixedFormat.full(bits, frac_bits_for(peaks[k], bits))
+                elif k == last:
                     full = self._output_format(layer, current.resolution, peaks[k])
                 else:
                     full = FixedFormat.full(self.act_bits, frac_bits_for(peaks[k], self.act_bits))
@@ -284,6 +293,22 @@ class QuantizeActivations:
             layers.append(replace(layer, requant=requant))
             current = out
         return network.with_layers(tuple(layers), input_format=in_fmt)
+
+    def _layer_bits(self, network: Network) -> dict[str, int]:
+        """``layer_act_bits`` checked against the network's layers."""
+        linear = {layer.name: layer for layer in network.layers if isinstance(layer, LinearLayer)}
+        chosen = dict(self.layer_act_bits)
+        for name, bits in chosen.items():
+            if name not in linear:
+                raise TwnError(
+                    f"activation bits given for {name!r}, which is not a convolution or dense layer of this network "
+                    f"(those are: {', '.join(map(repr, linear))})"
+                )
+            if linear[name].quantizer is not None:
+                raise TwnError(f"layer {name!r} ({linear[name].op}): its activations are quantised by the model itself")
+            if not (isinstance(bits, int) and 1 <= bits <= 31):
+                raise TwnError(f"layer {name!r}: activation bits must be between 1 and 31, not {bits!r}")
+        return chosen
 
     def _output_format(self, layer: LinearLayer, in_res: float, peak: float) -> FixedFormat:
         if self.out_bits is not None:

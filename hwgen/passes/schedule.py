@@ -28,10 +28,10 @@ from typing import ClassVar
 from hwgen.errors import TwnError
 from hwgen.estimate import mac_cost_for, parallel_graph_cost, serial_graph_cost
 from hwgen.frameplan import frame_budgets, mac_refusal
-from hwgen.ir import AdderGraph, Layer, Network, PoolLayer
+from hwgen.ir import AdderGraph, Layer, LinearLayer, Network, PoolLayer
 from hwgen.serial_plan import digits_per_word, serial_word_bits
 
-__all__ = ["LayerChoice", "ScheduleDigitWidths", "layer_choices"]
+__all__ = ["LayerChoice", "ScheduleDigitWidths", "choose_layer", "layer_budgets", "layer_choices", "output_codes"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,47 @@ def layer_choices(graph: AdderGraph, lo: int, hi: int, in_bits: int, initiation_
     return choices
 
 
+def layer_budgets(network: Network, initiation_interval: int) -> dict[str, int]:
+    """Cycles each linear layer may take per vector: the II, or its window/frame budget in a frame network."""
+    ii = initiation_interval
+    if not isinstance(ii, int) or ii < 1:
+        raise TwnError(f"the initiation interval must be a positive number of cycles, not {ii!r}")
+    if not network.has_conv:
+        return {layer.name: ii for layer in network.layers if isinstance(layer, LinearLayer)}
+    beats = math.prod(network.stream_shape[1:])
+    if ii % beats:
+        raise TwnError(f"the initiation interval {ii} is not a whole number of cycles per input position")
+    return frame_budgets(network, ii // beats)
+
+
+def choose_layer(
+    network: Network, layer: LinearLayer, budget: int, lo: int, hi: int, bits: int
+) -> tuple[LayerChoice | None, str]:
+    """The least-area realisation of ``layer`` for inputs in [lo, hi] (``bits`` wide) at ``budget``.
+
+    Returns the best adder-graph choice (None when not even costed) and the
+    realisation: "graph", or "mac" when weights in memory
+    (:mod:`hwgen.backend.mac`) beat every adder graph.
+    """
+    assert layer.adder_graph is not None
+    mac = None
+    if network.has_conv and not layer.is_conv and mac_refusal(layer, budget) is None:
+        # Weights in memory with shared adders, when the layer has the idle cycles for it.
+        mac = mac_cost_for(layer, lo, hi, bits)
+        if mac.lut < layer.adder_graph.adders:
+            return None, "mac"  # every adder costs at least one LUT at any digit width: no graph can win
+    g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
+    best = min(layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget), key=lambda c: (c.lut, c.ff, -c.cycles))
+    return best, "mac" if mac is not None and (mac.lut, mac.ff) < (best.lut, best.ff) else "graph"
+
+
+def output_codes(layer: LinearLayer) -> tuple[int, int, int]:
+    """(lo, hi, bits) of the codes ``layer`` passes on (a ReLU never passes a negative one)."""
+    assert layer.requant is not None
+    out = layer.requant.out
+    return (0 if layer.requant.relu else out.lo), out.hi, out.bits
+
+
 @dataclass(frozen=True)
 class ScheduleDigitWidths:
     """Pick each dense layer's digit width for a network II (cycles per input vector)."""
@@ -70,39 +111,19 @@ class ScheduleDigitWidths:
 
     def apply(self, network: Network) -> Network:
         ii = self.initiation_interval
-        if not isinstance(ii, int) or ii < 1:
-            raise TwnError(f"the initiation interval must be a positive number of cycles, not {ii!r}")
         fmt = network.input_format
         if fmt is None:
             raise ValueError("schedule after quantisation")
-        budgets: dict[str, int] = {}
-        if network.has_conv:
-            beats = math.prod(network.stream_shape[1:])
-            if ii % beats:
-                raise TwnError(f"the initiation interval {ii} is not a whole number of cycles per input position")
-            budgets = frame_budgets(network, ii // beats)
+        budgets = layer_budgets(network, ii)
         layers: list[Layer] = []
         lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
         for layer in network.layers:
             if isinstance(layer, PoolLayer):
                 layers.append(layer)
                 continue
-            assert layer.adder_graph is not None and layer.requant is not None
-            budget = budgets.get(layer.name, ii)
-            g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
-            out = layer.requant.out
-            mac = None
-            if network.has_conv and not layer.is_conv and mac_refusal(layer, budget) is None:
-                # Weights in memory with shared adders, when the layer has the idle cycles for it.
-                mac = mac_cost_for(layer, lo, hi, bits)
-                if mac.lut < layer.adder_graph.adders:
-                    # Every adder costs at least one LUT at any digit width: no graph can win.
-                    layers.append(replace(layer, digit_bits=0, word_bits=0, realisation="mac"))
-                    lo, hi, bits = (0 if layer.requant.relu else out.lo), out.hi, out.bits
-                    continue
-            options = layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget)
-            best = min(options, key=lambda c: (c.lut, c.ff, -c.cycles))
-            realisation = "mac" if mac is not None and (mac.lut, mac.ff) < (best.lut, best.ff) else "graph"
-            layers.append(replace(layer, digit_bits=best.digit_bits, word_bits=best.word_bits, realisation=realisation))
-            lo, hi, bits = (0 if layer.requant.relu else out.lo), out.hi, out.bits
+            assert isinstance(layer, LinearLayer)
+            best, realisation = choose_layer(network, layer, budgets.get(layer.name, ii), lo, hi, bits)
+            digit_bits, word_bits = (best.digit_bits, best.word_bits) if best is not None else (0, 0)
+            layers.append(replace(layer, digit_bits=digit_bits, word_bits=word_bits, realisation=realisation))
+            lo, hi, bits = output_codes(layer)
         return network.with_layers(tuple(layers), initiation_interval=ii)
