@@ -177,10 +177,10 @@ def build(
 
     if precision not in PRECISION_MODES:
         raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
+    if precision == "incremental" and options.layer_act_bits:
+        raise TwnError("give --precision incremental or --layer-act-bits, not both")
     network, calib, ii = _graphs_at_rate(model, options, clock, input_rate, target_fps, argmax)
     if precision == "incremental":
-        if options.layer_act_bits:
-            raise TwnError("give --precision incremental or --layer-act-bits, not both")
         bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
         options = replace(options, layer_act_bits=tuple(bits.items()))
         network, calib, ii = _graphs_at_rate(model, options, clock, input_rate, target_fps, argmax)

@@ -119,6 +119,21 @@ def _sigmoid_model(path: Path) -> Path:
         ("unknown board", ["{example}", "--board", "zcu999"], "unknown board 'zcu999'"),
         ("bad option", ["{example}", "--board", "zcu111", "--act-bits", "1"], "--act-bits"),
         ("bad calibration", ["{example}", "--board", "zcu111", "--calibrate", "{junk}"], "--calibrate"),
+        (
+            "unknown layer",
+            ["{example}", "--board", "zcu111", "--layer-act-bits", "nope=4"],
+            "activation bits given for 'nope', which is not a convolution or dense layer",
+        ),
+        (
+            "two precision choices",
+            ["{example}", "--board", "zcu111", "--precision", "incremental", "--layer-act-bits", "fc1=2"],
+            "not both",
+        ),
+        (
+            "bad precision bounds",
+            ["{example}", "--board", "zcu111", "--precision", "incremental", "--min-act-bits", "20"],
+            "--min-act-bits",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, case, args, message):
@@ -192,6 +207,28 @@ def test_golden_options_change_the_arithmetic_like_the_build(tmp_path):
     assert main([*base, "--outputs", str(tmp_path / "b.npy")]) == 0
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert not np.array_equal(a, b)
+
+
+def test_incremental_build_records_precisions_that_golden_reproduces(tmp_path):
+    model = write_mlp(tmp_path / "m.onnx", [16, 12, 8, 4], seed=6)
+    out = tmp_path / "inc"
+    args = [str(model), "--board", "zcu111", "-o", str(out), "--input-rate", "2", "--precision", "incremental"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    chosen = report["options"]["layer_act_bits"]
+    network, _ = load_build(out)
+    hidden = [layer for layer in network.layers[:-1]]
+    assert sorted(chosen) == sorted(layer.name for layer in hidden)
+    for layer in hidden:  # narrower than the fixed 16 bits: the II is 8 cycles
+        assert layer.requant.out.hi == (1 << chosen[layer.name]) - 1 < (1 << 15) - 1
+    x = np.random.default_rng(2).standard_normal((32, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    spec = ",".join(f"{name}={bits}" for name, bits in chosen.items())
+    golden_args = ["golden", str(model), "--inputs", str(tmp_path / "x.npy"), "--codes", str(tmp_path / "q.npy")]
+    assert main([*golden_args, "--outputs", str(tmp_path / "y.npy"), "--layer-act-bits", spec]) == 0
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "q.npy"), golden.run_integer(network, golden.quantize_input(network, x))
+    )
 
 
 def test_verify_refuses_options_that_differ_from_the_build(built):
