@@ -283,7 +283,7 @@ def features(row: dict) -> dict[str, float]:
     graph = layer.graph()
     d = int(row["digit_bits"])
     if d:
-        return serial_features(SerialGraphPlan(graph, d, int(row["word_bits"])))
+        return serial_features(SerialGraphPlan(graph, d, int(row["word_bits"]), three_input=False))
     plan = LayerPlan(SimpleNamespace(adder_graph=graph), layer.lo, layer.hi, layer.in_bits)  # type: ignore[arg-type]
     return parallel_features(plan)
 
@@ -330,7 +330,7 @@ def measure(layers: list[Layer], digits: list[int], adder_digits: list[int], log
             word = serial_word_bits(graph, layer.lo, layer.hi)
             base = {"layer": layer.name, "held_out": layer.held_out, "word_bits": word}
             for d in digits:
-                dut = SerialAdderGraph(graph, d, word)
+                dut = SerialAdderGraph(graph, d, word, three_input=False)  # the two-input model
                 r, secs = run_synth(dut, work)
                 rows["graphs"].append({**base, "digit_bits": d, **counts(r), "seconds": round(secs, 1)})
                 note(f"{layer.name} d={d}: {counts(r)} in {secs:.0f} s")

@@ -39,6 +39,7 @@ __all__ = [
     "load_array",
     "prepare_network",
     "quantized_network",
+    "scheduled_network",
     "stream_rate",
 ]
 
@@ -175,16 +176,9 @@ def build(
         raise TwnError(f"--clock-mhz must be between 0 and 2000, not {clock}")
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
-    if precision not in PRECISION_MODES:
-        raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
-    if precision == "incremental" and options.layer_act_bits:
-        raise TwnError("give --precision incremental or --layer-act-bits, not both")
-    network, calib, ii = _graphs_at_rate(model, options, clock, input_rate, target_fps, argmax)
-    if precision == "incremental":
-        bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
-        options = replace(options, layer_act_bits=tuple(bits.items()))
-        network, calib, ii = _graphs_at_rate(model, options, clock, input_rate, target_fps, argmax)
-    network = run_passes(network, (ScheduleDigitWidths(ii),))
+    network, calib, options = scheduled_network(
+        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits
+    )
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)
     accuracy = accuracy_check(model, network, calib)
@@ -235,6 +229,35 @@ def build(
     }
     _write_atomically(out, files)
     return BuildResult(out, network, report, sorted(files))
+
+
+def scheduled_network(
+    model: str | Path,
+    options: ArithmeticOptions,
+    clock_mhz: float,
+    input_rate: float | None = None,
+    target_fps: float | None = None,
+    argmax: bool | None = None,
+    precision: str = "fixed",
+    min_act_bits: int = 1,
+) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
+    """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision
+    the mode gives), folded for the rate, with adder graphs and per-layer digit widths.
+
+    Also returns the calibration batch and the options with what the precision
+    mode resolved to (``layer_act_bits``). See :func:`build` for the arguments.
+    """
+    if precision not in PRECISION_MODES:
+        raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
+    if precision == "incremental" and options.layer_act_bits:
+        raise TwnError("give --precision incremental or --layer-act-bits, not both")
+    model = Path(model)
+    network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax)
+    if precision == "incremental":
+        bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
+        options = replace(options, layer_act_bits=tuple(bits.items()))
+        network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax)
+    return run_passes(network, (ScheduleDigitWidths(ii),)), calib, options
 
 
 def _graphs_at_rate(

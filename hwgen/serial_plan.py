@@ -126,6 +126,26 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+#: Widest digit at which nodes are merged into three-input adders (see :attr:`SerialGraphPlan.ops`).
+#: Measured with Yosys synth_xilinx on a 32x96 ternary layer's naive tree (docs/area_model.md):
+#: bit-serial, 1,228 two-input adders -> 811 adders of which 417 three-input: 2,456 -> 2,039 LUT,
+#: 2,467 -> 2,351 FF; at d = 2 and 4 the three-operand sums map to two carry chains and cost more
+#: LUTs (3,288 -> 4,144 at d = 2), so wider digits keep two-input adders.
+THREE_INPUT_MAX_DIGIT = 1
+#: LUTs of a bit-serial three-input adder (sum and two carry bits, one LUT6 each; measured exactly).
+LUT_PER_THREE_INPUT_BIT_SERIAL_ADDER = 3.0
+
+
+@dataclass(frozen=True)
+class SerialOp:
+    """One registered digit-serial adder: the graph node whose value it produces, the
+    cycle (stage) in which it adds, and its two or three operands."""
+
+    node: int
+    stage: int
+    operands: tuple[Operand, ...]
+
+
 @dataclass(frozen=True, eq=False)
 class SerialGraphPlan:
     """Every delay, latency and area count of ``graph`` realised at digit width ``digit_bits``.
@@ -138,11 +158,15 @@ class SerialGraphPlan:
         Bits processed per cycle, ``d >= 1``.
     word_bits : int
         Word length ``W >= 1`` (see :func:`serial_word_bits`).
+    three_input : bool, optional
+        Merge node pairs into three-input adders (:attr:`ops`); by default at
+        ``d <= THREE_INPUT_MAX_DIGIT``, where it saves area.
     """
 
     graph: AdderGraph
     digit_bits: int
     word_bits: int
+    three_input: bool | None = None
 
     def __post_init__(self) -> None:
         digits_per_word(self.word_bits, self.digit_bits)  # validates both
@@ -167,19 +191,89 @@ class SerialGraphPlan:
         """Cycles from an input digit to the matching output digit: the graph depth."""
         return self.graph.depth
 
-    def operand_lag(self, node_index: int, operand: Operand) -> int:
-        """Cycles node ``node_index`` reads ``operand``'s value behind its production (before shift)."""
-        depths = self.graph.depths
-        stage = depths[self.graph.n_inputs + node_index] - 1
-        return stage - depths[operand.value]
+    @cached_property
+    def ops(self) -> tuple[SerialOp, ...]:
+        """The registered adders, in node order.
+
+        With :attr:`three_input`, a node ``j`` whose value one other node ``k``
+        reads, unshifted, in the cycle it is produced (and nothing else: not
+        an output) is merged into ``k``: ``k`` adds ``j``'s two operands (one
+        cycle later, signs folded in) and its own other operand in one
+        three-input adder, and ``j``'s sum and carry registers disappear.
+        Every other value keeps its timing, so latency and alignment do not
+        change. Nodes are visited in order; a node that absorbed one is not
+        absorbed itself.
+        """
+        graph = self.graph
+        n, depths = graph.n_inputs, graph.depths
+        merge = self.digit_bits <= THREE_INPUT_MAX_DIGIT if self.three_input is None else self.three_input
+        readers: dict[int, int] = {}
+        for node in graph.nodes:
+            for op in (node.a, node.b):
+                readers[op.value] = readers.get(op.value, 0) + 1
+        for out in graph.outputs:
+            if out is not None:
+                readers[out.value] = readers.get(out.value, 0) + 2  # never merged away
+        absorbed: dict[int, tuple[int, Operand]] = {}  # k -> (j, k's operand reading j)
+        taken: set[int] = set()
+        for k, node in enumerate(graph.nodes):
+            if not merge:
+                break
+            stage = depths[n + k] - 1
+            for op in (node.a, node.b):
+                j = op.value - n
+                if (
+                    j >= 0
+                    and op.shift == 0
+                    and readers[op.value] == 1
+                    and depths[op.value] == stage
+                    and j not in absorbed
+                    and j not in taken
+                ):
+                    absorbed[k] = (j, op)
+                    taken.add(j)
+                    break
+        ops = []
+        for k, node in enumerate(graph.nodes):
+            if k in taken:
+                continue
+            stage = depths[n + k] - 1
+            if k in absorbed:
+                j, via = absorbed[k]
+                other = node.b if via is node.a else node.a
+                inner = graph.nodes[j]
+                flip = via.negate
+                ops.append(
+                    SerialOp(
+                        k,
+                        stage,
+                        (
+                            other,
+                            Operand(inner.a.value, inner.a.negate != flip, inner.a.shift),
+                            Operand(inner.b.value, inner.b.negate != flip, inner.b.shift),
+                        ),
+                    )
+                )
+            else:
+                ops.append(SerialOp(k, stage, (node.a, node.b)))
+        return tuple(ops)
+
+    @property
+    def three_input_adders(self) -> int:
+        """Adders with three operands."""
+        return sum(1 for op in self.ops if len(op.operands) == 3)
+
+    def operand_lag(self, op: SerialOp, operand: Operand) -> int:
+        """Cycles adder ``op`` reads ``operand``'s value behind its production (before shift)."""
+        return op.stage - self.graph.depths[operand.value]
 
     def shift_digits(self, shift: int) -> int:
         """Extra digits of delay a left shift by ``shift`` bits reads: ``ceil(shift / d)``."""
         return _ceil_div(shift, self.digit_bits)
 
-    def operand_taps(self, node_index: int, operand: Operand) -> tuple[int, ...]:
-        """Lags of ``operand``'s delay line that node ``node_index`` reads (two for a shift by a non-multiple of d)."""
-        lag = self.operand_lag(node_index, operand)
+    def operand_taps(self, op: SerialOp, operand: Operand) -> tuple[int, ...]:
+        """Lags of ``operand``'s delay line that adder ``op`` reads (two for a shift by a non-multiple of d)."""
+        lag = self.operand_lag(op, operand)
         q, r = divmod(operand.shift, self.digit_bits)
         return (lag + q, lag + q + 1) if r else (lag + q,)
 
@@ -187,9 +281,9 @@ class SerialGraphPlan:
     def taps(self) -> dict[int, tuple[int, ...]]:
         """Sorted lags read from every value's delay line (0: the value itself)."""
         used: dict[int, set[int]] = {}
-        for k, node in enumerate(self.graph.nodes):
-            for op in (node.a, node.b):
-                used.setdefault(op.value, set()).update(self.operand_taps(k, op))
+        for op in self.ops:
+            for operand in op.operands:
+                used.setdefault(operand.value, set()).update(self.operand_taps(op, operand))
         depths = self.graph.depths
         for out in self.graph.outputs:
             if out is not None:
@@ -204,14 +298,12 @@ class SerialGraphPlan:
     @cached_property
     def strobe_delay(self) -> int:
         """Length of the ``first`` strobe line: output strobe, every node's carry preset, shifted operands' fill."""
-        depths = self.graph.depths
         longest = self.latency
-        for k, node in enumerate(self.graph.nodes):
-            stage = depths[self.graph.n_inputs + k] - 1
-            longest = max(longest, stage)
-            for op in (node.a, node.b):
+        for op in self.ops:
+            longest = max(longest, op.stage)
+            for operand in op.operands:
                 # Zero fill of digit lag j needs the strobes of stages stage .. stage + j - 1.
-                longest = max(longest, stage + self.shift_digits(op.shift) - 1)
+                longest = max(longest, op.stage + self.shift_digits(operand.shift) - 1)
         return longest
 
     # Area counts ---------------------------------------------------------
@@ -222,7 +314,8 @@ class SerialGraphPlan:
 
     @property
     def adders(self) -> int:
-        return self.graph.adders
+        """Registered adders (two- and three-input)."""
+        return len(self.ops)
 
     @cached_property
     def distinct_adders(self) -> int:
@@ -233,7 +326,7 @@ class SerialGraphPlan:
         copy (their carry chains and registers stay apart: each carry feeds back on
         itself); at ``d = 1`` the carry is inside the LUT and nothing is shared.
         """
-        return len({tuple(sorted((node.a, node.b))) for node in self.graph.nodes})
+        return len({tuple(sorted(op.operands)) for op in self.ops})
 
     @property
     def adder_bits(self) -> int:
@@ -242,8 +335,8 @@ class SerialGraphPlan:
 
     @property
     def carry_bits(self) -> int:
-        """Carry registers: one bit per adder, two for an adder with both operands negated."""
-        return sum(2 if node.a.negate and node.b.negate else 1 for node in self.graph.nodes)
+        """Carry registers: one bit per two-input adder, two for three operands or two negated ones."""
+        return sum(1 if len(op.operands) == 2 and not all(o.negate for o in op.operands) else 2 for op in self.ops)
 
     @property
     def adder_register_bits(self) -> int:
@@ -275,13 +368,13 @@ class SerialGraphPlan:
             for b in bits:
                 per_bit[b].add(lag)
 
-        for k, node in enumerate(self.graph.nodes):
-            for op in (node.a, node.b):
-                lag = self.operand_lag(k, op)
-                q, r = divmod(op.shift, d)
-                read(op.value, lag + q, range(d - r))
+        for op in self.ops:
+            for operand in op.operands:
+                lag = self.operand_lag(op, operand)
+                q, r = divmod(operand.shift, d)
+                read(operand.value, lag + q, range(d - r))
                 if r:
-                    read(op.value, lag + q + 1, range(d - r, d))
+                    read(operand.value, lag + q + 1, range(d - r, d))
         depths = self.graph.depths
         for out in self.graph.outputs:
             if out is not None:
@@ -342,12 +435,12 @@ class SerialGraphPlan:
     @property
     def negated_operands(self) -> int:
         """Node operands that are negated (inverted into their adder)."""
-        return sum(1 for node in self.graph.nodes for op in (node.a, node.b) if op.negate)
+        return sum(1 for op in self.ops for operand in op.operands if operand.negate)
 
     @property
     def shifted_operands(self) -> int:
         """Node operands with a nonzero shift (no adder or register of their own)."""
-        return sum(1 for node in self.graph.nodes for op in (node.a, node.b) if op.shift)
+        return sum(1 for op in self.ops for operand in op.operands if operand.shift)
 
 
 @dataclass(frozen=True)
@@ -372,7 +465,8 @@ class AreaModel:
 
     def logic_lut(self, plan: SerialGraphPlan) -> float:
         if plan.digit_bits == 1:
-            return self.lut_per_bit_serial_adder * plan.adders
+            three = plan.three_input_adders
+            return self.lut_per_bit_serial_adder * (plan.adders - three) + LUT_PER_THREE_INPUT_BIT_SERIAL_ADDER * three
         return self.lut_per_sum_bit * plan.digit_bits * plan.distinct_adders + self.lut_per_adder * plan.adders
 
     def lut(self, plan: SerialGraphPlan) -> float:

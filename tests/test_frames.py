@@ -345,6 +345,7 @@ def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
 def test_incremental_precision_widens_activations_as_the_rate_falls(frame_designs):
     """Each chosen precision is the widest ladder step whose words the next layer adds
     bit-serially in its budget (the next step would not fit), and the build records it."""
+    import itertools
     import json
 
     from hwgen.ir import LinearLayer
@@ -362,7 +363,7 @@ def test_incremental_precision_widens_activations_as_the_rate_falls(frame_design
     budgets = layer_budgets(net, net.initiation_interval)
     steps = ladder(1, 16)
     widths = []
-    for producer, consumer in zip(linear, linear[1:]):
+    for producer, consumer in itertools.pairwise(linear):
         bits = chosen[producer.name]
         out = producer.requant.out
         assert producer.relu and (out.lo, out.hi) == (0, (1 << bits) - 1)  # a p-bit ReLU output: 0 .. 2**p - 1

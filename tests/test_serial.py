@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hwgen.backend.serial import (
     DelayLine,
     ParallelToSerial,
-    SerialInputs,
     SerialAdder,
+    SerialInputs,
     SerialNegator,
     SerialShifter,
     SerialToParallel,
@@ -340,9 +340,11 @@ def value_graph(graph: AdderGraph) -> AdderGraph:
     return AdderGraph(graph.n_inputs, graph.nodes, outs)
 
 
-def simulate_graph(graph: AdderGraph, d: int, word_bits: int, x: np.ndarray, gaps: bool, seed: int) -> list[list[int]]:
+def simulate_graph(
+    graph: AdderGraph, d: int, word_bits: int, x: np.ndarray, gaps: bool, seed: int, three_input: bool | None = None
+) -> list[list[int]]:
     """Output values of every input vector of ``x`` (signed ``D*d``-bit words); checks ``y_first`` too."""
-    dut = SerialAdderGraph(graph, d, word_bits)
+    dut = SerialAdderGraph(graph, d, word_bits, three_input)
     n = dut.plan.digits
     rnd = random.Random(seed)
     starts = start_cycles(len(x), n, gaps, rnd)
@@ -366,14 +368,22 @@ def simulate_graph(graph: AdderGraph, d: int, word_bits: int, x: np.ndarray, gap
 
 
 def check_graph(
-    graph: AdderGraph, d: int, lo: int, hi: int, n_random: int, gaps: bool, seed: int, word_bits: int | None = None
+    graph: AdderGraph,
+    d: int,
+    lo: int,
+    hi: int,
+    n_random: int,
+    gaps: bool,
+    seed: int,
+    word_bits: int | None = None,
+    three_input: bool | None = None,
 ) -> None:
     word_bits = word_bits or serial_word_bits(graph, lo, hi)
     rng = np.random.default_rng(seed)
     n = graph.n_inputs
     corners = np.array([[lo] * n, [hi] * n, [(lo, hi)[j % 2] for j in range(n)]])
     x = np.concatenate([corners, rng.integers(lo, hi + 1, size=(n_random, n))])
-    got = simulate_graph(graph, d, word_bits, x, gaps, seed)
+    got = simulate_graph(graph, d, word_bits, x, gaps, seed, three_input)
     assert got == value_graph(graph).evaluate(x).tolist()
     # With the output operands' sign and shift applied: what the consumer computes.
     applied = [
@@ -462,7 +472,7 @@ def test_plan_counts_match_a_hand_count():
         (AddNode(Operand(0), Operand(1)), AddNode(Operand(3), Operand(2)), AddNode(Operand(0), Operand(1, True, 1))),
         (Operand(4), Operand(5)),
     )
-    plan = SerialGraphPlan(graph, 1, 6)
+    plan = SerialGraphPlan(graph, 1, 6, three_input=False)
     assert (plan.digits, plan.latency, plan.cycles_per_word) == (6, 2, 6)
     # x2 waits 1 cycle; x1 is read 1 digit back for the shift; node 5 waits 1 cycle for the output.
     assert plan.delays == {1: 1, 2: 1, 5: 1}
@@ -470,6 +480,32 @@ def test_plan_counts_match_a_hand_count():
     assert (plan.adders, plan.carry_bits, plan.delay_bits, plan.adder_register_bits) == (3, 3, 3, 3)
     assert SerialGraphPlan(graph, 4, 6).delays == {1: 1, 2: 1, 5: 1}
     assert SerialGraphPlan(graph, 4, 6).delay_bits == 12
+    # Bit-serial: node 3 (read only by node 4, in the cycle it is made) merges into node 4,
+    # which adds x2 + x0 + x1 one cycle later: x0 now waits one cycle too; one adder less,
+    # node 4's carry two bits.
+    merged = SerialGraphPlan(graph, 1, 6)
+    assert [(op.node, op.stage, len(op.operands)) for op in merged.ops] == [(1, 1, 3), (2, 0, 2)]
+    assert merged.delays == {0: 1, 1: 1, 2: 1, 5: 1}
+    assert (merged.latency, merged.strobe_delay) == (2, 2)
+    assert (merged.adders, merged.three_input_adders, merged.carry_bits, merged.adder_register_bits) == (2, 1, 3, 2)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_three_input_adders_are_exact_with_every_sign(d):
+    """Merged nodes whose inner node is subtracted (signs folded in), with both inner operands
+    negated, shifted inner operands, forced at d = 2 too; outputs exact, fewer adders."""
+    nodes = (
+        AddNode(Operand(0, True, 1), Operand(1, True)),  # 4: -(x0<<1) - x1
+        AddNode(Operand(2), Operand(4, True)),  # 5: x2 - node4 -> merged: x2 + (x0<<1) + x1
+        AddNode(Operand(3, True), Operand(2, False, 2)),  # 6: -x3 + (x2<<2)
+        AddNode(Operand(6), Operand(5, True)),  # 7: node6 - node5 (5 absorbed 4: stays apart)
+        AddNode(Operand(0), Operand(1, True)),  # 8: x0 - x1
+        AddNode(Operand(8, True), Operand(8)),  # 9: reads node 8 twice: never merged
+    )
+    graph = AdderGraph(4, nodes, (Operand(7), Operand(9), Operand(5, True, 1)))
+    plan = SerialGraphPlan(graph, d, 8, three_input=True)
+    assert plan.three_input_adders >= 1 and plan.adders < graph.adders
+    check_graph(graph, d, -8, 7, n_random=16, gaps=True, seed=d, three_input=True)
 
 
 # Generated Verilog on both simulators ----------------------------------------------------

@@ -64,20 +64,35 @@ def _delay_chain(m: Module, value: Value, cycles: int, name: str, *, reset_less:
     return taps
 
 
-def _serial_sum(m: Module, a: Value, b: Value, first: Value, negate_a: bool, negate_b: bool, name: str) -> Signal:
-    """Registered digit of ``(+-a) + (+-b)``: the sum register (``len(a)`` bits).
+def _serial_sum(m: Module, operands: list[tuple[Value, bool]], first: Value, name: str) -> Signal:
+    """Registered digit of the sum of two or three ``(digit, negate)`` operands: the sum register.
 
     ``-x`` is ``~x + 1``, so each negated operand is inverted and adds one to
     the carry into the word's first digit: the carry register is loaded with
-    the number of negations (0, 1 or 2) instead of its state when ``first``
-    is high. With both negated it is two bits wide (``~a + ~b + 2``: the
-    carry out of a digit can then be 2), otherwise one.
+    the number of negations instead of its state when ``first`` is high. The
+    carry out of a digit is at most 1 for two operands with at most one
+    negated (a one-bit carry register), at most 2 otherwise (two bits).
     """
-    d = len(a)
-    negations = int(negate_a) + int(negate_b)
-    carry = Signal(2 if negations == 2 else 1, name=f"{name}_carry", reset_less=True)
-    total = (~a if negate_a else a) + (~b if negate_b else b) + Mux(first, negations, carry)
+    d = len(operands[0][0])
+    negations = sum(int(neg) for _, neg in operands)
+    wide = len(operands) == 3 or negations == 2
+    carry = Signal(2 if wide else 1, name=f"{name}_carry", reset_less=True)
     s = Signal(d, name=name, reset_less=True)
+    carry_in = Mux(first, negations, carry)
+    digits = [~digit if neg else digit for digit, neg in operands]
+    if d == 1 and len(operands) == 3:
+        # Bit-serial, three operands: the sum bit and the two carry bits are each one
+        # 6-input function (three bits, the carry, the strobe), looked up in a constant:
+        # three LUTs, where an adder expression makes synthesis build a carry chain.
+        index = Cat(*digits, carry_in[0], carry_in[1])
+        sums = [sum((k >> b) & 1 for b in range(3)) + (k >> 3 & 1) + 2 * (k >> 4 & 1) for k in range(32)]
+        tables = [sum(((t >> bit) & 1) << k for k, t in enumerate(sums)) for bit in range(3)]
+        out = [(Const(table, 32) >> index)[0] for table in tables]
+        m.d.sync += [s.eq(out[0]), carry.eq(Cat(out[1], out[2]))]
+        return s
+    total: Value = carry_in
+    for digit in digits:
+        total = digit + total
     m.d.sync += [s.eq(total[:d]), carry.eq(total[d:])]
     return s
 
@@ -185,7 +200,7 @@ class SerialAdder(wiring.Component):
         strobes: list[Value] = [self.first]
         a = _WordHistory(m, self.a, "a", strobes).shifted(self.digit_bits, self.shift_a)
         b = _WordHistory(m, self.b, "b", strobes).shifted(self.digit_bits, self.shift_b)
-        s = _serial_sum(m, a, b, self.first, self.negate_a, self.negate_b, "sum")
+        s = _serial_sum(m, [(a, self.negate_a), (b, self.negate_b)], self.first, "sum")
         m.d.comb += self.s.eq(s)
         return m
 
@@ -219,7 +234,7 @@ class SerialNegator(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         zero = Const(0, self.digit_bits)
-        m.d.comb += self.o.eq(_serial_sum(m, self.i, zero, self.first, True, False, "neg"))
+        m.d.comb += self.o.eq(_serial_sum(m, [(self.i, True), (zero, False)], self.first, "neg"))
         return m
 
 

@@ -49,6 +49,9 @@ class SerialAdderGraph(wiring.Component):
         ``d``, bits per digit (any positive integer).
     word_bits : int
         Word length ``W`` (see :func:`hwgen.serial_plan.serial_word_bits`).
+    three_input : bool, optional
+        Merge node pairs into three-input adders (:attr:`SerialGraphPlan.ops`;
+        default: where it saves area, bit-serial).
 
     Members
     -------
@@ -63,10 +66,10 @@ class SerialAdderGraph(wiring.Component):
         ``first`` delayed by ``latency``: high with an output word's first digit.
     """
 
-    def __init__(self, graph: AdderGraph, digit_bits: int, word_bits: int) -> None:
+    def __init__(self, graph: AdderGraph, digit_bits: int, word_bits: int, three_input: bool | None = None) -> None:
         if not isinstance(graph, AdderGraph):
             raise TypeError(f"graph must be an AdderGraph, not {graph!r}")
-        self.plan = SerialGraphPlan(graph, digit_bits, word_bits)
+        self.plan = SerialGraphPlan(graph, digit_bits, word_bits, three_input)
         self.latency = self.plan.latency
         super().__init__(
             {
@@ -85,10 +88,10 @@ class SerialAdderGraph(wiring.Component):
         depths = graph.depths
         strobes = _delay_chain(m, self.first, plan.strobe_delay, "first", reset_less=False)
         # chains[v][k]: value v delayed by k cycles, as long as the plan says.
-        chains: list[list[Value]] = []
+        chains: dict[int, list[Value]] = {}
 
         def add_value(v: int, digit: Value) -> None:
-            chains.append(_delay_chain(m, digit, plan.delays.get(v, 0), f"v{v}"))
+            chains[v] = _delay_chain(m, digit, plan.delays.get(v, 0), f"v{v}")
 
         in_word_cache: dict[tuple[int, int], Value] = {}
 
@@ -112,11 +115,9 @@ class SerialAdderGraph(wiring.Component):
 
         for j in range(graph.n_inputs):
             add_value(j, self.x[j])
-        for k, node in enumerate(graph.nodes):
-            stage = depths[graph.n_inputs + k] - 1
-            a, b = operand(node.a, stage), operand(node.b, stage)
-            s = _serial_sum(m, a, b, strobes[stage], node.a.negate, node.b.negate, f"n{k}")
-            add_value(graph.n_inputs + k, s)
+        for op in plan.ops:
+            digits = [(operand(o, op.stage), o.negate) for o in op.operands]
+            add_value(graph.n_inputs + op.node, _serial_sum(m, digits, strobes[op.stage], f"n{op.node}"))
 
         for i, out in enumerate(graph.outputs):
             if out is None:

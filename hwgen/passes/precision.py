@@ -56,7 +56,9 @@ def _codes(relu: bool, bits: int) -> tuple[int, int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1, bits
 
 
-def _precision_for(network: Network, producer: LinearLayer, consumer: LinearLayer, budget: int, steps: list[int]) -> int:
+def _precision_for(
+    network: Network, producer: LinearLayer, consumer: LinearLayer, budget: int, steps: list[int]
+) -> int:
     """The widest step whose words ``consumer`` can add bit-serially within its budget."""
     assert producer.requant is not None and consumer.adder_graph is not None
     relu = producer.requant.relu
