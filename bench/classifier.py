@@ -8,7 +8,10 @@ builds it for zcu111 at two I/Q samples per cycle (``--input-rate 2``) with a
 fresh adder-graph cache, runs ``twngen verify`` on Verilator over 20 frames,
 and writes the measured numbers to ``bench/results/classifier.json``:
 
-    python bench/classifier.py [--frames 20] [--seed 0] [--channels 64]
+    python bench/classifier.py [--frames 20] [--seed 0] [--channels 64] [--precision incremental]
+
+With ``--precision incremental`` the results go to
+``bench/results/classifier_incremental.json``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--rate", type=float, default=2.0)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "classifier.json"))
+    ap.add_argument("--precision", choices=("fixed", "incremental"), default="fixed")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    suffix = "" if args.precision == "fixed" else f"_{args.precision}"
+    args.out = args.out or str(REPO / "bench" / "results" / f"classifier{suffix}.json")
+    extra = [] if args.precision == "fixed" else ["--precision", args.precision]
 
     import onnx
     from make_conv_net import vgg1d
@@ -46,7 +53,7 @@ def main() -> None:
         outdir = Path(tmp) / "build"
         t0 = time.monotonic()
         subprocess.run(
-            [twngen, str(model), "--board", "zcu111", "-o", str(outdir), "--input-rate", str(args.rate)],
+            [twngen, str(model), "--board", "zcu111", "-o", str(outdir), "--input-rate", str(args.rate), *extra],
             check=True,
             env=env,
         )
@@ -66,7 +73,7 @@ def main() -> None:
 
     result = {
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
-        "command": f"twngen classifier.onnx --board zcu111 --input-rate {args.rate:g}",
+        "command": " ".join(["twngen classifier.onnx --board zcu111 --input-rate", f"{args.rate:g}", *extra]),
         "build_seconds_cold_cache": round(build_s, 1),
         "verilog_bytes": verilog_bytes,
         "adders": report["adders"],
@@ -77,6 +84,7 @@ def main() -> None:
         "latency_us": report["latency_us"],
         "estimate": report["resources"],
         "accuracy": report["accuracy"],
+        "layer_act_bits": report["options"]["layer_act_bits"],
         "layers": [
             {k: la[k] for k in ("name", "arithmetic", "cycles_per_position", "cycles_available", "lut", "ff", "dsp")}
             for la in report["layers"]

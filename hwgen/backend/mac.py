@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hwgen.backend.serial import padded_select
 from hwgen.frameplan import MAC_LATENCY, MacStage, SerializeStage
 
 __all__ = ["MacDenseLayer", "Serializer"]
-
-
-def _select(values: list[Value], index: Value) -> Value:
-    """``values[index]``, the list padded to every index value (no incomplete ``case`` in the Verilog)."""
-    padded = list(values) + [values[-1]] * ((1 << len(index)) - len(values))
-    return Array(padded)[index]
 
 
 def _table(values: tuple[int, ...], bits: int, index: Value) -> Value:
@@ -67,7 +62,7 @@ class Serializer(wiring.Component):
             m.d.sync += index.eq(index + 1)
             with m.If(index == n - 1):
                 m.d.sync += busy.eq(0)
-        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(_select([bank[k] for k in range(n)], index))]
+        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(padded_select([bank[k] for k in range(n)], index))]
         return m
 
 
@@ -161,7 +156,7 @@ class MacDenseLayer(wiring.Component):
         shift = Signal(range(max(2, max(rq.shift) + 1)), name="shift", reset_less=True)
         v_s1 = Signal(name="v_s1")
         m.d.sync += [
-            value.eq(_select(shadow, index)),
+            value.eq(padded_select(shadow, index)),
             mult.eq(_table(rq.multiplier, st.mult_bits, index)),
             offset.eq(_table(rq.offset, st.offset_bits, index)),
             shift.eq(_table(rq.shift, len(shift) + 1, index)),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,6 +36,13 @@ __all__ = [
     "SerialShifter",
     "SerialToParallel",
 ]
+
+
+def padded_select(values: list[Value], index: Value) -> Value:
+    """``values[index]``, the list padded with its last value to every index value (no incomplete
+    ``case`` in the Verilog)."""
+    padded = list(values) + [values[-1]] * ((1 << len(index)) - len(values))
+    return Array(padded)[index]
 
 
 def _check_positive(name: str, value: object) -> int:
@@ -427,7 +434,9 @@ class SerialInputs(wiring.Component):
             low = Signal(signed(d), name=f"low{j}")
             m.d.comb += low.eq(self.x[j])  # the first digit comes straight from x
             digit = Signal(d, name=f"digit{j}")
-            m.d.sync += digit.eq(Mux(busy, Mux(self.start, low, extended.word_select(select, d)), 0))
+            # A case over the shared index (a variable shift would be wider than the digit).
+            current = padded_select([extended.word_select(k, d) for k in range(own + 1)], select)
+            m.d.sync += digit.eq(Mux(busy, Mux(self.start, low, current), 0))
             m.d.comb += self.o[j].eq(digit)
         return m
 
