@@ -77,7 +77,7 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         "--layer-act-bits",
         metavar="LAYER=BITS,...",
         type=_layer_bits,
-        default=(),
+        default=dflt(d.layer_act_bits),
         help="activation value bits of named layers, overriding --act-bits (a ReLU output of B bits "
         "holds 0..2**B-1); what --precision incremental chose is in report.json",
     )
@@ -244,6 +244,8 @@ def _cmd_verify(argv: list[str]) -> int:
             from hwgen.paths import file_sha256
 
             same = isinstance(rec, dict) and rec.get("sha256") == file_sha256(Path(value))
+        elif key == "layer_act_bits":
+            same = rec == dict(value)
         else:
             same = rec == value
         if not same:

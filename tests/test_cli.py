@@ -229,6 +229,9 @@ def test_incremental_build_records_precisions_that_golden_reproduces(tmp_path):
     np.testing.assert_array_equal(
         np.load(tmp_path / "q.npy"), golden.run_integer(network, golden.quantize_input(network, x))
     )
+    other = ",".join(f"{name}={bits + 1}" for name, bits in chosen.items())
+    r = run_cli("verify", out, "--layer-act-bits", other)
+    assert r.returncode == 2 and "--layer-act-bits" in r.stderr and "differs from the build" in r.stderr
 
 
 def test_verify_refuses_options_that_differ_from_the_build(built):
