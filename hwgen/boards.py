@@ -9,11 +9,38 @@ from pathlib import Path
 from hwgen.errors import TwnError
 from hwgen.paths import BOARDS_DIR
 
-__all__ = ["Board", "list_boards", "load_board"]
+__all__ = ["Board", "PnrTarget", "list_boards", "load_board"]
+
+
+@dataclass(frozen=True)
+class PnrTarget:
+    """How the open toolchain (:mod:`hwgen.pnr`) places and routes for a board.
+
+    ``arch`` is ``ice40`` or ``ecp5`` (the Yosys ``synth_*`` script and the
+    nextpnr binary); ``device``, ``package`` and ``speed`` are nextpnr's
+    spellings; ``clock_pin`` takes the board oscillator and ``output_pin`` the
+    one output of the place-and-route top (an LED); ``io_type`` is the ECP5
+    I/O standard; ``use_dsp`` maps multiplies to the device's DSP blocks.
+    """
+
+    arch: str
+    device: str
+    package: str
+    clock_pin: str
+    output_pin: str
+    speed: str = ""
+    io_type: str = ""
+    use_dsp: bool = True
 
 
 @dataclass(frozen=True)
 class Board:
+    """A board preset. ``lut``, ``ff``, ``bram36`` and ``dsp`` are the capacity in the
+    first-order estimate's units; ``lut_inputs``, ``bram_blocks``, ``bram_kbits`` and
+    ``dsp_name`` describe the device's own blocks; ``pnr`` is set for boards the open
+    toolchain builds bitstreams for (Vivado project files are written for Xilinx boards).
+    """
+
     name: str
     description: str
     vendor: str
@@ -27,6 +54,26 @@ class Board:
     ff: int
     bram36: int
     dsp: int
+    lut_inputs: int = 6
+    bram_blocks: int = 0
+    bram_kbits: int = 36
+    dsp_name: str = "DSP"
+    pnr: PnrTarget | None = None
+
+    @property
+    def flow(self) -> str:
+        """The back-end flow twngen writes files for: ``vivado`` or ``nextpnr-<arch>``."""
+        if self.vendor == "xilinx":
+            return "vivado"
+        return f"nextpnr-{self.pnr.arch}" if self.pnr is not None else "none"
+
+    @property
+    def checked_resources(self) -> tuple[str, ...]:
+        """The estimate's resources a build checks against the board (multiplies mapped to
+        LUTs leave the DSPs unchecked)."""
+        if self.pnr is not None and not self.pnr.use_dsp:
+            return ("lut", "ff", "bram")
+        return ("lut", "ff", "bram", "dsp")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -41,6 +88,22 @@ def _read(path: Path) -> Board:
     try:
         d = tomllib.loads(path.read_text())
         r = d["resources"]
+        native = d.get("device_resources", {})
+        pnr = None
+        if "pnr" in d:
+            t = d["pnr"]
+            pnr = PnrTarget(
+                arch=str(t["arch"]),
+                device=str(t["device"]),
+                package=str(t["package"]),
+                clock_pin=str(t["clock_pin"]),
+                output_pin=str(t["output_pin"]),
+                speed=str(t.get("speed", "")),
+                io_type=str(t.get("io_type", "")),
+                use_dsp=bool(t.get("use_dsp", True)),
+            )
+            if pnr.arch not in ("ice40", "ecp5"):
+                raise ValueError(f"pnr.arch must be ice40 or ecp5, not {pnr.arch!r}")
         return Board(
             name=str(d["name"]),
             description=str(d["description"]),
@@ -55,6 +118,11 @@ def _read(path: Path) -> Board:
             ff=int(r["ff"]),
             bram36=int(r["bram36"]),
             dsp=int(r["dsp"]),
+            lut_inputs=int(native.get("lut_inputs", 6)),
+            bram_blocks=int(native.get("bram_blocks", r["bram36"])),
+            bram_kbits=int(native.get("bram_kbits", 36)),
+            dsp_name=str(native.get("dsp_name", "DSP")),
+            pnr=pnr,
         )
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise TwnError(f"board preset {path} is malformed: {exc}") from None

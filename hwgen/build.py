@@ -154,8 +154,15 @@ def build(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
+    part: str | None = None,
+    pnr: bool = False,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
+
+    A Xilinx board also gets a Vivado project in OUTDIR/vivado (:mod:`hwgen.vendor`;
+    ``part`` replaces the board's part), a Lattice board the open-toolchain inputs in
+    OUTDIR/pnr (:mod:`hwgen.pnr`), which ``pnr`` runs to a bitstream, putting nextpnr's
+    utilisation and maximum frequency in the report.
 
     ``argmax``: the hardware emits the class index instead of the output
     vector (None: when the model itself ends in ArgMax or TopK(k=1)).
@@ -168,9 +175,14 @@ def build(
     from hwgen.estimate import estimate_network
     from hwgen.hwplan import plan_network
     from hwgen.report import make_report, render_markdown
+    from hwgen.vendor import resolve_part
 
     model = Path(model)
-    board_obj = board if isinstance(board, Board) else load_board(board)
+    board_obj = resolve_part(board if isinstance(board, Board) else load_board(board), part)
+    if pnr:
+        from hwgen.pnr import pnr_target
+
+        pnr_target(board_obj)  # a board without an open flow is refused before any work
     clock = board_obj.clock_mhz if clock_mhz is None else float(clock_mhz)
     if not (0 < clock <= 2000):
         raise TwnError(f"--clock-mhz must be between 0 and 2000, not {clock}")
@@ -207,7 +219,7 @@ def build(
             + ", ".join(
                 f"{k} {v['used']:,} of {v['available']:,}"
                 for k, v in report["utilisation"].items()  # type: ignore[attr-defined]
-                if v["used"] > v["available"]
+                if v["used"] > v["available"] and k in board_obj.checked_resources
             )
             + "; use --allow-overflow to write the RTL anyway"
         )
@@ -217,16 +229,17 @@ def build(
 
     rtl = [f"rtl/{TOP_NAME}.v", "rtl/twn_axis.v"]
     inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
-    files = {
+    files: dict[str, str | bytes] = {
         rtl[0]: verilog,
         rtl[1]: _axis_wrapper(model.name, plan),
         "network.json": network.to_json() + "\n",
-        "report.json": _json_text(report),
-        "report.md": render_markdown(report),
         f"{TOP_NAME}.d": _depfile(out, rtl, inputs),
         f"{TOP_NAME}.f": "".join(f"{path}\n" for path in rtl),
         f"{TOP_NAME}.core": _fusesoc_core(model.stem, rtl),
     }
+    files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, verilog if pnr else None))
+    files["report.json"] = _json_text(report)
+    files["report.md"] = render_markdown(report)
     _write_atomically(out, files)
     return BuildResult(out, network, report, sorted(files))
 
@@ -318,17 +331,61 @@ def _axis_wrapper(model_name: str, plan: object) -> str:
     )
 
 
-#: synth_xilinx family per board family.
-_YOSYS_FAMILY = {"zynquplus": "xcup", "zynq7000": "xc7"}
+def _backend_files(
+    report: dict[str, object],
+    board: Board,
+    clock: float,
+    rtl: list[str],
+    model: str,
+    plan: object,
+    pnr_verilog: str | None,
+) -> dict[str, str | bytes]:
+    """The vendor project (Xilinx) or open-toolchain inputs (Lattice) for OUTDIR; given the
+    core's Verilog (``--pnr``), also the bitstream. Records what was written (and nextpnr's
+    results) in ``report``."""
+    from hwgen.pnr import PNR_DIR, place_and_route, pnr_files
+    from hwgen.vendor import VIVADO_DIR, vivado_project
+
+    if board.vendor == "xilinx":
+        report["vendor_project"] = {
+            "tool": "vivado",
+            "script": f"{VIVADO_DIR}/build.tcl",
+            "run": f"cd {VIVADO_DIR} && vivado -mode batch -source build.tcl",
+            "top": "twn_axis",
+        }
+        return dict(vivado_project(board, clock, rtl, top="twn_axis", model=model))
+    if board.pnr is None:
+        return {}
+    n_in = plan.beat_elements * plan.in_bits  # type: ignore[attr-defined]
+    n_out = plan.out_elements * plan.out_bits  # type: ignore[attr-defined]
+    inputs = pnr_files(board, clock, n_in, n_out, model)
+    files: dict[str, str | bytes] = dict(inputs)
+    report["vendor_project"] = {
+        "tool": board.flow,
+        "script": f"{PNR_DIR}/build.sh",
+        "run": f"cd {PNR_DIR} && sh build.sh",
+        "top": "twn_pnr",
+    }
+    if pnr_verilog is not None:
+        result = place_and_route({rtl[0]: pnr_verilog, **inputs}, board, clock)
+        report["pnr"] = result.report
+        files.update(result.files)
+    return files
 
 
 def _synthesize(verilog: str, board: Board) -> dict[str, object]:
-    """Yosys synth_xilinx on the generated RTL: counts for the report, beside the model's."""
+    """Yosys on the generated RTL: counts for the report, beside the model's (synth_xilinx,
+    or synth_ice40/synth_ecp5 for a Lattice board)."""
     from hwgen.synth import SynthesisFailed, synthesize
+    from hwgen.vendor import yosys_family
 
-    family = _YOSYS_FAMILY.get(board.family)
+    if board.pnr is not None:
+        from hwgen.pnr import synthesize_lattice
+
+        return synthesize_lattice(verilog, board)
+    family = yosys_family(board)
     if family is None:
-        raise TwnError(f"--synth-estimate supports Xilinx boards; {board.name} is {board.family}")
+        raise TwnError(f"--synth-estimate supports Xilinx, iCE40 and ECP5 boards; {board.name} is {board.family}")
     with tempfile.TemporaryDirectory(prefix="twngen-synth-") as tmp:
         path = Path(tmp) / "twn_top.v"
         path.write_text(verilog)
@@ -452,7 +509,7 @@ def _fold(network: Network, lanes: int) -> tuple[Network, int]:
     raise first_error
 
 
-def _write_atomically(out: Path, files: dict[str, str]) -> None:
+def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes]) -> None:
     """Write ``files`` into a fresh folder and swap it in place of ``out``."""
     out = out.absolute()
     if out.exists() and not out.is_dir():
@@ -463,10 +520,13 @@ def _write_atomically(out: Path, files: dict[str, str]) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUTDIR should not be
     try:
-        for rel, text in files.items():
+        for rel, content in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

@@ -142,9 +142,22 @@ def _cmd_build(argv: list[str]) -> int:
         "--allow-overflow", action="store_true", help="write the RTL even if the design does not fit the board"
     )
     p.add_argument(
+        "--part",
+        default=None,
+        help="Xilinx part for a custom board, replacing the board preset's (e.g. xczu7ev-ffvc1156-2-e): "
+        "the Vivado project and --synth-estimate use it",
+    )
+    p.add_argument(
         "--synth-estimate",
         action="store_true",
-        help="also synthesise the RTL with Yosys (synth_xilinx) and report its counts beside the model's",
+        help="also synthesise the RTL with Yosys (synth_xilinx, or synth_ice40/synth_ecp5 on a Lattice board) "
+        "and report its counts beside the model's",
+    )
+    p.add_argument(
+        "--pnr",
+        action="store_true",
+        help="Lattice iCE40/ECP5 boards: run Yosys, nextpnr and the packer to a bitstream (OUTDIR/pnr) and "
+        "report nextpnr's utilisation and maximum frequency",
     )
     rate = p.add_argument_group("rate (the scheduler picks each layer's digit width to meet it at the least area)")
     rate.add_argument(
@@ -190,6 +203,8 @@ def _cmd_build(argv: list[str]) -> int:
         argmax=args.argmax,
         precision=args.precision,
         min_act_bits=args.min_act_bits,
+        part=args.part,
+        pnr=args.pnr,
     )
     r = result.report
     res = r["resources"]
@@ -205,6 +220,18 @@ def _cmd_build(argv: list[str]) -> int:
     if "synthesis" in r:
         syn = r["synthesis"]
         print(f"  Yosys: {syn['lut_sites']:,} LUT sites, {syn['ff']:,} FF, {syn['dsp']} DSP ({syn['tool']})")  # type: ignore[index]
+    if "pnr" in r:
+        pr = r["pnr"]
+        used = ", ".join(
+            f"{v['used']:,}/{v['available']:,} {k}"
+            for k, v in pr["utilisation"].items()  # type: ignore[index]
+            if k not in ("io", "global_buffers")
+        )
+        print(
+            f"  nextpnr: fmax {pr['fmax_mhz']} MHz (target {pr['target_mhz']:g}: "  # type: ignore[index]
+            f"{'met' if pr['timing_met'] else 'NOT met'}); {used}"  # type: ignore[index]
+        )
+        print(f"  bitstream: {result.outdir / pr['bitstream']}")  # type: ignore[index]
     acc = r["accuracy"]
     print(
         f"  golden vs {'onnxruntime' if acc['reference'] == 'onnxruntime' else 'the float graph'}: "
@@ -213,6 +240,9 @@ def _cmd_build(argv: list[str]) -> int:
     )  # type: ignore[index]
     print(f"  Verilog: {result.outdir / 'rtl' / 'twn_top.v'}")
     print(f"  report:  {result.outdir / 'report.md'} and report.json")
+    if "vendor_project" in r:
+        vp = r["vendor_project"]
+        print(f"  {vp['tool']}: {result.outdir / vp['script']}")  # type: ignore[index]
     return 0
 
 
@@ -357,11 +387,17 @@ def _cmd_boards(argv: list[str]) -> int:
     from hwgen.boards import list_boards
 
     argparse.ArgumentParser(prog="twngen boards", description="List board presets.").parse_args(argv)
-    print(f"{'board':<10} {'part':<24} {'MHz':>6} {'LUT':>9} {'FF':>9} {'BRAM36':>7} {'DSP':>6}  description")
+    print(
+        f"{'board':<11} {'part':<24} {'MHz':>5} {'LUT':>13} {'FF':>9} {'block RAM':>15} {'DSP':>16}  "
+        f"{'flow':<14} description"
+    )
     for b in list_boards():
+        luts = f"{b.lut:,} LUT{b.lut_inputs}"
+        brams = f"{b.bram_blocks:,} x {b.bram_kbits}k"
+        dsps = f"{b.dsp:,} {b.dsp_name}" if b.dsp_name != "DSP" else f"{b.dsp:,}"
         print(
-            f"{b.name:<10} {b.part:<24} {b.clock_mhz:>6g} {b.lut:>9,} {b.ff:>9,} {b.bram36:>7,} {b.dsp:>6,}"
-            f"  {b.description}"
+            f"{b.name:<11} {b.part:<24} {b.clock_mhz:>5g} {luts:>13} {b.ff:>9,} {brams:>15} {dsps:>16}  "
+            f"{b.flow:<14} {b.description}"
         )
     return 0
 

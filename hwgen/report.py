@@ -102,7 +102,12 @@ def make_report(
     avail = {"lut": board.lut, "ff": board.ff, "bram": board.bram36, "dsp": board.dsp}
     used = total.to_json()
     utilisation = {
-        k: {"used": used[k], "available": avail[k], "fraction": round(used[k] / avail[k], 6)}
+        k: {
+            "used": used[k],
+            "available": avail[k],
+            "fraction": round(used[k] / avail[k], 6),
+            **({} if k in board.checked_resources else {"checked": False}),
+        }
         for k in ("lut", "ff", "bram", "dsp")
     }
     assert network.input_format is not None
@@ -136,9 +141,18 @@ def make_report(
         "initiation_interval_cycles": ii,
         "throughput_per_s": clock_mhz * 1e6 / ii,
         "resources": used,
-        "resource_estimate_model": "first-order LUT/FF/DSP model (hwgen.estimate), not synthesis",
+        "resource_estimate_model": "first-order LUT/FF/DSP model (hwgen.estimate), not synthesis"
+        + (
+            f"; it counts Xilinx LUT6s, so against the LUT{board.lut_inputs}s of {board.part} it is optimistic "
+            "(--synth-estimate and --pnr give the device's own counts)"
+            if board.lut_inputs != 6
+            else ""
+        )
+        + (
+            f"; DSPs not checked: multiplies go to LUTs on {board.name}" if "dsp" not in board.checked_resources else ""
+        ),
         "utilisation": utilisation,
-        "fits": all(used[k] <= avail[k] for k in avail),
+        "fits": all(used[k] <= avail[k] for k in board.checked_resources),
         "accuracy": accuracy.to_json(),
         "interface": {
             "top": "twn_top",
@@ -285,14 +299,94 @@ def _fmt_text(d: dict[str, int]) -> str:
     return f"signed {d['bits']} bits, {d['frac']} fraction bits, codes {d['min_code']}..{d['max_code']}"
 
 
+#: Width of the text bars in report.md.
+BAR_CELLS = 20
+
+
+def _bar(fraction: float) -> str:
+    """A text bar: any use shows at least one cell, and only a full device fills every cell."""
+    filled = min(BAR_CELLS, max(1 if fraction > 0 else 0, round(BAR_CELLS * fraction)))
+    if fraction < 1 and filled == BAR_CELLS:
+        filled -= 1
+    return "`" + "█" * filled + "·" * (BAR_CELLS - filled) + "`" + (" over!" if fraction > 1 else "")
+
+
+def _utilisation_rows(rows: dict) -> str:  # type: ignore[type-arg]
+    return "\n".join(
+        f"| {v.get('cell', k.upper())} | {v['used']:,} | {v['available']:,} | {100 * v['fraction']:.2f}% "
+        f"| {_bar(v['fraction']) if v.get('checked', True) else 'not checked'} |"
+        for k, v in rows.items()
+    )
+
+
+def _synthesis_text(r: dict) -> str:  # type: ignore[type-arg]
+    if "synthesis" not in r:
+        return ""
+    syn = r["synthesis"]
+    if syn.get("lut_kind") == "LUT4":
+        return (
+            f"\nYosys ({syn['tool']}): {syn['lut']:,} LUT4, {syn['ff']:,} FF, {syn['carry']:,} carry "
+            f"({syn['carry_kind']}), {syn['lutram']:,} LUT RAM, {syn['bram']:,} block RAM ({syn['bram_kind']}), "
+            f"{syn['dsp']} DSP.\n"
+        )
+    return (
+        f"\nYosys ({syn['tool']}): {syn['lut_sites']:,} LUT sites "
+        f"({syn['lut']:,} LUT, {syn['srl']:,} SRL, {syn['lutram']:,} LUTRAM), "
+        f"{syn['ff']:,} FF, {syn['carry']:,} CARRY4, {syn['dsp']} DSP, "
+        f"{syn['bram']:g} BRAM36.\n"
+    )
+
+
+def _backend_text(r: dict) -> str:  # type: ignore[type-arg]
+    """The vendor project or open-toolchain section, with nextpnr's results when it ran."""
+    vp = r.get("vendor_project")
+    if vp is None:
+        return ""
+    if vp["tool"] == "vivado":
+        return (
+            f"\n## Vivado project\n`{vp['script']}` creates a project for {r['part']}, adds the RTL with "
+            f"`{vp['top']}` as top (out of context) and the clock constraint at {r['clock_mhz']:g} MHz, "
+            f"synthesises, implements and writes utilisation and timing reports: `{vp['run']}`.\n"
+        )
+    text = (
+        f"\n## Bitstream ({vp['tool']})\n`{vp['script']}` builds a bitstream for {r['part']} with the top "
+        f"`{vp['top']}` (the core between an LFSR and one LED pin); `--pnr` runs it.\n"
+    )
+    pr = r.get("pnr")
+    if pr is None:
+        return text
+    met = "met" if pr["timing_met"] else "**not met**"
+    return text + (
+        f"\nPlaced and routed ({pr['tool']}, seed {pr['seed']}): maximum frequency **{pr['fmax_mhz']} MHz** "
+        f"(target {pr['target_mhz']:g} MHz, {met}; at the maximum, "
+        f"{pr['fmax_mhz'] * 1e6 / r['initiation_interval_cycles']:,.0f} inferences/s); "
+        f"bitstream `{pr['bitstream']}` ({pr['bitstream_bytes']:,} "
+        "bytes). Utilisation, including the LFSR and shift register that feed the core:\n\n"
+        "| resource | used | available | utilisation | |\n|---|---:|---:|---:|---|\n"
+        + _utilisation_rows(pr["utilisation"])
+        + "\n"
+    )
+
+
+def _interface_text(r: dict) -> str:  # type: ignore[type-arg]
+    iface = r["interface"]
+    n_in, b_in = iface["input_elements_per_beat"], iface["input_element_bits"]
+    n_out, b_out = iface["output_elements"], iface["output_element_bits"]
+    beats = iface.get("beats_per_frame", 1)
+    return (
+        f"- `{iface['top']}` (valid/ready; `twn_axis`: the same as AXI4-Stream): clock `clk`, "
+        "synchronous active-high reset `rst`\n"
+        f"- input `x__payload`: {n_in} element(s) x {b_in} bits = {n_in * b_in} bits per beat"
+        + (f", {beats} beats a frame" if beats > 1 else "")
+        + f"\n- output `y__payload`: {n_out} element(s) x {b_out} bits = {n_out * b_out} bits; "
+        f"{iface['packing']}\n- output FIFO depth {iface['fifo_depth']}"
+    )
+
+
 def render_markdown(report: dict[str, object]) -> str:
     r: dict = report  # type: ignore[type-arg]
     tmpl = Template((RTL_TEMPLATES_DIR / "report.md.tmpl").read_text())
-    resource_rows = "\n".join(
-        f"| {k.upper()} | {v['used']:,} | {v['available']:,} | "
-        f"{100 * v['fraction']:.2f}% {'█' * min(20, round(20 * v['fraction']))} |"
-        for k, v in r["utilisation"].items()
-    )
+    resource_rows = _utilisation_rows(r["utilisation"])
     layer_rows = "\n".join(
         f"| {lay['name']} | {lay['op']} | {lay['in_shape']} → {lay['out_shape']} | {lay['weight_kind']} "
         f"| {lay['weights_nonzero']:,} of {lay['weights_total']:,} | {lay['adders']:,} ({lay['naive_adders']:,}) "
@@ -329,12 +423,8 @@ def render_markdown(report: dict[str, object]) -> str:
         mean_err=f"{acc['mean_abs_error']:.3g}",
         top1=f"{100 * acc['top1_agreement']:.1f}%",
         reference=acc["reference"],
-        synthesis=(
-            f"\nYosys ({r['synthesis']['tool']}): {r['synthesis']['lut_sites']:,} LUT sites "
-            f"({r['synthesis']['lut']:,} LUT, {r['synthesis']['srl']:,} SRL, {r['synthesis']['lutram']:,} LUTRAM), "
-            f"{r['synthesis']['ff']:,} FF, {r['synthesis']['carry']:,} CARRY4, {r['synthesis']['dsp']} DSP, "
-            f"{r['synthesis']['bram']:g} BRAM36.\n"
-            if "synthesis" in r
-            else ""
-        ),
+        synthesis=_synthesis_text(r),
+        backend=_backend_text(r),
+        interface=_interface_text(r),
+        version=r["twngen_version"],
     )
