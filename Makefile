@@ -11,8 +11,12 @@ BOARD  ?= zcu111
 MODEL  ?= examples/mlp_ternary.onnx
 OUTDIR ?= build/$(basename $(notdir $(MODEL)))
 SIM    ?= both
+# Extra twngen options for the verilog, synth-estimate and pnr targets.
+FLAGS  ?=
+# make pnr builds for an open-toolchain board: icebreaker unless BOARD is given.
+PNR_BOARD := $(if $(filter command line environment,$(origin BOARD)),$(BOARD),icebreaker)
 
-.PHONY: setup demo test verilog verify lint synth-estimate bench clean help iverilog
+.PHONY: setup demo test verilog verify lint synth-estimate pnr bench clean help iverilog
 
 help:
 	@echo "make demo     set up .venv, build $(MODEL) for $(BOARD), verify on both simulators"
@@ -21,6 +25,7 @@ help:
 	@echo "make verify   OUTDIR=... SIM=icarus|verilator|both"
 	@echo "make lint     ruff on the package, verilator --lint-only on the generated RTL"
 	@echo "make synth-estimate MODEL=... BOARD=...   build with Yosys synth_xilinx counts in the report"
+	@echo "make pnr      MODEL=... BOARD=icebreaker|ulx3s-85f FLAGS=...   Yosys + nextpnr to a bitstream, fmax in the report"
 	@echo "make bench    long benchmarks (bench/)"
 
 setup: $(STAMP) iverilog
@@ -51,7 +56,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 verilog: setup
-	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR)
+	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR) $(FLAGS)
 
 verify: setup
 	$(BIN)/twngen verify $(OUTDIR) --simulator $(SIM)
@@ -63,7 +68,10 @@ lint: setup
 	  --top-module twn_axis $(OUTDIR)/rtl/*.v
 
 synth-estimate: setup
-	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR) --synth-estimate
+	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR) --synth-estimate $(FLAGS)
+
+pnr: setup
+	$(BIN)/twngen $(MODEL) --board $(PNR_BOARD) -o $(OUTDIR) --pnr $(FLAGS)
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
