@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.hwplan import LayerPlan
-from hwgen.ir import Operand
+from hwgen.ir import AddNode, Operand
 
 __all__ = ["AdderGraphPipeline"]
 
@@ -63,17 +63,25 @@ class AdderGraphPipeline(wiring.Component):
                 chain.append(reg)
             return chain[lag]
 
-        def term(op: Operand, lag: int) -> Value:
+        def magnitude(op: Operand, lag: int) -> Value:
             v = at(op.value, lag)
-            if op.shift:
-                v = v << op.shift
-            return -v if op.negate else v
+            return v << op.shift if op.shift else v
+
+        def node_sum(node: AddNode, ready: int) -> Value:
+            a, b = (magnitude(op, ready - depths[op.value]) for op in (node.a, node.b))
+            # One subtraction, never a negation plus an addition: synthesis folds the inverted
+            # operand into the carry chain's propagate LUT only as the subtrahend.
+            if node.a.negate and node.b.negate:
+                return -(a + b)
+            if node.a.negate:
+                return b - a
+            return a - b if node.b.negate else a + b
 
         for k, node in enumerate(graph.nodes):
             index = graph.n_inputs + k
             ready = depths[index] - 1
             reg = Signal(signed(plan.value_bits[index]), name=f"n{k}", reset_less=True)
-            m.d.sync += reg.eq(term(node.a, ready - depths[node.a.value]) + term(node.b, ready - depths[node.b.value]))
+            m.d.sync += reg.eq(node_sum(node, ready))
             values.append(reg)
 
         for i, out in enumerate(graph.outputs):
