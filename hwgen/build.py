@@ -506,7 +506,22 @@ def _fold(network: Network, lanes: int) -> tuple[Network, int]:
         except TwnError as exc:
             first_error = first_error or exc
     assert first_error is not None
-    raise first_error
+    # Name the best rate the network does reach (one lane always does: no folding).
+    for best in range(lanes - 1, 0, -1):
+        if length % best == 0 and (best == 1 or _folds(network, best)):
+            break
+    raise TwnError(
+        f"{first_error}. The fastest schedule this network takes is {best} position(s) per cycle "
+        f"(--input-rate {best}: an initiation interval of {length // best} cycles per frame)"
+    ) from None
+
+
+def _folds(network: Network, lanes: int) -> bool:
+    try:
+        run_passes(network, (FoldLanes(lanes),))
+    except TwnError:
+        return False
+    return True
 
 
 def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes]) -> None:

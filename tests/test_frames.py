@@ -1,6 +1,8 @@
 """Streamed convolution networks: window schedules, components in Amaranth sim, whole networks on both simulators."""
 
+import json
 import random
+import re
 
 import numpy as np
 import onnx
@@ -237,6 +239,23 @@ def test_a_fold_the_pooling_cannot_follow_is_refused_by_name(tmp_path):
         run_passes(net, (FoldLanes(3),))
     with pytest.raises(TwnError, match="folds lanes only until pooling brings the rate to one position"):
         run_passes(net, (FoldLanes(4),))
+
+
+def test_a_rate_no_schedule_meets_names_the_bottleneck_and_the_best_rate(tmp_path, capsys):
+    from hwgen.cli import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(stack("c4k3p1,m2,c4k3p1,m2,d8,o3", (2, 32), seed=1), str(path))
+    out = tmp_path / "out"
+    assert main([str(path), "--board", "zcu111", "-o", str(out), "--input-rate", "8"]) == 2
+    err = capsys.readouterr().err
+    # Two poolings by 2 leave 2 positions per cycle at the dense layer; 4 lanes is the most that folds.
+    assert re.search(r"layer '/gemm_\d+/Gemm' \(Gemm\): the input rate leaves 2 positions per cycle", err), err
+    best = "fastest schedule this network takes is 4 position(s) per cycle (--input-rate 4: an initiation interval"
+    assert f"{best} of 8 cycles per frame)" in err
+    assert "Traceback" not in err and not out.exists()
+    assert main([str(path), "--board", "zcu111", "-o", str(out), "--input-rate", "4"]) == 0
+    assert json.loads((out / "report.json").read_text())["initiation_interval_cycles"] == 8
 
 
 def test_mac_layer_in_amaranth_sim(tmp_path):
