@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -311,8 +312,8 @@ def synthesize_lattice(verilog: str, board: Board, top: str = "twn_top", timeout
 def lattice_counts(cells: dict[str, int], arch: str, use_dsp: bool = True) -> dict[str, object]:
     """Yosys's iCE40/ECP5 cells as report fields (``lut`` counts LUT4s; ``bram`` native blocks)."""
 
-    def total(match: object) -> int:
-        return sum(n for name, n in cells.items() if match(name))  # type: ignore[operator]
+    def total(match: Callable[[str], bool]) -> int:
+        return sum(n for name, n in cells.items() if match(name))
 
     if arch == "ice40":
         counts = {
