@@ -16,7 +16,7 @@ FLAGS  ?=
 # make pnr builds for an open-toolchain board: icebreaker unless BOARD is given.
 PNR_BOARD := $(if $(filter command line environment,$(origin BOARD)),$(BOARD),icebreaker)
 
-.PHONY: setup demo test verilog verify lint synth-estimate pnr bench clean help iverilog
+.PHONY: setup demo test verilog verify lint synth-estimate pnr bench fuzz clean help iverilog
 
 help:
 	@echo "make demo     set up .venv, build $(MODEL) for $(BOARD), verify on both simulators"
@@ -27,6 +27,7 @@ help:
 	@echo "make synth-estimate MODEL=... BOARD=...   build with Yosys synth_xilinx counts in the report"
 	@echo "make pnr      MODEL=... BOARD=icebreaker|ulx3s-85f FLAGS=...   Yosys + nextpnr to a bitstream, fmax in the report"
 	@echo "make bench    long benchmarks (bench/)"
+	@echo "make fuzz     FUZZ_NETWORKS=N FUZZ_MINUTES=M   differential fuzzing campaign; failures -> tests/fixtures/fuzz"
 
 setup: $(STAMP) iverilog
 
@@ -75,6 +76,16 @@ pnr: setup
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Differential fuzzing: random networks, golden vs onnxruntime, merged graphs vs W @ x, RTL vs golden
+# (Icarus and Verilator in turn); every failing case is kept under tests/fixtures/fuzz for `make test`.
+FUZZ_NETWORKS ?= 200
+FUZZ_VECTORS  ?= 40
+FUZZ_START    ?= 1000
+FUZZ_MINUTES  ?= 0
+fuzz: setup
+	nice -n 19 $(BIN)/python bench/fuzz.py --networks $(FUZZ_NETWORKS) --vectors $(FUZZ_VECTORS) \
+	  --start $(FUZZ_START) --minutes $(FUZZ_MINUTES)
 
 clean:
 	rm -rf build .pytest_cache

@@ -7,6 +7,7 @@ Amaranth unit tests and the accuracy check against onnxruntime.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,10 @@ def onnxruntime_outputs(
     model: onnx.ModelProto, network: Network, x: np.ndarray, tensor: str | None = None
 ) -> np.ndarray:
     """onnxruntime on the source model; ``tensor`` exposes an inner tensor as the output."""
+    # onnxruntime >= 1.29 on Linux otherwise writes a device id and an event
+    # database under ~/.cache/Microsoft and uploads telemetry; a build writes
+    # nothing outside OUTDIR and $TWNGEN_CACHE (the variable is read on import).
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -1,7 +1,13 @@
 """Hostile and strange inputs: refused with exit 2 and one message, or built correctly."""
 
+import json
+import os
+import re
+import resource
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -29,70 +35,6 @@ def _w(values, name="W"):
 
 GEMM = [helper.make_node("Gemm", ["x", "W"], ["y"], name="fc", transB=1)]
 TERNARY = np.sign(np.random.default_rng(0).standard_normal((3, 4))) * 0.5
-
-
-def _write(tmp_path, case):
-    path = tmp_path / f"{case}.onnx"
-    if case == "truncated":
-        data = _model(GEMM, [_w(TERNARY)]).SerializeToString()
-        path.write_bytes(data[: len(data) // 2])
-    elif case == "cycle":
-        nodes = [
-            helper.make_node("Relu", ["x", "b"], ["a"], name="first"),
-            helper.make_node("Relu", ["a"], ["b"], name="second"),
-            helper.make_node("Gemm", ["b", "W"], ["y"], name="fc", transB=1),
-        ]
-        onnx.save(_model(nodes, [_w(TERNARY)]), str(path))
-    elif case == "missing_initializer":
-        onnx.save(_model(GEMM, []), str(path))
-    elif case == "nan_weights":
-        w = TERNARY.copy()
-        w[1, 2] = np.nan
-        onnx.save(_model(GEMM, [_w(w)]), str(path))
-    elif case == "inf_weights":
-        w = TERNARY.copy()
-        w[0, 0] = np.inf
-        onnx.save(_model(GEMM, [_w(w)]), str(path))
-    elif case == "zero_width":
-        onnx.save(_model(GEMM, [_w(np.zeros((3, 0)))], in_shape=("n", 0)), str(path))
-    elif case == "absurd_size":
-        onnx.save(_model(GEMM, [_w(TERNARY)], in_shape=("n", 10**12)), str(path))
-    elif case == "external_data":
-        model = _model(GEMM, [_w(TERNARY)])
-        init = model.graph.initializer[0]
-        init.ClearField("raw_data")
-        init.data_location = TensorProto.EXTERNAL
-        init.external_data.add(key="location", value="../../../etc/passwd")
-        onnx.save(model, str(path))
-    return path
-
-
-@pytest.mark.parametrize(
-    "case, message",
-    [
-        ("truncated", "not a readable ONNX model"),
-        ("cycle", "cycle|non-constant inputs|feeds"),
-        ("missing_initializer", "neither an initializer"),
-        ("nan_weights", "NaN or infinite"),
-        ("inf_weights", "NaN or infinite"),
-        ("zero_width", "fixed positive feature dimensions"),
-        ("absurd_size", "elements"),
-        ("external_data", "external file"),
-    ],
-)
-def test_hostile_models_are_refused(tmp_path, case, message):
-    path = _write(tmp_path, case)
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "hwgen.cli", str(path), "--board", "zcu111", "-o", str(out)],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.startswith("twngen: error:") and "Traceback" not in r.stderr
-    import re
-
-    assert re.search(message, r.stderr), r.stderr
-    assert not out.exists()
 
 
 def test_all_zero_weights_build_to_constant_outputs(tmp_path):
@@ -129,3 +71,138 @@ def test_names_with_verilog_syntax_never_reach_the_rtl(tmp_path):
         text = v.read_text()
         assert "evil" not in text and "$finish" not in text and "fc;" not in text
         assert text.count("endmodule") == text.count("\nmodule ") + text.startswith("module ")
+
+
+# -- the committed corpus (tests/fixtures/hostile, made by make_hostile.py) ---------------------
+
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "hostile"
+sys.path.insert(0, str(CORPUS))
+import make_hostile  # noqa: E402
+
+#: Address space the CLI gets for a refused file: far below what an absurd declared size would need.
+REFUSE_MEMORY = 3 << 30
+
+
+def _sandbox(tmp_path: Path) -> dict[str, Path]:
+    """A fresh cwd, HOME, TMPDIR and cache, so anything written outside OUTDIR shows up."""
+    dirs = {name: tmp_path / name for name in ("cwd", "home", "tmp", "cache", "models")}
+    for d in dirs.values():
+        d.mkdir()
+    return dirs
+
+
+def _env(dirs: dict[str, Path]) -> dict[str, str]:
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "TWNGEN_"))}
+    env.update(HOME=str(dirs["home"]), TMPDIR=str(dirs["tmp"]), TWNGEN_CACHE=str(dirs["cache"]))
+    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the interpreter's own .pyc files are not twngen's output
+    return env
+
+
+def _twngen(args: list[str], dirs: dict[str, Path], memory: int | None = None, timeout: float = 300):
+    def limit() -> None:
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return subprocess.run(
+        [sys.executable, "-m", "hwgen.cli", *args], cwd=dirs["cwd"], env=_env(dirs), capture_output=True,
+        text=True, check=False, timeout=timeout, preexec_fn=limit,
+    )  # fmt: skip
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_corpus_is_what_the_script_writes(tmp_path):
+    """The committed files are reproducible: make_hostile.py rewrites them byte for byte."""
+    r = subprocess.run([sys.executable, str(CORPUS / "make_hostile.py"), str(tmp_path)], capture_output=True,
+                       text=True, check=True)  # fmt: skip
+    assert "wrote" in r.stdout
+    written = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    assert written == sorted(p.name for p in CORPUS.glob("*.onnx"))
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (CORPUS / name).read_bytes(), name
+    readme = (CORPUS / "README.md").read_text()
+    for case in (*make_hostile.REFUSE, *make_hostile.BUILD):
+        assert f"`{case}.onnx`" in readme, f"README.md does not describe {case}"
+
+
+@pytest.fixture
+def fifo():
+    """The FIFO external_fifo.onnx points at: opening it for reading would block (no writer)."""
+    path = Path("/tmp/twngen-hostile-fifo")
+    made = False
+    if not path.exists():
+        os.mkfifo(path)
+        made = True
+    assert path.is_fifo() if hasattr(path, "is_fifo") else True
+    yield path
+    if made:
+        path.unlink()
+
+
+@pytest.mark.parametrize("case", sorted(make_hostile.REFUSE))
+def test_corpus_file_is_refused_safely(tmp_path, case, fifo):
+    """Exit 2, one paragraph naming what is wrong, no traceback, nothing written, little memory."""
+    dirs = _sandbox(tmp_path)
+    model = dirs["models"] / f"{case}.onnx"
+    shutil.copy(CORPUS / model.name, model)
+    out = dirs["cwd"] / "OUT"
+    # A timeout here means the FIFO (or another external path) was opened.
+    r = _twngen([str(model), "--board", "zcu111", "-o", str(out)], dirs, memory=REFUSE_MEMORY, timeout=120)
+    assert r.returncode == 2, r.stderr[-3000:]
+    msg = r.stderr.strip()
+    assert msg.startswith("twngen: error:") and "Traceback" not in msg, msg
+    assert "\n" not in msg, "one paragraph"
+    assert re.search(make_hostile.REFUSE[case], msg), msg
+    assert r.stdout == ""
+    assert not out.exists()
+    for name in ("cwd", "home", "tmp", "cache"):
+        assert _files(dirs[name]) == [], f"{case} wrote into {name}: {_files(dirs[name])}"
+    assert _files(dirs["models"]) == [model.name]
+
+
+def _rtl_identifiers_are_clean(outdir: Path) -> None:
+    evil = ["$display", "$finish", "endmodule module", "`define", "\u202e", "\\slash", "pwned", "\u5168"]
+    for v in (outdir / "rtl").glob("*.v"):
+        text = v.read_text(encoding="utf-8")
+        assert text.isascii(), f"{v.name}: non-ASCII characters in the RTL"
+        for bad in evil:
+            assert bad not in text, f"{v.name} contains {bad!r}"
+        # Escaped identifiers are the backend's own hierarchy and Yosys names (\\twn_top.layer0_adders,
+        # \\x$11[0], \\$auto$...): plain characters only, never a name from the model.
+        escaped = set(re.findall(r"\\(\S+)", re.sub(r"//.*|/\*.*?\*/", "", text, flags=re.S)))
+        assert all(re.fullmatch(r"[A-Za-z0-9_$.:\[\]]+", e) for e in escaped), sorted(
+            e for e in escaped if not re.fullmatch(r"[A-Za-z0-9_$.:\[\]]+", e)
+        )[:5]
+        modules = re.findall(r"^module\s+(\S+?)\s*\(", text, flags=re.M)
+        assert modules and len(modules) == len(set(modules)), modules
+        assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*|\\[A-Za-z_][A-Za-z0-9_$.]*", m) for m in modules), modules
+        assert text.count("endmodule") == len(modules)
+
+
+@pytest.mark.parametrize("case", make_hostile.BUILD)
+def test_corpus_file_builds_and_verifies(tmp_path, case):
+    """All-zero and low-bit weights, names in other scripts or holding Verilog: build, verify, clean RTL."""
+    dirs = _sandbox(tmp_path)
+    model = dirs["models"] / f"{case}.onnx"
+    shutil.copy(CORPUS / model.name, model)
+    out = dirs["cwd"] / "OUT"
+    r = _twngen([str(model), "--board", "zcu111", "-o", str(out)], dirs)
+    assert r.returncode == 0, r.stderr[-3000:]
+    v = _twngen(["verify", str(out), "--simulator", "icarus", "--vectors", "12"], dirs)
+    assert v.returncode == 0, v.stdout[-2000:] + v.stderr[-2000:]
+    assert "12 passed, 0 failed" in v.stdout
+    _rtl_identifiers_are_clean(out)
+    report = json.loads((out / "report.json").read_text())
+    if case == "all_zero_weights":
+        assert report["adders"] == 0
+    if case == "lowbit_weights":
+        kinds = [layer["weight_kind"] for layer in report["layers"]]
+        assert kinds == ["int4", "int8"], kinds
+    if case == "evil_names":
+        # Seven distinct layers, named as in the model (names are report text, never RTL).
+        assert len(report["layers"]) == 7
+        assert report["layers"][0]["name"] == make_hostile.EVIL_NAMES[0]

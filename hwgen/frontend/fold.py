@@ -128,6 +128,36 @@ def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -
     raise ValueError(f"cannot fold {op}")
 
 
+#: Largest constant (initializer or folded tensor) accepted, in elements: far
+#: above any layer that fits an FPGA, far below what would exhaust memory.
+MAX_TENSOR_ELEMENTS = 1 << 27
+
+
+def _elements(shape: Any) -> int:
+    return int(np.prod([int(d) for d in shape], dtype=object)) if len(shape) else 1
+
+
+def _folded_elements(node: onnx.NodeProto, args: list[np.ndarray | None]) -> int:
+    """How many elements folding ``node`` would allocate, computed without allocating them."""
+    op = node.op_type
+    given = [np.asarray(a) for a in args if a is not None]
+    if op == "ConstantOfShape" and given:
+        dims = [int(v) for v in given[0].reshape(-1)]
+        if any(d < 0 for d in dims):
+            raise ValueError(f"negative dimension in {dims}")
+        return _elements(dims)
+    if op == "Range" and len(given) == 3:
+        start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in given)
+        if delta == 0 or not all(np.isfinite([start, limit, delta])):
+            raise ValueError("Range with a zero or non-finite step")
+        return max(0, int(np.ceil((limit - start) / delta)))
+    if op == "Gather" and len(given) == 2:
+        return _elements(given[0].shape) * max(1, given[1].size)
+    if op in ("Mul", "Add", "Sub", "Div", "Pow", "Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"):
+        return _elements(np.broadcast_shapes(*(a.shape for a in given)))
+    return max((a.size for a in given), default=1)
+
+
 def fold_constants(
     graph: onnx.GraphProto,
     consts: dict[str, np.ndarray],
@@ -169,6 +199,15 @@ def fold_constants(
         args = [consts.get(n) if n else None for n in node.input]
         if any(n and n not in consts for n in node.input):
             continue
+        try:
+            size = _folded_elements(node, args)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise TwnError(f"{node_label(node, i)}: cannot fold the shape computation ({exc})") from None
+        if size > MAX_TENSOR_ELEMENTS:
+            raise TwnError(
+                f"{node_label(node, i)}: folding it would make a constant of {size:,} elements; "
+                f"twngen accepts constants of at most {MAX_TENSOR_ELEMENTS:,} elements"
+            )
         try:
             if op == "Quant":
                 consts[node.output[0]] = quant_ops.quant(node, args[0], consts)  # type: ignore[arg-type]

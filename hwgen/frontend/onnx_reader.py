@@ -25,7 +25,7 @@ from onnx import numpy_helper
 
 from hwgen.errors import TwnError
 from hwgen.frontend import quant_ops
-from hwgen.frontend.fold import BATCH, fold_constants
+from hwgen.frontend.fold import BATCH, MAX_TENSOR_ELEMENTS, fold_constants
 from hwgen.frontend.nodes import node_attrs, node_label
 from hwgen.frontend.quant_ops import FINN_DOMAINS, QONNX_DOMAINS
 from hwgen.frontend.weights import factor_weights
@@ -130,8 +130,29 @@ def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
                 f"initializer {init.name!r} stores its data in an external file; "
                 "twngen accepts models with all weights embedded in the .onnx file"
             )
-        consts[init.name] = numpy_helper.to_array(init)
+        consts[init.name] = _initializer_array(init)
     return consts
+
+
+def _initializer_array(init: onnx.TensorProto) -> np.ndarray:
+    """The initializer's values, refusing declared sizes that are absurd or that its data does not hold."""
+    dims = [int(d) for d in init.dims]
+    what = f"initializer {init.name!r}"
+    if any(d < 0 for d in dims):
+        raise TwnError(f"{what} declares a negative dimension {dims}; dimensions must be >= 0")
+    count = int(np.prod(dims, dtype=object)) if dims else 1
+    if count > MAX_TENSOR_ELEMENTS:
+        raise TwnError(
+            f"{what} declares {count:,} elements (shape {dims}); twngen accepts constants of at most "
+            f"{MAX_TENSOR_ELEMENTS:,} elements"
+        )
+    try:
+        return numpy_helper.to_array(init)
+    except Exception as exc:  # data that does not match the declared shape or type
+        raise TwnError(
+            f"{what} of shape {dims} holds data that does not match its declared shape or type "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:

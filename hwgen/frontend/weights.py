@@ -53,9 +53,21 @@ def _integer_step(values: np.ndarray, limit: int) -> float | None:
         ratios = mags / step
         if np.all(np.abs(ratios - np.round(ratios)) <= 1e-6 * ratios) and np.round(ratios).max() <= limit:
             ints = np.round(values / step).astype(np.int64)
-            if _exact(values, ints, step):
-                return step
+            # smallest / k is rarely the exporter's float32 scale itself when no
+            # weight is +-1 step (float32(k * s) / k != s): try the float32
+            # values around it too.
+            for candidate in _float32_neighbours(step):
+                if _exact(values, ints, candidate):
+                    return candidate
     return None
+
+
+def _float32_neighbours(step: float) -> list[float]:
+    """``step`` and the float32 values within two ulps of it, nearest first."""
+    near = np.float32(step)
+    up, down = np.nextafter(near, np.float32(np.inf)), np.nextafter(near, np.float32(0))
+    further = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+    return [step, *(float(v) for v in (near, up, down, *further))]
 
 
 def factor_weights(w: np.ndarray, where: str, max_bits: int = 2) -> FactoredWeights:

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Differential fuzzing campaign (``make fuzz``): random supported networks, three checks each.
+
+For every seed in ``--start .. --start + --networks``: the network of
+``tests/fuzz_networks.network_from_seed(seed)`` is written as ONNX, built,
+and checked: golden vs onnxruntime within the formats' error bound (and the
+report's stated error reproduced), every merged adder graph vs ``W @ x``,
+and the RTL vs golden on a simulator (``--simulators`` in turn, or every one
+with ``--all-simulators``) with random stalls on both sides. A failing case
+(a check disagreeing, a refusal of a network the generator means to be
+supported, or a crash) is saved as a regression fixture under
+``--fixtures`` (``seed-N/model.onnx`` + ``case.json``), which
+``tests/test_fuzz.py`` replays. The summary goes to ``--results`` (JSON).
+
+    nice -n 19 python bench/fuzz.py --networks 200 --vectors 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from fuzz_networks import (  # noqa: E402
+    FuzzFailure,
+    build_case,
+    check_golden_vs_onnxruntime,
+    check_merged_graphs,
+    check_rtl,
+    network_from_seed,
+    write_case,
+)
+
+
+def run_one(seed: int, simulators: list[str], vectors: int, work: Path) -> dict[str, object]:
+    from hwgen.errors import TwnError
+
+    spec = network_from_seed(seed)
+    entry: dict[str, object] = {"seed": seed, "network": spec.describe(), "outcome": "ok"}
+    started = time.monotonic()
+    try:
+        model, network, report, outdir = build_case(spec, work)
+        entry["adders"] = report["adders"]
+        entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
+        entry["graphs_checked"] = check_merged_graphs(network, seed)
+        entry["rtl"] = {}
+        for sim in simulators:
+            entry["rtl"][sim] = check_rtl(outdir, sim, vectors=vectors, seed=seed)  # type: ignore[index]
+    except FuzzFailure as exc:
+        entry.update(outcome="mismatch", check=exc.check, failure=str(exc))
+    except TwnError as exc:
+        entry.update(outcome="refused", check="build-refused", failure=str(exc))
+    except Exception as exc:
+        entry.update(outcome="crash", check=type(exc).__name__, failure=traceback.format_exc()[-3000:])
+    entry["seconds"] = round(time.monotonic() - started, 2)
+    return entry
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--networks", type=int, default=20)
+    ap.add_argument("--start", type=int, default=1000, help="first seed (the test suite uses 0-99)")
+    ap.add_argument("--vectors", type=int, default=40, help="vectors per RTL simulation")
+    ap.add_argument("--simulators", default="icarus,verilator", help="taken in turn, one per network")
+    ap.add_argument("--all-simulators", action="store_true", help="every network on every simulator")
+    ap.add_argument("--fixtures", type=Path, default=REPO / "tests" / "fixtures" / "fuzz")
+    ap.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "fuzz.json")
+    ap.add_argument("--minutes", type=float, default=0, help="stop starting networks after this long (0: never)")
+    args = ap.parse_args()
+    sims = [s for s in args.simulators.split(",") if s]
+
+    started = time.monotonic()
+    entries = []
+    with tempfile.TemporaryDirectory(prefix="twngen-fuzz-") as tmp:
+        os.environ.setdefault("TWNGEN_CACHE", str(Path(tmp) / "cache"))
+        for k, seed in enumerate(range(args.start, args.start + args.networks)):
+            if args.minutes and time.monotonic() - started > 60 * args.minutes:
+                break
+            use = sims if args.all_simulators else [sims[k % len(sims)]] if sims else []
+            work = Path(tmp) / f"seed-{seed}"
+            entry = run_one(seed, use, args.vectors, work)
+            shutil.rmtree(work, ignore_errors=True)
+            entries.append(entry)
+            if entry["outcome"] != "ok":
+                failing_sims = [s for s in use if entry.get("check") == f"rtl-{s}"]
+                folder = args.fixtures / f"seed-{seed}"
+                write_case(folder, network_from_seed(seed), seed, str(entry["failure"]), str(entry["check"]))
+                meta = json.loads((folder / "case.json").read_text())
+                meta["simulators"] = failing_sims
+                (folder / "case.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+            print(f"{seed}: {entry['outcome']:8s} {entry['seconds']:6.1f}s {entry['network']}"
+                  + (f"\n    {entry['check']}: {str(entry['failure'])[:300]}" if entry["outcome"] != "ok" else ""),
+                  flush=True)  # fmt: skip
+    wall = time.monotonic() - started
+    outcomes = {o: sum(e["outcome"] == o for e in entries) for o in ("ok", "mismatch", "refused", "crash")}
+    by_sim: dict[str, dict[str, int]] = {}
+    for e in entries:
+        for sim, r in (e.get("rtl") or {}).items():  # type: ignore[union-attr]
+            s = by_sim.setdefault(sim, {"networks": 0, "vectors": 0})
+            s["networks"] += 1
+            s["vectors"] += r["vectors"]
+    summary = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "networks": len(entries),
+        "outcomes": outcomes,
+        "rtl": by_sim,
+        "golden_vs_onnxruntime_networks": sum("golden" in e for e in entries),
+        "merged_graphs_checked": sum(int(e.get("graphs_checked", 0)) for e in entries),  # type: ignore[call-overload]
+        "worst_error_over_bound": max(
+            (e["golden"]["max_abs_error"] / e["golden"]["bound"] for e in entries if "golden" in e), default=0.0
+        ),
+        "wall_seconds": round(wall, 1),
+        "failures": [e for e in entries if e["outcome"] != "ok"],
+        "cases": entries,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(summary, indent=1) + "\n")
+    print(
+        f"{len(entries)} networks in {wall / 60:.1f} min: {outcomes}; RTL {by_sim}; "
+        f"worst error/bound {summary['worst_error_over_bound']:.3f}; results in {args.results}"
+    )
+    sys.exit(1 if outcomes["mismatch"] or outcomes["crash"] else 0)
+
+
+if __name__ == "__main__":
+    main()

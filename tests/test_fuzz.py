@@ -1,0 +1,138 @@
+"""Differential fuzzing, seeded set: random supported networks checked three ways (see fuzz_networks).
+
+The long campaign is ``make fuzz`` (``bench/fuzz.py``); every case it finds
+failing is kept under ``tests/fixtures/fuzz/<case>/`` (``model.onnx`` and
+``case.json`` with the seed) and replayed here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fuzz_networks import (
+    NetworkSpec,
+    build_case,
+    check_golden_vs_onnxruntime,
+    check_merged_graphs,
+    check_rtl,
+    error_bound,
+    network_from_seed,
+    networks,
+    to_onnx,
+)
+from hypothesis import HealthCheck, given, settings
+
+from hwgen.build import ArithmeticOptions, prepare_network
+from hwgen.frontend.weights import factor_weights
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "fuzz"
+
+#: Seeds of network_from_seed simulated in `make test`, different networks on
+#: each simulator: dense (low-bit, zero rows, digit-serial), 1-D and 2-D
+#: convolutions with pooling, batch norm (also negative, after the pool).
+RTL_SEEDS = {"icarus": (21, 36, 50), "verilator": (47, 4, 41)}
+
+
+def _prepared(tmp_path: Path, spec: NetworkSpec):  # type: ignore[no-untyped-def]
+    path = tmp_path / "model.onnx"
+    onnx.save(to_onnx(spec), str(path))
+    network, _ = prepare_network(path, ArithmeticOptions())
+    return path, network
+
+
+@settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
+@given(spec=networks())
+def test_golden_matches_onnxruntime_and_graphs_match_weights(tmp_path_factory, spec):
+    """Golden within the formats' error bound of onnxruntime; every merged graph computes W exactly."""
+    path, network = _prepared(tmp_path_factory.mktemp("fuzz"), spec)
+    result = check_golden_vs_onnxruntime(path, network)
+    assert result["max_abs_error"] <= result["bound"]
+    assert check_merged_graphs(network) >= 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_seeded_networks_golden_and_graphs(tmp_path, seed):
+    """The campaign's own generator (seeded), the cheap checks only."""
+    path, network = _prepared(tmp_path, network_from_seed(seed))
+    check_golden_vs_onnxruntime(path, network)
+    check_merged_graphs(network)
+
+
+def test_the_error_bound_catches_a_wrong_golden_model(tmp_path):
+    """The check can fail: the last requantisation's offset moved by twice the bound is caught."""
+    from dataclasses import replace
+
+    from hwgen.ir import LinearLayer
+
+    spec = network_from_seed(11)
+    path, network = _prepared(tmp_path, spec)
+    last = max(i for i, la in enumerate(network.layers) if isinstance(la, LinearLayer))
+    layer = network.layers[last]
+    codes = int(np.ceil(2 * error_bound(network) / layer.requant.out.resolution))
+    offset = tuple(o + codes * (1 << s) for o, s in zip(layer.requant.offset, layer.requant.shift, strict=True))
+    wrong = replace(layer.requant, offset=offset)
+    bad = replace(network, layers=(*network.layers[:last], replace(layer, requant=wrong), *network.layers[last + 1 :]))
+    assert error_bound(bad) == error_bound(network)
+    with pytest.raises(AssertionError, match="golden-vs-ort"):
+        check_golden_vs_onnxruntime(path, bad)
+
+
+@pytest.mark.parametrize(
+    "simulator, seed", [(sim, seed) for sim, seeds in RTL_SEEDS.items() for seed in seeds]
+)  # fmt: skip
+def test_seeded_networks_rtl_matches_golden(tmp_path, simulator, seed):
+    """Build, check the report's stated error, simulate with random stalls on both sides."""
+    spec = network_from_seed(seed)
+    model, network, report, outdir = build_case(spec, tmp_path)
+    check_golden_vs_onnxruntime(model, network, report)
+    check_merged_graphs(network)
+    assert check_rtl(outdir, simulator, vectors=12, seed=seed)["passed"] == 12
+
+
+def test_low_bit_weights_without_a_unit_entry_factor_exactly():
+    """Found by the fuzzer (tests/fixtures/fuzz/seed-1): an int4 channel holding only 5s and 7s
+    was refused, because smallest/5 is not the exporter's float32 scale."""
+    scale = np.float32(0.11095862)
+    ints = np.array([[5, -7, 0, 7], [3, 0, -6, 0]], dtype=np.float32)
+    w = ints * scale  # float32, as exporters compute it
+    f = factor_weights(w, "node 'fc' (Gemm)", max_bits=4)
+    assert np.array_equal((f.integers * f.scale[:, None]).astype(np.float32), w)
+    assert np.array_equal(np.abs(f.integers) % 1, np.zeros_like(f.integers))
+    assert f.bits <= 4
+
+
+def _fixture_cases() -> list[object]:
+    cases = []
+    for case in sorted(FIXTURES.glob("*/case.json")):
+        meta = json.loads(case.read_text())
+        marks = [pytest.mark.xfail(strict=True, reason=meta["xfail"])] if meta.get("xfail") else []
+        cases.append(pytest.param(case.parent, id=case.parent.name, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("folder", _fixture_cases())
+def test_fuzz_regressions_replay(tmp_path, folder):
+    """Every case a campaign found failing: the stored model builds and passes every check again."""
+    from hwgen.build import build
+
+    meta = json.loads((folder / "case.json").read_text())
+    spec = NetworkSpec.from_json(meta["spec"])
+    if meta.get("seed") is not None:
+        # The seed still reproduces the stored model (the generator has not drifted).
+        assert to_onnx(network_from_seed(meta["seed"])).SerializeToString() == to_onnx(spec).SerializeToString()
+    model = folder / "model.onnx"
+    result = build(model, "zcu111", tmp_path / "out", input_rate=spec.input_rate, allow_overflow=True)
+    check_golden_vs_onnxruntime(model, result.network, result.report)
+    check_merged_graphs(result.network)
+    for simulator in meta.get("simulators", []):
+        check_rtl(result.outdir, simulator, vectors=12)
