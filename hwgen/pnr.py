@@ -205,6 +205,22 @@ def _errors(log: Path, proc: subprocess.CompletedProcess[str]) -> str:
     return (text or proc.stdout + proc.stderr)[-1500:].strip()
 
 
+def _fit_hint(work: Path, errors: str) -> str:
+    """For a placement that ran out of cells: what Yosys mapped, and what makes the design smaller."""
+    if "no BELs remaining" not in errors and "than available" not in errors:
+        return ""
+    stat = work / "stat.json"
+    mapped = ""
+    if stat.exists():
+        cells = json.loads(stat.read_text())["design"].get("num_cells_by_type", {})
+        luts = sum(int(n) for name, n in cells.items() if name in ("SB_LUT4", "LUT4"))
+        mapped = f" (Yosys mapped {luts:,} LUT4s)"
+    return (
+        f"; the design does not fit the device{mapped}: narrower --input-bits/--act-bits or a lower "
+        "--target-fps (digit-serial layers) make it smaller"
+    )
+
+
 def place_and_route(
     files: dict[str, str], board: Board, clock_mhz: float, timeout: float = 1800.0, keep: Path | None = None
 ) -> PnrResult:
@@ -245,7 +261,8 @@ def _place_and_route(
         proc = _run_tool(tool, args, work, timeout)
         if proc.returncode != 0:
             log = work / ("yosys.log" if tool == "yosys" else "nextpnr.log")
-            raise TwnError(f"--pnr: {tool} failed on {board.name} ({board.part}): {_errors(log, proc)}")
+            errors = _errors(log, proc)
+            raise TwnError(f"--pnr: {tool} failed on {board.name} ({board.part}): {errors}{_fit_hint(work, errors)}")
     result = read_results(work, t, clock_mhz)
     result.seconds = time.monotonic() - start
     return result

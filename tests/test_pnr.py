@@ -227,7 +227,8 @@ def test_a_failed_tool_is_one_message_with_its_errors(tmp_path, tiny_model, monk
     err = capsys.readouterr().err
     assert err == (
         "twngen: error: --pnr: nextpnr-ice40 failed on icebreaker (iCE40UP5K-SG48): "
-        "ERROR: Unable to place cell 'x', no BELs remaining\n"
+        "ERROR: Unable to place cell 'x', no BELs remaining; the design does not fit the device: narrower "
+        "--input-bits/--act-bits or a lower --target-fps (digit-serial layers) make it smaller\n"
     )
     assert not out.exists()
 
