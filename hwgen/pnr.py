@@ -122,8 +122,9 @@ def flow_commands(board: Board, clock_mhz: float) -> list[list[str]]:
         pnr = ["nextpnr-ecp5", f"--{t.device}", "--package", t.package, "--speed", t.speed, "--lpf",
                _constraints_name("ecp5"), "--textcfg", f"{TOP}.config"]  # fmt: skip
         pack = ["ecppack", f"{TOP}.config", _bitstream_name("ecp5")]
-    pnr += ["--json", netlist, "--freq", f"{clock_mhz:g}", "--seed", str(SEED), "--report", "nextpnr-report.json",
-            "-q", "-l", log]  # fmt: skip
+    # --timing-allow-fail: a missed target is a result (fmax, timing_met false in the report), not an error.
+    pnr += ["--json", netlist, "--freq", f"{clock_mhz:g}", "--timing-allow-fail", "--seed", str(SEED),
+            "--report", "nextpnr-report.json", "-q", "-l", log]  # fmt: skip
     return [["yosys", "-q", "-l", "yosys.log", "-s", "synth.ys"], pnr, pack]
 
 

@@ -91,7 +91,7 @@ def test_a_lattice_build_writes_the_place_and_route_inputs(tmp_path, tiny_model,
     script = (pnr / "build.sh").read_text().splitlines()
     commands = flow_commands(load_board(board), 20.0)
     assert script[-3:] == [" ".join([f"yowasp-{c[0]}", *c[1:]]) for c in commands]
-    assert "--freq 20" in script[-2] and "--seed 1" in script[-2]
+    assert "--freq 20 --timing-allow-fail --seed 1" in script[-2]
     assert result.report["vendor_project"]["script"] == "pnr/build.sh"
     assert "## Bitstream" in (out / "report.md").read_text()
 
