@@ -174,7 +174,7 @@ def test_synth_estimate_on_a_lattice_board_counts_lut4s(tmp_path, tiny_model, bo
     if dsp is not None:
         assert syn["dsp"] == dsp  # iCE40: multiplies in LUTs
     else:
-        assert syn["dsp"] == result.report["resources"]["dsp"]  # ECP5: one MULT18X18D per requantiser
+        assert 0 < syn["dsp"] <= result.report["resources"]["dsp"]  # ECP5: requantisers in MULT18X18Ds
     assert "LUT4" in (out / "report.md").read_text()
     assert json.loads((out / "report.json").read_text())["synthesis"] == syn
 
