@@ -83,9 +83,10 @@ FUZZ_NETWORKS ?= 200
 FUZZ_VECTORS  ?= 40
 FUZZ_START    ?= 1000
 FUZZ_MINUTES  ?= 0
+FUZZ_TIMEOUT  ?= 10
 fuzz: setup
 	nice -n 19 $(BIN)/python bench/fuzz.py --networks $(FUZZ_NETWORKS) --vectors $(FUZZ_VECTORS) \
-	  --start $(FUZZ_START) --minutes $(FUZZ_MINUTES)
+	  --start $(FUZZ_START) --minutes $(FUZZ_MINUTES) --timeout-minutes $(FUZZ_TIMEOUT)
 
 clean:
 	rm -rf build .pytest_cache

@@ -22,6 +22,8 @@ import json
 import os
 import platform
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,17 +40,34 @@ from fuzz_networks import (  # noqa: E402
     check_merged_graphs,
     check_rtl,
     network_from_seed,
+    to_onnx,
     write_case,
 )
 
 
-def run_one(seed: int, simulators: list[str], vectors: int, work: Path) -> dict[str, object]:
+def _prepared(spec: object, work: Path) -> tuple[Path, object]:
+    import onnx
+
+    from hwgen.build import ArithmeticOptions, prepare_network
+
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "model.onnx"
+    onnx.save(to_onnx(spec), str(model))  # type: ignore[arg-type]
+    return model, prepare_network(model, ArithmeticOptions())[0]
+
+
+def run_one(seed: int, simulators: list[str], vectors: int, work: Path, no_build: bool) -> dict[str, object]:
     from hwgen.errors import TwnError
 
     spec = network_from_seed(seed)
     entry: dict[str, object] = {"seed": seed, "network": spec.describe(), "outcome": "ok"}
     started = time.monotonic()
     try:
+        if no_build:
+            model, network = _prepared(spec, work)
+            entry["golden"] = check_golden_vs_onnxruntime(model, network)
+            entry["graphs_checked"] = check_merged_graphs(network, seed)
+            return entry
         model, network, report, outdir = build_case(spec, work)
         entry["adders"] = report["adders"]
         entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
@@ -62,8 +81,36 @@ def run_one(seed: int, simulators: list[str], vectors: int, work: Path) -> dict[
         entry.update(outcome="refused", check="build-refused", failure=str(exc))
     except Exception as exc:
         entry.update(outcome="crash", check=type(exc).__name__, failure=traceback.format_exc()[-3000:])
-    entry["seconds"] = round(time.monotonic() - started, 2)
+    finally:
+        entry["seconds"] = round(time.monotonic() - started, 2)
     return entry
+
+
+def run_isolated(seed: int, simulators: list[str], vectors: int, work: Path, timeout: float) -> dict[str, object]:
+    """run_one in a child process (its own session) killed after ``timeout`` seconds: a simulation that
+    hangs or crawls is recorded as a timeout instead of stopping the campaign."""
+    work.mkdir(parents=True, exist_ok=True)
+    result = work / "entry.json"
+    cmd = [sys.executable, __file__, "--one", str(seed), "--simulators", ",".join(simulators) or ",",
+           "--vectors", str(vectors), "--work", str(work)]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child and the simulators it started
+        proc.wait()
+        return {
+            "seed": seed, "network": network_from_seed(seed).describe(), "outcome": "timeout",
+            "check": f"rtl-{'+'.join(simulators)}-timeout", "seconds": round(time.monotonic() - started, 2),
+            "failure": f"no result after {timeout:.0f} s (build and {', '.join(simulators)} simulation)",
+        }  # fmt: skip
+    if not result.is_file():
+        return {
+            "seed": seed, "network": network_from_seed(seed).describe(), "outcome": "crash", "check": "child",
+            "seconds": round(time.monotonic() - started, 2), "failure": err.decode(errors="replace")[-3000:],
+        }  # fmt: skip
+    return json.loads(result.read_text())
 
 
 def main() -> None:
@@ -76,8 +123,18 @@ def main() -> None:
     ap.add_argument("--fixtures", type=Path, default=REPO / "tests" / "fixtures" / "fuzz")
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "fuzz.json")
     ap.add_argument("--minutes", type=float, default=0, help="stop starting networks after this long (0: never)")
+    ap.add_argument(
+        "--no-build", action="store_true", help="only the cheap checks (golden vs onnxruntime, merged graphs)"
+    )
+    ap.add_argument("--timeout-minutes", type=float, default=10, help="per network (build and simulation)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one seed into --work/entry.json
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     sims = [s for s in args.simulators.split(",") if s]
+    if args.one is not None:
+        entry = run_one(args.one, sims, args.vectors, args.work, False)
+        (args.work / "entry.json").write_text(json.dumps(entry))
+        return
 
     started = time.monotonic()
     entries = []
@@ -88,21 +145,25 @@ def main() -> None:
                 break
             use = sims if args.all_simulators else [sims[k % len(sims)]] if sims else []
             work = Path(tmp) / f"seed-{seed}"
-            entry = run_one(seed, use, args.vectors, work)
+            if args.no_build:
+                entry = run_one(seed, use, args.vectors, work, True)
+            else:
+                entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes)
             shutil.rmtree(work, ignore_errors=True)
             entries.append(entry)
             if entry["outcome"] != "ok":
-                failing_sims = [s for s in use if entry.get("check") == f"rtl-{s}"]
+                failing_sims = [s for s in use if str(entry.get("check", "")).startswith(f"rtl-{s}")]
                 folder = args.fixtures / f"seed-{seed}"
                 write_case(folder, network_from_seed(seed), seed, str(entry["failure"]), str(entry["check"]))
                 meta = json.loads((folder / "case.json").read_text())
-                meta["simulators"] = failing_sims
+                # A timeout is not replayed in the simulator that crawled (the suite has a time budget).
+                meta["simulators"] = [] if entry["outcome"] == "timeout" else failing_sims
                 (folder / "case.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
             print(f"{seed}: {entry['outcome']:8s} {entry['seconds']:6.1f}s {entry['network']}"
                   + (f"\n    {entry['check']}: {str(entry['failure'])[:300]}" if entry["outcome"] != "ok" else ""),
                   flush=True)  # fmt: skip
     wall = time.monotonic() - started
-    outcomes = {o: sum(e["outcome"] == o for e in entries) for o in ("ok", "mismatch", "refused", "crash")}
+    outcomes = {o: sum(e["outcome"] == o for e in entries) for o in ("ok", "mismatch", "refused", "crash", "timeout")}
     by_sim: dict[str, dict[str, int]] = {}
     for e in entries:
         for sim, r in (e.get("rtl") or {}).items():  # type: ignore[union-attr]
@@ -111,6 +172,7 @@ def main() -> None:
             s["vectors"] += r["vectors"]
     summary = {
         "command": " ".join(["python", *sys.argv]),
+        "mode": "golden and graphs only (--no-build)" if args.no_build else "build, golden, graphs, RTL",
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         "networks": len(entries),
         "outcomes": outcomes,
@@ -130,7 +192,7 @@ def main() -> None:
         f"{len(entries)} networks in {wall / 60:.1f} min: {outcomes}; RTL {by_sim}; "
         f"worst error/bound {summary['worst_error_over_bound']:.3f}; results in {args.results}"
     )
-    sys.exit(1 if outcomes["mismatch"] or outcomes["crash"] else 0)
+    sys.exit(1 if outcomes["mismatch"] or outcomes["crash"] or outcomes["timeout"] else 0)
 
 
 if __name__ == "__main__":

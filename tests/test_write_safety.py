@@ -1,0 +1,166 @@
+"""A build writes only OUTDIR and the merge cache; an interrupted or failing build keeps the previous OUTDIR."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, write_mlp
+
+#: The one thing a dependency writes outside OUTDIR and $TWNGEN_CACHE: wasmtime's compile cache of
+#: Amaranth's bundled Yosys ($XDG_CACHE_HOME or ~/.cache/wasmtime; a cold compile costs ~7 s per build).
+WASMTIME_CACHE = (".cache", "wasmtime")
+
+
+def _sandbox(tmp_path: Path) -> dict[str, Path]:
+    dirs = {name: tmp_path / name for name in ("cwd", "home", "tmp", "cache", "models", "outparent")}
+    for d in dirs.values():
+        d.mkdir()
+    return dirs
+
+
+def _env(dirs: dict[str, Path]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "TWNGEN_"))}
+    env.update(HOME=str(dirs["home"]), TMPDIR=str(dirs["tmp"]), TWNGEN_CACHE=str(dirs["cache"]))
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the interpreter's .pyc files are not the build's output
+    return env
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root (folders as '/')."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = "/" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+_WRITE = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
+
+
+def _written_paths(trace: str, cwd: Path) -> set[Path]:
+    """Paths the traced processes created, opened for writing, renamed or removed (successful calls)."""
+    paths: set[Path] = set()
+    for line in trace.splitlines():
+        m = _WRITE.match(line)
+        if not m or m.group(3).startswith("-"):
+            continue
+        call, args = m.group(1), m.group(2)
+        names = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+        if call in ("open", "openat", "openat2") and not re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", args):
+            continue
+        for name in names:
+            p = Path(name)
+            paths.add(p if p.is_absolute() else cwd / p)
+    return paths
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see every file a build writes")
+def test_a_build_writes_only_outdir_and_the_cache(tmp_path):
+    """Every file the build (and every process it starts) creates, opens for writing, renames or removes."""
+    dirs = _sandbox(tmp_path)
+    model = write_mlp(dirs["models"] / "m.onnx", [12, 8, 5])
+    out = dirs["outparent"] / "OUT"
+    calls = "open,openat,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,rmdir,link,linkat,symlink,"
+    calls += "symlinkat,truncate"
+    cmd = ["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(tmp_path / "trace.txt"),
+           sys.executable, "-m", "hwgen.cli", str(model), "--board", "zcu111", "-o", str(out)]  # fmt: skip
+    r = subprocess.run(cmd, cwd=dirs["cwd"], env=_env(dirs), capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    written = _written_paths((tmp_path / "trace.txt").read_text(errors="replace"), dirs["cwd"])
+    wasmtime = dirs["home"].joinpath(*WASMTIME_CACHE)
+
+    partial = re.compile(rf"{re.escape(str(dirs['outparent']))}/(OUT|\.OUT\.(partial|old)-\w+)(/|$)")
+
+    def allowed(p: Path) -> bool:
+        if str(p).startswith(("/dev/", "/proc/")) or p in (dirs["outparent"], dirs["home"] / ".cache"):
+            return True
+        if partial.match(str(p)):  # OUTDIR, or the temporary siblings it is swapped in from
+            return True
+        return any(p == u or u in p.parents for u in (dirs["cache"], wasmtime))
+
+    outside = sorted(str(p) for p in written if not allowed(p))
+    assert outside == [], f"the build wrote outside OUTDIR and the cache: {outside[:20]}"
+    assert any(out == p or out in p.parents or ".OUT.partial-" in str(p) for p in written)  # the trace saw it
+    # And afterwards: the folders hold exactly OUTDIR, the cache, wasmtime's cache; no temporary leftovers.
+    assert [p.name for p in dirs["outparent"].iterdir()] == ["OUT"]
+    for name in ("cwd", "tmp"):
+        assert list(dirs[name].iterdir()) == [], name
+    assert [str(p.relative_to(dirs["home"])) for p in dirs["home"].rglob("*") if wasmtime not in p.parents] in (
+        [], [".cache", ".cache/wasmtime"], [".cache"]
+    )  # fmt: skip
+    assert sorted(p.name for p in dirs["models"].iterdir()) == ["m.onnx"]
+
+
+def _build_cli(model: Path, out: Path, dirs: dict[str, Path]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hwgen.cli", str(model), "--board", "zcu111", "-o", str(out)],
+        cwd=dirs["cwd"], env=_env(dirs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_an_interrupted_build_leaves_the_previous_outdir_intact(tmp_path, sig):
+    """Killed mid-build (SIGKILL: no clean-up at all; SIGINT: Ctrl-C), OUTDIR is the previous build, byte for byte."""
+    from hwgen.build import build
+
+    dirs = _sandbox(tmp_path)
+    first = write_mlp(dirs["models"] / "first.onnx", [6, 4, 3], seed=1)
+    out = dirs["outparent"] / "OUT"
+    build(first, "zcu111", out)
+    before = _tree(out)
+    # A larger model, different output: interrupted after it has started working.
+    second = write_mlp(dirs["models"] / "second.onnx", [96, 96, 64, 10], seed=2)
+    proc = _build_cli(second, out, dirs)
+    deadline = time.monotonic() + 120
+    # Wait until it is past start-up (the merge cache gets written), then interrupt.
+    while time.monotonic() < deadline and proc.poll() is None and not any(dirs["cache"].rglob("*.json")):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    if sig == signal.SIGINT:
+        assert "Traceback" not in err
+    assert _tree(out) == before
+    leftovers = [p.name for p in dirs["outparent"].iterdir() if p.name != "OUT"]
+    if sig == signal.SIGINT:
+        assert leftovers == []  # cleaned up
+    else:
+        assert all(re.fullmatch(r"\.OUT\.(partial|old)-\w+", n) for n in leftovers), leftovers
+
+
+def test_a_failure_while_writing_leaves_the_previous_outdir_intact(tmp_path, monkeypatch):
+    """Disk full half-way through writing the new folder: the old one stays, the partial one is removed."""
+    import pathlib
+
+    from hwgen.build import build
+
+    dirs = _sandbox(tmp_path)
+    out = dirs["outparent"] / "OUT"
+    build(write_mlp(dirs["models"] / "a.onnx", [6, 4, 3], seed=1), "zcu111", out)
+    before = _tree(out)
+    real_write = pathlib.Path.write_text
+    written: list[str] = []
+
+    def failing_write(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if ".OUT.partial-" in str(self) and self.name == "report.md":
+            raise OSError(28, "No space left on device")
+        written.append(self.name)
+        return real_write(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        build(write_mlp(dirs["models"] / "b.onnx", [7, 5, 2], seed=2), "zcu111", out)
+    assert "twn_top.v" in written  # the failure came after some files were written
+    assert _tree(out) == before
+    assert [p.name for p in dirs["outparent"].iterdir()] == ["OUT"]
