@@ -113,6 +113,21 @@ def run_isolated(seed: int, simulators: list[str], vectors: int, work: Path, tim
     return json.loads(result.read_text())
 
 
+def _compact(e: dict[str, object]) -> list[object]:
+    golden = e.get("golden") or {}
+    ratio = round(golden["max_abs_error"] / golden["bound"], 4) if golden else None  # type: ignore[index]
+    vectors = sum(r["vectors"] for r in (e.get("rtl") or {}).values())  # type: ignore[union-attr]
+    return [e["seed"], e["outcome"], e["seconds"], ratio, vectors]
+
+
+def _dump(summary: dict[str, object]) -> str:
+    """JSON with one line per case."""
+    cases = summary.pop("cases")
+    head = json.dumps(summary, indent=1)[:-2]
+    lines = ",\n".join("  " + json.dumps(c) for c in cases)  # type: ignore[attr-defined]
+    return f'{head},\n "cases": [\n{lines}\n ]\n}}\n'
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--networks", type=int, default=20)
@@ -184,10 +199,11 @@ def main() -> None:
         ),
         "wall_seconds": round(wall, 1),
         "failures": [e for e in entries if e["outcome"] != "ok"],
-        "cases": entries,
+        # One line a network: seed, outcome, seconds, golden error / bound, RTL vectors.
+        "cases": [_compact(e) for e in entries],
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(summary, indent=1) + "\n")
+    args.results.write_text(_dump(summary))
     print(
         f"{len(entries)} networks in {wall / 60:.1f} min: {outcomes}; RTL {by_sim}; "
         f"worst error/bound {summary['worst_error_over_bound']:.3f}; results in {args.results}"

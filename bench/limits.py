@@ -36,7 +36,7 @@ def _time_field(text: str, name: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def run_size(n: int, layers: int, memory: int, max_seconds: float, work: Path) -> dict[str, object]:
+def run_size(n: int, layers: int, memory: int, max_seconds: float, work: Path, flags: list[str]) -> dict[str, object]:
     import onnx
 
     sizes = [n] * (layers + 1) + [10]
@@ -45,13 +45,13 @@ def run_size(n: int, layers: int, memory: int, max_seconds: float, work: Path) -
     out = work / f"out_{n}"
     env = {**os.environ, "TWNGEN_CACHE": str(work / f"cache_{n}")}
     cmd = ["/usr/bin/time", "-v", "nice", "-n", "19", sys.executable, "-m", "hwgen.cli", str(model),
-           "--board", "zcu111", "-o", str(out), "--allow-overflow"]  # fmt: skip
+           "--board", "zcu111", "-o", str(out), "--allow-overflow", *flags]  # fmt: skip
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     started = time.monotonic()
-    entry: dict[str, object] = {"inputs": n, "layers": len(sizes) - 1, "sizes": sizes}
+    entry: dict[str, object] = {"inputs": n, "layers": len(sizes) - 1, "sizes": sizes, "flags": flags}
     try:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max_seconds, preexec_fn=cap,
                            check=False, cwd=REPO)  # fmt: skip
@@ -80,11 +80,12 @@ def run_size(n: int, layers: int, memory: int, max_seconds: float, work: Path) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="256,512,1024,2048,4096")
+    ap.add_argument("--sizes", default="128,256", help="comma-separated N, tried in order until one fails")
     ap.add_argument("--layers", type=int, default=2, help="hidden layers of N (then a final layer of 10)")
     ap.add_argument("--memory-gib", type=float, default=24)
     ap.add_argument("--max-minutes", type=float, default=15)
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "limits.json")
+    ap.add_argument("--flags", default="", help="more twngen options, e.g. '--adder-graph naive'")
     args = ap.parse_args()
     memory = int(args.memory_gib * (1 << 30))
     results = []
@@ -92,11 +93,13 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             work = Path(tmp) / str(n)
             work.mkdir()
-            entry = run_size(n, args.layers, memory, 60 * args.max_minutes, work)
+            entry = run_size(n, args.layers, memory, 60 * args.max_minutes, work, args.flags.split())
             results.append(entry)
             print(json.dumps(entry), flush=True)
             args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps({"memory_cap_gib": args.memory_gib, "results": results}, indent=1))
+            command = " ".join(["python", *sys.argv])
+            summary = {"command": command, "memory_cap_gib": args.memory_gib, "results": results}
+            args.results.write_text(json.dumps(summary, indent=1) + "\n")
             subprocess.run(["rm", "-rf", str(work)], check=False)
             if entry["outcome"] != "built":
                 break
