@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -142,6 +143,13 @@ class AccuracyReport:
         }
 
 
+def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception types (not one hierarchy: Fail, InvalidGraph, InvalidArgument, ...)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidGraph", "InvalidArgument", "InvalidProtobuf", "RuntimeException", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n))
+
+
 def onnxruntime_outputs(
     model: onnx.ModelProto, network: Network, x: np.ndarray, tensor: str | None = None
 ) -> np.ndarray:
@@ -160,14 +168,19 @@ def onnxruntime_outputs(
         model = onnx.ModelProto.FromString(model.SerializeToString())  # a copy to edit
         del model.graph.output[:]
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x = np.asarray(x, dtype=np.float32).reshape(len(x), *network.input_shape)
-    # Run one sample at a time when the exporter fixed the batch dimension to 1.
-    batch_dim = sess.get_inputs()[0].shape[0]
-    if isinstance(batch_dim, int) and batch_dim == 1:
-        ys = [sess.run(None, {network.input_name: x[i : i + 1]})[0] for i in range(len(x))]
-        return np.concatenate(ys).astype(np.float64)
-    return np.asarray(sess.run(None, {network.input_name: x})[0], dtype=np.float64)
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        # Run one sample at a time when the exporter fixed the batch dimension to 1.
+        batch_dim = sess.get_inputs()[0].shape[0]
+        if isinstance(batch_dim, int) and batch_dim == 1:
+            ys = [sess.run(None, {network.input_name: x[i : i + 1]})[0] for i in range(len(x))]
+            return np.concatenate(ys).astype(np.float64)
+        return np.asarray(sess.run(None, {network.input_name: x})[0], dtype=np.float64)
+    except _ort_errors(ort) as exc:
+        # An invalid model (e.g. float16 weights on a float Gemm): the reference cannot run it.
+        detail = " ".join(str(exc).split())
+        raise TwnError(f"onnxruntime cannot run the model as the reference ({detail}); fix the model") from None
 
 
 def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, batch: str) -> AccuracyReport:
@@ -186,6 +199,11 @@ def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, 
     else:
         ref = onnxruntime_outputs(model, network, x, network.compare_name or None).reshape(len(x), -1)
         reference = "onnxruntime"
+    if not np.all(np.isfinite(ref)):
+        raise TwnError(
+            f"the source model's output {network.compare_name or network.output_name!r} is not finite on the "
+            f"{batch} in float32 (onnxruntime gives inf or NaN); twngen accepts models whose float outputs are finite"
+        )
     got = dequantize_output(network, run_integer(network, quantize_input(network, x)))
     err = np.abs(ref - got)
     top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(got, axis=1))) if ref.shape[1] > 1 else 1.0

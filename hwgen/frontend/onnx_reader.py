@@ -15,6 +15,7 @@ else is refused with the node, the op and what would be accepted.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ def _initializer_array(init: onnx.TensorProto) -> np.ndarray:
     what = f"initializer {init.name!r}"
     if any(d < 0 for d in dims):
         raise TwnError(f"{what} declares a negative dimension {dims}; dimensions must be >= 0")
+    if init.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        kind = onnx.TensorProto.DataType.Name(init.data_type)
+        raise TwnError(f"{what} has element type {kind}; twngen accepts numeric constants")
     count = int(np.prod(dims, dtype=object)) if dims else 1
     if count > MAX_TENSOR_ELEMENTS:
         raise TwnError(
@@ -213,6 +217,13 @@ def _window_attrs(
         raise TwnError(f"{label}: auto_pad={auto!r} is not supported")
     if len(pads) != 2 * nd or any(p < 0 for p in pads):
         raise TwnError(f"{label}: pads {list(pads)} are not valid for a {nd}-D kernel")
+    padded = int(np.prod([n + pads[i] + pads[nd + i] for i, n in enumerate(spatial)], dtype=object))
+    if padded > MAX_INPUT_ELEMENTS:
+        # Refused before the golden model or the calibration pads a batch to that size.
+        raise TwnError(
+            f"{label}: pads {list(pads)} make a padded frame of {padded:,} positions; twngen accepts at most "
+            f"{MAX_INPUT_ELEMENTS:,} (and streams padding up to kernel - 1 on each side)"
+        )
     return stride, pads
 
 
@@ -503,6 +514,11 @@ class _Reader:
                     raise TwnError(f"{label}: transA=1 is not supported; accepted: transA=0")
                 w_oi = w if int(attrs.get("transB", 0)) else w.T
                 alpha = float(attrs.get("alpha", 1.0))
+                if not math.isfinite(alpha) or not math.isfinite(float(attrs.get("beta", 1.0))):
+                    raise TwnError(
+                        f"{label}: alpha={attrs.get('alpha', 1.0)}, beta={attrs.get('beta', 1.0)}; "
+                        "Gemm's alpha and beta must be finite"
+                    )
             else:
                 w_oi, bias_name = w.T, None
             if perm_cols is not None:
