@@ -89,6 +89,23 @@ def test_the_error_bound_catches_a_wrong_golden_model(tmp_path):
         check_golden_vs_onnxruntime(path, bad)
 
 
+def test_the_graph_check_catches_a_wrong_graph(tmp_path):
+    """The check can fail: one output of a merged graph negated."""
+    from dataclasses import replace
+
+    from hwgen.ir import LinearLayer
+
+    _, network = _prepared(tmp_path, network_from_seed(11))
+    k, layer = next((k, la) for k, la in enumerate(network.layers) if isinstance(la, LinearLayer))
+    graph = layer.adder_graph
+    j = next(j for j, o in enumerate(graph.outputs) if o is not None)
+    outputs = list(graph.outputs)
+    outputs[j] = replace(outputs[j], negate=not outputs[j].negate)
+    bad = replace(layer, adder_graph=replace(graph, outputs=tuple(outputs)))
+    with pytest.raises(AssertionError, match="merge-coefficients"):
+        check_merged_graphs(replace(network, layers=(*network.layers[:k], bad, *network.layers[k + 1 :])))
+
+
 @pytest.mark.parametrize(
     "simulator, seed, vectors", [(sim, seed, n) for sim, cases in RTL_SEEDS.items() for seed, n in cases]
 )  # fmt: skip
