@@ -29,6 +29,7 @@ from hwgen.passes.fold_lanes import FoldLanes
 from hwgen.passes.precision import PRECISION_MODES, choose_activation_bits
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
 from hwgen.passes.schedule import ScheduleDigitWidths
+from hwgen.passes.three_input import ThreeInputAdders
 from hwgen.paths import file_sha256
 
 __all__ = [
@@ -270,7 +271,7 @@ def scheduled_network(
         bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
         options = replace(options, layer_act_bits=tuple(bits.items()))
         network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax)
-    return run_passes(network, (ScheduleDigitWidths(ii),)), calib, options
+    return run_passes(network, (ScheduleDigitWidths(ii), ThreeInputAdders())), calib, options
 
 
 def _graphs_at_rate(

@@ -44,6 +44,12 @@ DSP_A_BITS, DSP_B_BITS = 27, 18
 PARALLEL_LUT_PER_BIT, PARALLEL_LUT_PER_NODE = 1.032, 1.296
 
 
+def parallel_node_lut(width: int, operands: int) -> float:
+    """LUTs of a registered parallel adder node: one carry chain per addition (Yosys builds
+    ``a + b + c`` as two; Vivado's ternary adder would need about half)."""
+    return (operands - 1) * max(0.0, PARALLEL_LUT_PER_BIT * width - PARALLEL_LUT_PER_NODE)
+
+
 @dataclass(frozen=True)
 class Resources:
     lut: int = 0
@@ -80,9 +86,9 @@ def parallel_graph_cost(graph: AdderGraph, lo: int, hi: int) -> tuple[float, flo
     """LUT sites and FFs of a graph's registered parallel adders (the scheduler's comparison)."""
     ranges = graph.value_ranges(lo, hi)
     lut = ff = 0.0
-    for k in range(len(graph.nodes)):
+    for k, node in enumerate(graph.nodes):
         w = signed_bits_for_range(*ranges[graph.n_inputs + k])
-        lut += max(0.0, PARALLEL_LUT_PER_BIT * w - PARALLEL_LUT_PER_NODE)
+        lut += parallel_node_lut(w, len(node.operands))
         ff += w
     return lut, ff
 
@@ -111,19 +117,17 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
     # Synthesis keeps one copy of identical registered nodes (same operands),
     # so only distinct nodes cost; coefficients fitted to Yosys synth_xilinx
     # on parallel pipelines (docs/area_model.md).
-    seen: dict[tuple[object, object], int] = {}
+    seen: dict[tuple[object, ...], int] = {}
     canonical: list[int] = list(range(graph.n_inputs))
     for k, node in enumerate(graph.nodes):
-        a = (canonical[node.a.value], node.a.negate, node.a.shift)
-        b = (canonical[node.b.value], node.b.negate, node.b.shift)
-        key = (min(a, b), max(a, b))
+        key = tuple(sorted((canonical[op.value], op.negate, op.shift) for op in node.operands))
         if key in seen:
             canonical.append(seen[key])
             continue
         seen[key] = graph.n_inputs + k
         canonical.append(graph.n_inputs + k)
         w = lp.value_bits[graph.n_inputs + k]
-        lut += max(0, round(PARALLEL_LUT_PER_BIT * w - PARALLEL_LUT_PER_NODE))
+        lut += round(parallel_node_lut(w, len(node.operands)))
         ff += w
     for value, length in lp.delays.items():
         w = lp.value_bits[value]

@@ -105,7 +105,7 @@ class LayerPlan:
         need: dict[int, int] = {}
         for node_index, node in enumerate(self.graph.nodes):
             d = depths[self.graph.n_inputs + node_index] - 1
-            for op in (node.a, node.b):
+            for op in node.operands:
                 lag = d - depths[op.value]
                 if lag > 0:
                     need[op.value] = max(need.get(op.value, 0), lag)

@@ -11,7 +11,7 @@ from hwgen.boards import Board
 from hwgen.estimate import Resources
 from hwgen.frameplan import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
 from hwgen.golden import AccuracyReport
-from hwgen.hwplan import NetworkPlan
+from hwgen.hwplan import LayerPlan, NetworkPlan
 from hwgen.ir import FixedFormat, Network, PoolLayer
 from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
 
@@ -20,6 +20,13 @@ __all__ = ["make_report", "render_markdown"]
 
 def _fmt_json(f: FixedFormat) -> dict[str, int]:
     return {"bits": f.bits, "frac": f.frac, "min_code": f.lo, "max_code": f.hi}
+
+
+def _arithmetic(lp: LayerPlan) -> str:
+    if lp.serial:
+        return f"digit-serial, {lp.layer.digit_bits}-bit digits"
+    three = lp.graph.three_input_adders
+    return f"parallel, {three:,} of {len(lp.graph.nodes):,} adders three-input" if three else "parallel"
 
 
 def make_report(
@@ -77,6 +84,7 @@ def make_report(
                 "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
                 "adders": graph.adders,
                 "naive_adders": layer.naive_adders,
+                "three_input_adders": graph.three_input_adders,
                 "adder_depth": graph.depth,
                 "in_bits": lp.in_bits,
                 "acc_bits": lp.accumulator_bits,
@@ -88,7 +96,7 @@ def make_report(
                 "out_format": _fmt_json(rq.out),
                 "latency_cycles": lp.latency,
                 "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
-                "arithmetic": f"digit-serial, {lp.layer.digit_bits}-bit digits" if lp.serial else "parallel",
+                "arithmetic": _arithmetic(lp),
                 "word_bits": lp.layer.word_bits,
                 "positions_per_frame": positions,
                 "cycles_per_position": lp.digits,

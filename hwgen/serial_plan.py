@@ -209,7 +209,7 @@ class SerialGraphPlan:
         merge = self.digit_bits <= THREE_INPUT_MAX_DIGIT if self.three_input is None else self.three_input
         readers: dict[int, int] = {}
         for node in graph.nodes:
-            for op in (node.a, node.b):
+            for op in node.operands:
                 readers[op.value] = readers.get(op.value, 0) + 1
         for out in graph.outputs:
             if out is not None:
@@ -219,11 +219,14 @@ class SerialGraphPlan:
         for k, node in enumerate(graph.nodes):
             if not merge:
                 break
+            if node.c is not None:
+                continue  # already three-input (hwgen.passes.three_input)
             stage = depths[n + k] - 1
             for op in (node.a, node.b):
                 j = op.value - n
                 if (
                     j >= 0
+                    and graph.nodes[j].c is None
                     and op.shift == 0
                     and readers[op.value] == 1
                     and depths[op.value] == stage
@@ -255,7 +258,7 @@ class SerialGraphPlan:
                     )
                 )
             else:
-                ops.append(SerialOp(k, stage, (node.a, node.b)))
+                ops.append(SerialOp(k, stage, node.operands))
         return tuple(ops)
 
     @property

@@ -13,7 +13,7 @@ __all__ = ["AdderGraphPipeline"]
 
 
 class AdderGraphPipeline(wiring.Component):
-    """Every node of an adder graph as a registered two-input adder.
+    """Every node of an adder graph as a registered two- or three-input adder.
 
     Latency is ``plan.adder_latency`` cycles (the graph depth). Operands
     produced earlier than a node needs them pass through reset-less delay
@@ -68,14 +68,17 @@ class AdderGraphPipeline(wiring.Component):
             return v << op.shift if op.shift else v
 
         def node_sum(node: AddNode, ready: int) -> Value:
-            a, b = (magnitude(op, ready - depths[op.value]) for op in (node.a, node.b))
-            # One subtraction, never a negation plus an addition: synthesis folds the inverted
-            # operand into the carry chain's propagate LUT only as the subtrahend.
-            if node.a.negate and node.b.negate:
-                return -(a + b)
-            if node.a.negate:
-                return b - a
-            return a - b if node.b.negate else a + b
+            # Positive operands first, each negated one subtracted (never a negation plus an
+            # addition): synthesis folds an inverted operand into the carry chain's propagate
+            # LUTs only as a subtrahend. The graph passes negate at most one operand per node.
+            ops = sorted(node.operands, key=lambda op: op.negate)
+            total = magnitude(ops[0], ready - depths[ops[0].value])
+            if ops[0].negate:
+                total = -total
+            for op in ops[1:]:
+                v = magnitude(op, ready - depths[op.value])
+                total = total - v if op.negate else total + v
+            return total
 
         for k, node in enumerate(graph.nodes):
             index = graph.n_inputs + k

@@ -1,10 +1,12 @@
 """Adder graphs: how a constant matrix-vector product is built from adders.
 
 An :class:`AdderGraph` computes ``y = W @ x`` for a constant integer matrix
-``W`` with two-input add/subtract nodes only. Values are numbered: ``0 ..
-n_inputs-1`` are the inputs, ``n_inputs + k`` is ``nodes[k]``. A node adds two
-:class:`Operand` s, each a value optionally shifted left and negated; an output
-is an operand too (or ``None`` for an all-zero row). Output negation and shift
+``W`` with add/subtract nodes. Values are numbered: ``0 .. n_inputs-1`` are
+the inputs, ``n_inputs + k`` is ``nodes[k]``. A node adds two (or, in graphs
+made for three-input adders, :mod:`hwgen.passes.three_input`, three)
+:class:`Operand` s, each a value optionally shifted left and negated; an
+output is an operand too (or ``None`` for an all-zero row). The merging and
+tree passes build two-input graphs. Output negation and shift
 are left to the consumer (the requantisation multiplier absorbs them for
 free), so they cost no adder.
 
@@ -42,10 +44,15 @@ class Operand:
 
 @dataclass(frozen=True)
 class AddNode:
-    """``a + b`` of two operands (either may be negated)."""
+    """``a + b`` (``+ c`` for a three-input adder) of operands that may be negated."""
 
     a: Operand
     b: Operand
+    c: Operand | None = None
+
+    @property
+    def operands(self) -> tuple[Operand, ...]:
+        return (self.a, self.b) if self.c is None else (self.a, self.b, self.c)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class AdderGraph:
 
     def __post_init__(self) -> None:
         for k, node in enumerate(self.nodes):
-            for op in (node.a, node.b):
+            for op in node.operands:
                 if not 0 <= op.value < self.n_inputs + k:
                     raise ValueError(f"node {k} uses value {op.value} before it exists")
                 if op.shift < 0:
@@ -67,7 +74,12 @@ class AdderGraph:
 
     @property
     def adders(self) -> int:
-        return len(self.nodes)
+        """Two-operand additions (a three-input node is two): what merging saves, at any adder form."""
+        return sum(len(node.operands) - 1 for node in self.nodes)
+
+    @property
+    def three_input_adders(self) -> int:
+        return sum(1 for node in self.nodes if node.c is not None)
 
     @property
     def n_values(self) -> int:
@@ -78,7 +90,7 @@ class AdderGraph:
         """Adder depth of every value (inputs are at depth 0)."""
         d = [0] * self.n_inputs
         for node in self.nodes:
-            d.append(1 + max(d[node.a.value], d[node.b.value]))
+            d.append(1 + max(d[op.value] for op in node.operands))
         return tuple(d)
 
     @property
@@ -97,7 +109,7 @@ class AdderGraph:
             return -v if op.negate else v
 
         for node in self.nodes:
-            vals.append(get(node.a) + get(node.b))
+            vals.append(sum((get(op) for op in node.operands[1:]), get(node.a)))
         zero = x[..., 0] * 0 if self.n_inputs else np.zeros(x.shape[:-1], dtype=object)
         outs = [get(o) if o is not None else zero for o in self.outputs]
         return np.stack(outs, axis=-1) if outs else np.zeros((*x.shape[:-1], 0), dtype=object)
@@ -111,7 +123,7 @@ class AdderGraph:
             return -v if op.negate else v
 
         for node in self.nodes:
-            rows.append(get(node.a) + get(node.b))
+            rows.append(sum((get(op) for op in node.operands[1:]), get(node.a)))
         zero = np.zeros(self.n_inputs, dtype=np.int64)
         return np.array([get(o) if o is not None else zero for o in self.outputs], dtype=np.int64).reshape(
             len(self.outputs), self.n_inputs
@@ -131,8 +143,8 @@ class AdderGraph:
             return (-b, -a) if op.negate else (a, b)
 
         for node in self.nodes:
-            (a_lo, a_hi), (b_lo, b_hi) = get(node.a), get(node.b)
-            ranges.append((a_lo + b_lo, a_hi + b_hi))
+            bounds = [get(op) for op in node.operands]
+            ranges.append((sum(lo for lo, _ in bounds), sum(hi for _, hi in bounds)))
         return ranges
 
     def output_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -151,7 +163,7 @@ class AdderGraph:
     def to_json(self) -> dict[str, Any]:
         return {
             "n_inputs": self.n_inputs,
-            "nodes": [[n.a.to_json(), n.b.to_json()] for n in self.nodes],
+            "nodes": [[op.to_json() for op in n.operands] for n in self.nodes],
             "outputs": [o.to_json() if o is not None else None for o in self.outputs],
         }
 
@@ -159,6 +171,6 @@ class AdderGraph:
     def from_json(d: dict[str, Any]) -> AdderGraph:
         return AdderGraph(
             int(d["n_inputs"]),
-            tuple(AddNode(Operand.from_json(a), Operand.from_json(b)) for a, b in d["nodes"]),
+            tuple(AddNode(*(Operand.from_json(op) for op in ops)) for ops in d["nodes"]),
             tuple(Operand.from_json(o) if o is not None else None for o in d["outputs"]),
         )

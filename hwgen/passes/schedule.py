@@ -29,6 +29,7 @@ from hwgen.errors import TwnError
 from hwgen.estimate import mac_cost_for, parallel_graph_cost, serial_graph_cost
 from hwgen.frameplan import frame_budgets, mac_refusal
 from hwgen.ir import AdderGraph, Layer, LinearLayer, Network, PoolLayer
+from hwgen.passes.three_input import regroups, three_input_graph
 from hwgen.serial_plan import digits_per_word, serial_word_bits
 
 __all__ = ["LayerChoice", "ScheduleDigitWidths", "choose_layer", "layer_budgets", "layer_choices", "output_codes"]
@@ -43,10 +44,15 @@ class LayerChoice:
     ff: float
 
 
-def layer_choices(graph: AdderGraph, lo: int, hi: int, in_bits: int, initiation_interval: int) -> list[LayerChoice]:
-    """Every digit width that meets the II (one per distinct cycle count), and parallel."""
+def layer_choices(
+    graph: AdderGraph, lo: int, hi: int, in_bits: int, initiation_interval: int, three_input: bool = True
+) -> list[LayerChoice]:
+    """Every digit width that meets the II (one per distinct cycle count), and parallel; costed
+    with three-input adders where :func:`hwgen.passes.three_input.regroups` says the build uses
+    them (unless ``three_input`` is false)."""
     word = serial_word_bits(graph, lo, hi)
-    lut, ff = parallel_graph_cost(graph, lo, hi)
+    regrouped = three_input_graph(graph) if three_input and graph.adders else graph
+    lut, ff = parallel_graph_cost(regrouped, lo, hi)
     choices = [LayerChoice(0, word, 1, lut, ff)]
     if graph.adders == 0:
         return choices  # nothing to serialise
@@ -56,7 +62,7 @@ def layer_choices(graph: AdderGraph, lo: int, hi: int, in_bits: int, initiation_
         if digits <= initiation_interval and digits not in best_d_for:
             best_d_for[digits] = d  # the narrowest digit giving this many cycles
     for digits, d in sorted(best_d_for.items()):
-        lut, ff = serial_graph_cost(graph, d, word, in_bits)
+        lut, ff = serial_graph_cost(regrouped if regroups(d) else graph, d, word, in_bits)
         choices.append(LayerChoice(d, word, digits, lut, ff))
     return choices
 
