@@ -87,6 +87,8 @@ def measure(model: Path, precision: str, converters: bool) -> list[dict[str, obj
             "layer": k,
             "name": layer.name,
             "adders": lp.graph.adders,
+            "three_input_adders": lp.graph.three_input_adders,
+            "registered_adders": len(lp.graph.nodes),
             "naive_adders": layer.naive_adders,
             "sparsity": round(1 - layer.weights_nonzero / layer.weights.size, 3),
             "in_bits": lp.in_bits,
@@ -109,6 +111,29 @@ def total(rows: list[dict], key: str, what: str = "tree") -> float:
     return sum(float(r[what][key]) for r in rows if what in r)
 
 
+def _three(row: dict) -> str:
+    if "three_input_adders" not in row:
+        return "-"
+    return f"{row['three_input_adders']:,} of {row['registered_adders']:,}"
+
+
+def bound_note(rows: list[dict]) -> list[str]:
+    """Why 16-bit activations in never-wrapping words cannot reach the aim (computed from the rows)."""
+    first = rows[0]
+    aim_lut = AIM["lut"] * PUBLISHED["lut"]
+    words = sorted({int(r["word_bits"]) for r in rows})
+    return [
+        f"At one cycle per position conv {first['layer']} must be fully parallel: its tree alone takes "
+        f"{first['tree']['lut']:,} LUTs and {first['tree']['ff']:,} FFs, {first['tree']['lut'] / aim_lut:.2f}x the "
+        f"LUT budget of the aim for all six layers ({aim_lut:,.0f}) and "
+        f"{first['tree']['ff'] / (AIM['ff'] * PUBLISHED['ff']):.2f}x the FF budget. Words that never wrap are "
+        f"{', '.join(map(str, words))} bits here against the published 16, so at the same cycles per position "
+        "every serial layer needs digits that much wider. With 16-bit activations the aim is out of reach by "
+        "construction; `--precision incremental` (below) narrows the activations instead.",
+        "",
+    ]
+
+
 def render(data: dict) -> str:
     out = [
         "# Adder-tree area of the TW-64 conv layers 2-7, against the published generator",
@@ -118,7 +143,7 @@ def render(data: dict) -> str:
         "build emits, one layer at a time; the published figures are the issue's (same Yosys flow, trained "
         "TW-64 weights).",
         "",
-        "Reproduce (about 20 minutes on this machine):",
+        "Reproduce (about an hour on this machine, two cores):",
         "",
         "```sh",
         f"{data['command']}",
@@ -140,14 +165,16 @@ def render(data: dict) -> str:
         }[mode]
         out += [f"## {title}", ""]
         out.append(
-            "| layer | adders (naive) | inputs | arithmetic | word | published | LUT | SRL | INV | FF | CARRY4 |"
+            "| layer | additions (naive) | three-input adders | inputs | arithmetic | word | published "
+            "| LUT | SRL | INV | FF | CARRY4 |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r, theirs in zip(rows, PUBLISHED_DIGITS, strict=True):
             t = r["tree"]
             arith = f"{r['digit_bits']}-bit digits" if r["digit_bits"] else "parallel"
             out.append(
-                f"| conv {r['layer']} | {r['adders']:,} ({r['naive_adders']:,}) | {r['in_bits']} bits | {arith} | "
+                f"| conv {r['layer']} | {r['adders']:,} ({r['naive_adders']:,}) | {_three(r)} | {r['in_bits']} bits "
+                f"| {arith} | "
                 f"{r['word_bits']} | {theirs} | {t['lut']:,} | {t['srl']:,} | {t['inv']:,} | {t['ff']:,} | "
                 f"{t['carry4']:,} |"
             )
@@ -156,7 +183,7 @@ def render(data: dict) -> str:
         ff = total(rows, "ff")
         theirs_with_inv = PUBLISHED["lut"] + PUBLISHED["inv"]
         out += [
-            f"| **total** | {sum(r['adders'] for r in rows):,} | | | | | {total(rows, 'lut'):,.0f} | "
+            f"| **total** | {sum(r['adders'] for r in rows):,} | | | | | | {total(rows, 'lut'):,.0f} | "
             f"{total(rows, 'srl'):,.0f} | {inv:,.0f} | {ff:,.0f} | {total(rows, 'carry4'):,.0f} |",
             "",
             f"Against the published trees ({PUBLISHED['lut']:,} LUT + {PUBLISHED['inv']:,} INV, "
@@ -165,6 +192,8 @@ def render(data: dict) -> str:
             f"FF {ff / PUBLISHED['ff']:.2f}x (aim {AIM['ff']}x).",
             "",
         ]
+        if mode == "fixed":
+            out += bound_note(rows)
         serial = [r for r in rows if "with_converters" in r]
         if serial:
             conv_lut = total(serial, "lut", "with_converters") + total(serial, "srl", "with_converters")
