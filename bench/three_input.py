@@ -78,12 +78,48 @@ def parallel_rows(w: np.ndarray) -> list[dict[str, object]]:
     return rows
 
 
+def _pct(new: float, old: float) -> str:
+    return f" ({100 * (new - old) / old:+.0f}%)" if old else ""
+
+
+def markdown(result: dict) -> str:
+    """The tables docs/precision.md shows, from a result file."""
+    out = ["| d | graph | adders | three-input | LUT | FF | CARRY4 | model LUT / FF |"]
+    out.append("|---|---|---|---|---|---|---|---|")
+    base: dict[int, dict] = {}
+    for r in result["rows"]:
+        form = ("regrouped" if r.get("regrouped") else "as built") + (", pairs merged" if r["three_input"] else "")
+        ref = base.setdefault(r["d"], r)
+        lut, ref_lut = r["lut"] + r["srl"], ref["lut"] + ref["srl"]
+        out.append(
+            f"| {r['d']} | {form} | {r['adders']:,} | {r['three_input_adders']:,} | {lut:,}{_pct(lut, ref_lut)} "
+            f"| {r['ff']:,}{_pct(r['ff'], ref['ff'])} | {r['carry4']:,} | {r['model_lut']:,.0f} / {r['model_ff']:,} |"
+        )
+    out += ["", "| parallel | adders | three-input | depth | LUT | FF | CARRY4 | model LUT / FF |"]
+    out.append("|---|---|---|---|---|---|---|---|")
+    ref = None
+    for r in result.get("parallel", []):
+        ref = ref or r
+        lut, ref_lut = r["lut"] + r["srl"], ref["lut"] + ref["srl"]
+        form = f"{r['graph']}, " + ("regrouped" if r["three_input"] else "two-input")
+        out.append(
+            f"| {form} | {r['nodes']:,} | {r['three_input_adders']:,} | {r['depth']} | {lut:,}{_pct(lut, ref_lut)} "
+            f"| {r['ff']:,}{_pct(r['ff'], ref['ff'])} | {r['carry4']:,} | {r['model_lut']:,} / {r['model_ff']:,} |"
+        )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("serial", "parallel"), default=None)
+    ap.add_argument("--markdown", action="store_true", help="print the tables of the saved results and stop")
     args = ap.parse_args(argv)
+    out = REPO / "bench" / "results" / "three_input.json"
+    if args.markdown:
+        print(markdown(json.loads(out.read_text())))
+        return 0
     from hwgen.backend.serial_graph import SerialAdderGraph
     from hwgen.passes.naive_tree import naive_adder_graph
     from hwgen.passes.three_input import three_input_graph
@@ -92,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     w = np.random.default_rng(3).choice([-1, 0, 0, 0, 1], size=(32, 96))
     graph = naive_adder_graph(w)
     word = serial_word_bits(graph, -(1 << 15), (1 << 15) - 1)
-    out = REPO / "bench" / "results" / "three_input.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     rows = [] if args.only != "parallel" else previous.get("rows", [])
     regrouped = three_input_graph(graph)
@@ -124,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     layer = "32x96 ternary, 75% zeros, naive tree, 16-bit inputs"
     result = {"layer": layer, "word_bits": word, "rows": rows, "parallel": parallel}
     out.write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
     return 0
 
 
