@@ -84,7 +84,7 @@ def _pct(new: float, old: float) -> str:
 
 def markdown(result: dict) -> str:
     """The tables docs/precision.md shows, from a result file."""
-    out = ["| d | graph | adders | three-input | LUT | FF | CARRY4 | model LUT / FF |"]
+    out = ["| d | graph | registered adders | three-input | LUT sites | FF | CARRY4 | model LUT / FF |"]
     out.append("|---|---|---|---|---|---|---|---|")
     base: dict[int, dict] = {}
     for r in result["rows"]:
@@ -95,7 +95,7 @@ def markdown(result: dict) -> str:
             f"| {r['d']} | {form} | {r['adders']:,} | {r['three_input_adders']:,} | {lut:,}{_pct(lut, ref_lut)} "
             f"| {r['ff']:,}{_pct(r['ff'], ref['ff'])} | {r['carry4']:,} | {r['model_lut']:,.0f} / {r['model_ff']:,} |"
         )
-    out += ["", "| parallel | adders | three-input | depth | LUT | FF | CARRY4 | model LUT / FF |"]
+    out += ["", "| parallel | registered adders | three-input | depth | LUT sites | FF | CARRY4 | model LUT / FF |"]
     out.append("|---|---|---|---|---|---|---|---|")
     ref = None
     for r in result.get("parallel", []):
