@@ -446,6 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # The file system refused (an unwritable or full output folder, a path through a file).
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"twngen: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -164,6 +164,15 @@ def test_failed_rebuild_leaves_previous_outdir_intact(tmp_path):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_an_output_folder_the_file_system_refuses_exits_2_without_a_traceback(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder\n")
+    r = run_cli(REPO / "examples" / "mlp_ternary.onnx", "--board", "zcu111", "-o", blocker / "out")
+    assert r.returncode == 2 and r.stderr.startswith("twngen: error:") and str(blocker) in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert blocker.read_text() == "not a folder\n"
+
+
 def test_boards_lists_zcu111(capsys):
     assert main(["boards"]) == 0
     text = capsys.readouterr().out
