@@ -543,6 +543,11 @@ def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes])
                 p.write_bytes(content)
             else:
                 p.write_text(content)
+        if out.exists() and exchange_paths(tmp, out):
+            shutil.rmtree(tmp, ignore_errors=True)  # it holds the previous build now
+            return
+        # Without an atomic exchange: two renames (an interruption between them leaves the
+        # previous build in a sibling .old- folder).
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -553,3 +558,23 @@ def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so a build
+    interrupted at any moment leaves OUTDIR either old or new. False where the system
+    cannot (other kernels, file systems without it)."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

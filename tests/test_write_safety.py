@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -163,4 +164,30 @@ def test_a_failure_while_writing_leaves_the_previous_outdir_intact(tmp_path, mon
         build(write_mlp(dirs["models"] / "b.onnx", [7, 5, 2], seed=2), "zcu111", out)
     assert "twn_top.v" in written  # the failure came after some files were written
     assert _tree(out) == before
+    assert [p.name for p in dirs["outparent"].iterdir()] == ["OUT"]
+
+
+def test_a_rebuild_swaps_outdir_in_one_step(tmp_path, monkeypatch):
+    """Over an existing OUTDIR the new folder is exchanged with it atomically (no moment without
+    OUTDIR); the previous build is gone afterwards and nothing is left beside OUTDIR."""
+    import hwgen.build as build_module
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "f").write_text("a")
+    (b / "f").write_text("b")
+    if not build_module.exchange_paths(a, b):
+        pytest.skip("this kernel or file system cannot exchange paths atomically")
+    assert ((a / "f").read_text(), (b / "f").read_text()) == ("b", "a")
+
+    dirs = _sandbox(tmp_path)
+    out = dirs["outparent"] / "OUT"
+    build_module.build(write_mlp(dirs["models"] / "a.onnx", [6, 4, 3], seed=1), "zcu111", out)
+    renames: list[object] = []
+    real_replace = os.replace
+    monkeypatch.setattr(build_module.os, "replace", lambda *args: renames.append(args) or real_replace(*args))
+    build_module.build(write_mlp(dirs["models"] / "b.onnx", [7, 5, 2], seed=2), "zcu111", out)
+    assert renames == []  # the exchange, not the two-rename fallback
+    assert json.loads((out / "report.json").read_text())["model"] == "b.onnx"
     assert [p.name for p in dirs["outparent"].iterdir()] == ["OUT"]
