@@ -45,3 +45,13 @@ def test_negative_zero_is_a_zero_weight():
 def test_refusals_name_the_problem(w, match):
     with pytest.raises(TwnError, match=match):
         factor_weights(w, "node 'fc' (Gemm)")
+
+
+def test_int4_weights_using_minus_eight_are_told_the_width_they_need():
+    w = np.array([[-8, 3, 7, 1], [2, -8, 5, 0]]) * 0.1
+    with pytest.raises(TwnError, match=r"they fit 5 signed bits .*\|w\| <= 7 at 4 bits.*--max-weight-bits"):
+        factor_weights(w, "fc", max_bits=4)
+    np.testing.assert_array_equal(factor_weights(w, "fc", max_bits=5).integers, np.round(w / 0.1))
+    with pytest.raises(TwnError) as info:  # far out of range: no hint
+        factor_weights(np.array([[0.1, 0.2, 9.0]]), "fc", max_bits=3)
+    assert "they fit" not in str(info.value)

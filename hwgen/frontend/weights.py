@@ -106,10 +106,17 @@ def factor_weights(w: np.ndarray, where: str, max_bits: int = 2) -> FactoredWeig
     else:
         r = next(r for r in range(w.shape[0]) if _integer_step(w[r], limit) is None)
         distinct = np.unique(np.abs(w[r][w[r] != 0]))
+        wider = ""
+        if max_bits > 2 and _integer_step(w[r], (1 << max_bits) - 1) is not None:
+            # e.g. int4 weights that use -8: b-bit weights here are symmetric, |w| <= 2**(b-1) - 1.
+            wider = (
+                f"; they fit {max_bits + 1} signed bits (weights here are symmetric, |w| <= {limit} at "
+                f"{max_bits} bits): raise --max-weight-bits (--max-final-weight-bits for the last layer)"
+            )
         raise TwnError(
             f"{where}: output channel {r} has {len(distinct)} distinct weight magnitudes "
             f"({_describe(distinct)}) that are not multiples of one step within {max_bits} bits; "
-            f"twngen accepts {accepted}, with one scale per tensor or per output channel"
+            f"twngen accepts {accepted}, with one scale per tensor or per output channel{wider}"
         )
     safe = np.where(scale == 0, 1.0, scale)
     integers = np.round(w / safe[:, None]).astype(np.int64)
