@@ -32,7 +32,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from make_conv_net import _Builder  # examples/ is on sys.path (tests/conftest.py, bench/fuzz.py)
+from onnx import TensorProto, helper
 
 __all__ = [
     "FuzzFailure",
@@ -301,21 +302,9 @@ def networks():  # type: ignore[no-untyped-def]
 # -- ONNX ---------------------------------------------------------------------
 
 
-class _Graph:
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, base: str) -> str:
-        self.count += 1
-        return f"{base}_{self.count}"
-
-    def const(self, value: np.ndarray, base: str) -> str:
-        n = self.name(base)
-        self.inits.append(numpy_helper.from_array(np.asarray(value), n))
-        return n
+class _Graph(_Builder):
+    """``examples/make_conv_net.py``'s graph builder, naming nodes without the leading slash
+    (the kept fixtures were generated with these names)."""
 
     def node(self, op: str, inputs: list[str], **attrs: object) -> str:
         out = self.name(op.lower())
