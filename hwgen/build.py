@@ -500,29 +500,28 @@ def _fold(network: Network, lanes: int) -> tuple[Network, int]:
     length = network.input_shape[1]
     first_error: TwnError | None = None
     for candidate in range(lanes, length + 1):
-        if length % candidate:
-            continue
-        try:
-            return run_passes(network, (FoldLanes(candidate),)), candidate
-        except TwnError as exc:
-            first_error = first_error or exc
+        if length % candidate == 0:
+            folded = _folded(network, candidate)
+            if isinstance(folded, Network):
+                return folded, candidate
+            first_error = first_error or folded
     assert first_error is not None
     # Name the best rate the network does reach (one lane always does: no folding).
-    for best in range(lanes - 1, 0, -1):
-        if length % best == 0 and (best == 1 or _folds(network, best)):
-            break
+    best = next(
+        b for b in range(lanes - 1, 0, -1) if length % b == 0 and (b == 1 or isinstance(_folded(network, b), Network))
+    )
     raise TwnError(
         f"{first_error}. The fastest schedule this network takes is {best} position(s) per cycle "
         f"(--input-rate {best}: an initiation interval of {length // best} cycles per frame)"
     ) from None
 
 
-def _folds(network: Network, lanes: int) -> bool:
+def _folded(network: Network, lanes: int) -> Network | TwnError:
+    """The network folded into ``lanes`` lanes, or why it cannot be."""
     try:
-        run_passes(network, (FoldLanes(lanes),))
-    except TwnError:
-        return False
-    return True
+        return run_passes(network, (FoldLanes(lanes),))
+    except TwnError as exc:
+        return exc
 
 
 def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes]) -> None:
