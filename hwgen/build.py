@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from hwgen import __version__
-from hwgen.boards import Board, load_board
 from hwgen.errors import TwnError
+from hwgen.flow.boards import Board, load_board
 from hwgen.frontend import load_onnx
 from hwgen.golden import AccuracyReport, as_batch, compare_with_onnxruntime
 from hwgen.ir import Network
@@ -160,9 +160,9 @@ def build(
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
 
-    A Xilinx board also gets a Vivado project in OUTDIR/vivado (:mod:`hwgen.vendor`;
+    A Xilinx board also gets a Vivado project in OUTDIR/vivado (:mod:`hwgen.flow.vendor`;
     ``part`` replaces the board's part), a Lattice board the open-toolchain inputs in
-    OUTDIR/pnr (:mod:`hwgen.pnr`), which ``pnr`` runs to a bitstream, putting nextpnr's
+    OUTDIR/pnr (:mod:`hwgen.flow.pnr`), which ``pnr`` runs to a bitstream, putting nextpnr's
     utilisation and maximum frequency in the report.
 
     ``argmax``: the hardware emits the class index instead of the output
@@ -174,14 +174,14 @@ def build(
     """
     from hwgen.backend import TOP_NAME, generate_verilog
     from hwgen.estimate import estimate_network
-    from hwgen.hwplan import plan_network
+    from hwgen.flow.vendor import resolve_part
+    from hwgen.plan import plan_network
     from hwgen.report import make_report, render_markdown
-    from hwgen.vendor import resolve_part
 
     model = Path(model)
     board_obj = resolve_part(board if isinstance(board, Board) else load_board(board), part)
     if pnr:
-        from hwgen.pnr import pnr_target
+        from hwgen.flow.pnr import pnr_target
 
         pnr_target(board_obj)  # a board without an open flow is refused before any work
     clock = board_obj.clock_mhz if clock_mhz is None else float(clock_mhz)
@@ -344,8 +344,8 @@ def _backend_files(
     """The vendor project (Xilinx) or open-toolchain inputs (Lattice) for OUTDIR; given the
     core's Verilog (``--pnr``), also the bitstream. Records what was written (and nextpnr's
     results) in ``report``."""
-    from hwgen.pnr import PNR_DIR, place_and_route, pnr_files
-    from hwgen.vendor import VIVADO_DIR, vivado_project
+    from hwgen.flow.pnr import PNR_DIR, place_and_route, pnr_files
+    from hwgen.flow.vendor import VIVADO_DIR, vivado_project
 
     if board.vendor == "xilinx":
         report["vendor_project"] = {
@@ -377,11 +377,11 @@ def _backend_files(
 def _synthesize(verilog: str, board: Board) -> dict[str, object]:
     """Yosys on the generated RTL: counts for the report, beside the model's (synth_xilinx,
     or synth_ice40/synth_ecp5 for a Lattice board)."""
-    from hwgen.synth import SynthesisFailed, synthesize
-    from hwgen.vendor import yosys_family
+    from hwgen.flow.synth import SynthesisFailed, synthesize
+    from hwgen.flow.vendor import yosys_family
 
     if board.pnr is not None:
-        from hwgen.pnr import synthesize_lattice
+        from hwgen.flow.pnr import synthesize_lattice
 
         return synthesize_lattice(verilog, board)
     family = yosys_family(board)

@@ -384,7 +384,7 @@ def _cmd_inspect(argv: list[str]) -> int:
 
 
 def _cmd_boards(argv: list[str]) -> int:
-    from hwgen.boards import list_boards
+    from hwgen.flow.boards import list_boards
 
     argparse.ArgumentParser(prog="twngen boards", description="List board presets.").parse_args(argv)
     print(

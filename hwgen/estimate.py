@@ -1,7 +1,7 @@
 """Resource estimate (LUT, FF, BRAM36, DSP) of the planned hardware.
 
 A first-order model of a 6-input-LUT fabric with carry chains (UltraScale+),
-counted from the same :mod:`hwgen.hwplan` the backend builds from:
+counted from the same :mod:`hwgen.plan.dense` the backend builds from:
 
 * a w-bit registered adder: 1.032 w - 1.296 LUTs (fitted to Yosys on
   parallel pipelines, docs/area_model.md) and w FFs; identical nodes are
@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwgen.frameplan import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
-from hwgen.hwplan import LayerPlan, NetworkPlan
 from hwgen.ir import AdderGraph, LinearLayer, signed_bits_for_range
-from hwgen.serial_plan import AREA_MODEL, SerialGraphPlan, input_converter, input_converter_costs
+from hwgen.plan.bit_serial import AREA_MODEL, SerialGraphPlan, input_converter, input_converter_costs
+from hwgen.plan.dense import LayerPlan, NetworkPlan
+from hwgen.plan.frames import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 
 __all__ = [
     "Resources",
@@ -98,7 +98,7 @@ def serial_graph_cost(graph: AdderGraph, d: int, word: int, in_bits: int) -> tup
     plan = SerialGraphPlan(graph, d, word)
     digits = plan.digits
     # Converters as measured (docs/area_model.md): the cheaper input converter
-    # per input (hwgen.serial_plan.input_converter_costs), serial-to-parallel
+    # per input (hwgen.plan.bit_serial.input_converter_costs), serial-to-parallel
     # per output (D*d + log2(D) + 2 FF, at most 6 LUTs).
     n_out = sum(1 for o in graph.outputs if o is not None)
     p2s = input_converter_costs(word, d, in_bits)[input_converter(word, d, in_bits)]

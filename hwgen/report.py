@@ -7,13 +7,13 @@ from pathlib import Path
 from string import Template
 
 from hwgen import __version__
-from hwgen.boards import Board
 from hwgen.estimate import Resources
-from hwgen.frameplan import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
+from hwgen.flow.boards import Board
 from hwgen.golden import AccuracyReport
-from hwgen.hwplan import LayerPlan, NetworkPlan
 from hwgen.ir import FixedFormat, Network, PoolLayer
 from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
+from hwgen.plan.dense import LayerPlan, NetworkPlan
+from hwgen.plan.frames import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
 
 __all__ = ["make_report", "render_markdown"]
 

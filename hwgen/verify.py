@@ -12,9 +12,9 @@ import numpy as np
 
 from hwgen import golden
 from hwgen.errors import TwnError
-from hwgen.hwplan import plan_network
 from hwgen.ir import Network
 from hwgen.paths import SIM_DIR
+from hwgen.plan import plan_network
 
 #: The generated top levels: the valid/ready core and its AXI4-Stream wrapper.
 TOPS = ("twn_top", "twn_axis")

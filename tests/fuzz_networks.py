@@ -231,7 +231,7 @@ def draw_network(c: Chooser, max_sim_size: bool = True) -> NetworkSpec:
                 kernel = 1
             stride = c.choice((1, 1, 1, 2)) if kernel > 1 else 1
             pad_begin = c.integer(0, kernel - 1)
-            # What a stream can hold (hwgen.window): end padding no larger than the
+            # What a stream can hold (hwgen.plan.window_schedule): end padding no larger than the
             # start's (none with a stride), and the two together below the kernel.
             pad_end = c.integer(0, min(pad_begin, kernel - 1 - pad_begin)) if stride == 1 else 0
             out_size = [_out_size(n, kernel, stride, pad_begin, pad_end) for n in size]

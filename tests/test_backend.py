@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hwgen import golden
 from hwgen.backend import StreamingNetwork, generate_verilog
-from hwgen.hwplan import plan_network
+from hwgen.plan import plan_network
 
 
 def simulate(network, codes, stall=0.0, seed=0):
@@ -19,8 +19,8 @@ def simulate(network, codes, stall=0.0, seed=0):
     stalls; return the plan, outputs in order, the accept cycle of every
     frame's first beat and the delivery cycles. A dense network takes a frame
     in one beat, a convolution network one position per beat."""
-    from hwgen.backend.network import StreamingFrameNetwork
-    from hwgen.frameplan import FramePlan
+    from hwgen.backend.assemble import StreamingFrameNetwork
+    from hwgen.plan.frames import FramePlan
     from hwgen.verify import beats_of
 
     plan = plan_network(network)

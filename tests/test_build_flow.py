@@ -9,8 +9,8 @@ import time
 import pytest
 from conftest import REPO
 
-from hwgen.boards import list_boards, load_board
 from hwgen.cli import main
+from hwgen.flow.boards import list_boards, load_board
 
 
 def test_board_presets_are_complete():

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hwgen import golden
 from hwgen.cli import main
-from hwgen.hwplan import plan_network
+from hwgen.plan import plan_network
 from hwgen.verify import load_build
 
 

@@ -2,7 +2,7 @@ import pytest
 from conftest import built_network, write_mlp
 
 from hwgen.estimate import _dsp_count, estimate_network
-from hwgen.hwplan import plan_network
+from hwgen.plan import plan_network
 
 
 @pytest.mark.parametrize(

@@ -12,16 +12,16 @@ from make_conv_net import stack, vgg1d
 from test_backend import simulate
 
 from hwgen import golden
-from hwgen.backend.window import PoolTree, WindowBuffer
+from hwgen.backend.window_buffer import PoolTree, WindowBuffer
 from hwgen.build import ArithmeticOptions, build, prepare_network
 from hwgen.errors import TwnError
-from hwgen.frameplan import WindowStage
-from hwgen.hwplan import plan_network
 from hwgen.ir import LinearLayer, PoolLayer
 from hwgen.passes import run_passes
 from hwgen.passes.schedule import ScheduleDigitWidths
+from hwgen.plan import plan_network
+from hwgen.plan.frames import WindowStage
+from hwgen.plan.window_schedule import WindowGeometry, simulate_window, window_schedule
 from hwgen.verify import beats_of, make_vectors, verify
-from hwgen.window import WindowGeometry, simulate_window, window_schedule
 
 SIMULATORS = ["icarus", "verilator"]
 
@@ -261,7 +261,7 @@ def test_a_rate_no_schedule_meets_names_the_bottleneck_and_the_best_rate(tmp_pat
 def test_mac_layer_in_amaranth_sim(tmp_path):
     """A dense layer with weights in memory: element stream in, requantised codes out."""
     from hwgen.backend.mac import MacDenseLayer
-    from hwgen.frameplan import MAC_LATENCY, MacStage
+    from hwgen.plan.frames import MAC_LATENCY, MacStage
 
     model = vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9)
     net = _prepared(tmp_path, model)
@@ -370,7 +370,7 @@ def test_incremental_precision_widens_activations_as_the_rate_falls(frame_design
     from hwgen.ir import LinearLayer
     from hwgen.passes.precision import ladder
     from hwgen.passes.schedule import layer_budgets
-    from hwgen.serial_plan import serial_word_bits
+    from hwgen.plan.bit_serial import serial_word_bits
     from hwgen.verify import load_build
 
     report = json.loads((frame_designs["vgg1d_incremental"] / "report.json").read_text())

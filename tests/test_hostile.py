@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hwgen.hwplan import plan_network
+from hwgen.plan import plan_network
 from hwgen.verify import load_build
 
 

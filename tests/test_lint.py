@@ -10,10 +10,9 @@ PURE = [
     "hwgen/passes",
     "hwgen/frontend",
     "hwgen/golden.py",
-    "hwgen/hwplan.py",
+    "hwgen/plan",
     "hwgen/estimate.py",
-    "hwgen/serial_plan.py",
-    "hwgen/synth.py",
+    "hwgen/flow/synth.py",
 ]
 
 
@@ -35,7 +34,7 @@ def test_mypy_on_the_pure_layers():
 def test_ir_and_passes_do_not_import_amaranth():
     code = (
         "import sys, hwgen.ir, hwgen.passes.quantize, hwgen.passes.adder_graphs, hwgen.frontend, "
-        "hwgen.golden, hwgen.hwplan, hwgen.estimate, hwgen.serial_plan, hwgen.synth; "
+        "hwgen.golden, hwgen.plan, hwgen.estimate, hwgen.flow.synth; "
         "print(sorted(m for m in sys.modules if m.startswith('amaranth')))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

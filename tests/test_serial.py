@@ -29,7 +29,7 @@ from hwgen.backend.serial_graph import SerialAdderGraph
 from hwgen.ir import AdderGraph, AddNode, Operand
 from hwgen.passes.naive_tree import naive_adder_graph
 from hwgen.paths import SIM_DIR
-from hwgen.serial_plan import SerialGraphPlan, digits_per_word, serial_word_bits
+from hwgen.plan.bit_serial import SerialGraphPlan, digits_per_word, serial_word_bits
 
 DIGIT_BITS = [1, 2, 3, 4, 8, 16]
 

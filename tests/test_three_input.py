@@ -10,12 +10,12 @@ from test_backend import _codes, simulate
 from test_serial import check_graph, random_matrix
 
 from hwgen import golden
-from hwgen.hwplan import LayerPlan
 from hwgen.ir import AdderGraph
 from hwgen.passes import run_passes
 from hwgen.passes.merge_pairs import merged_adder_graph
 from hwgen.passes.naive_tree import naive_adder_graph
 from hwgen.passes.three_input import ThreeInputAdders, three_input_graph
+from hwgen.plan.dense import LayerPlan
 
 matrices = st.integers(1, 12).flatmap(
     lambda rows: st.integers(1, 24).flatmap(

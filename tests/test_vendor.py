@@ -1,4 +1,4 @@
-"""hwgen.vendor: the Vivado project every Xilinx build writes (build.tcl, XDC), and --part."""
+"""hwgen.flow.vendor: the Vivado project every Xilinx build writes (build.tcl, XDC), and --part."""
 
 import re
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write_mlp
 
-from hwgen.boards import load_board
 from hwgen.build import build
 from hwgen.cli import main
 from hwgen.errors import TwnError
-from hwgen.vendor import resolve_part, vivado_project, yosys_family
+from hwgen.flow.boards import load_board
+from hwgen.flow.vendor import resolve_part, vivado_project, yosys_family
 
 
 @pytest.fixture(scope="module")

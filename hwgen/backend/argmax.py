@@ -8,7 +8,7 @@ from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.hwplan import argmax_bits, tree_levels
+from hwgen.plan.dense import argmax_bits, tree_levels
 
 __all__ = ["ArgmaxTree", "registered_tree"]
 
@@ -21,7 +21,7 @@ def registered_tree(
     name: str,
 ) -> tuple[Value, ...]:
     """Reduce ``items`` pairwise, keeping the first of a pair where ``keep_first(a, b)``,
-    one register level per tree level (:func:`hwgen.hwplan.tree_levels`); a lone item
+    one register level per tree level (:func:`hwgen.plan.dense.tree_levels`); a lone item
     passes through a register. Max/min pools carry a value, the argmax a (value, index)."""
     level = items
     for lvl in range(tree_levels(len(items))):
@@ -46,7 +46,7 @@ class ArgmaxTree(wiring.Component):
     """Index of the largest of ``n`` signed values, the first one on ties (like numpy.argmax).
 
     A registered tree of compare-and-select nodes carrying (value, index)
-    pairs: latency :func:`hwgen.hwplan.tree_levels` cycles, free-running.
+    pairs: latency :func:`hwgen.plan.dense.tree_levels` cycles, free-running.
 
     Members
     -------

@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.serial import padded_select
-from hwgen.frameplan import MAC_LATENCY, MacStage, SerializeStage
+from hwgen.plan.frames import MAC_LATENCY, MacStage, SerializeStage
 
 __all__ = ["MacDenseLayer", "Serializer"]
 

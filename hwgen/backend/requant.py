@@ -7,8 +7,8 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.hwplan import LayerPlan
 from hwgen.ir import Requant
+from hwgen.plan.dense import LayerPlan
 
 __all__ = ["Requantizer"]
 

@@ -7,7 +7,7 @@ digit first, one digit per cycle, in ``D`` consecutive cycles, and ``first``
 is high with its first digit. A new word may start in the cycle after the
 previous word's last digit (full throughput) or after any number of idle
 cycles; digits between words are ignored. Arithmetic is exact modulo
-``2**(D*d)`` (see :mod:`hwgen.serial_plan` for why the word length only has
+``2**(D*d)`` (see :mod:`hwgen.plan.bit_serial` for why the word length only has
 to cover the results).
 
 Digit width ``d`` is any positive integer: 1 (bit-serial), 2, 3, 4, ... up to

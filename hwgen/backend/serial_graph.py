@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.serial import _delay_chain, _serial_sum, _shifted_digit
 from hwgen.ir import AdderGraph, Operand
-from hwgen.serial_plan import SerialGraphPlan
+from hwgen.plan.bit_serial import SerialGraphPlan
 
 __all__ = ["SerialAdderGraph"]
 
@@ -36,7 +36,7 @@ class SerialAdderGraph(wiring.Component):
 
     Outputs are the values of the graph's output operands *before* their sign
     and shift (the consumer, e.g. the requantiser, folds those in), as in
-    :class:`~hwgen.backend.adder_graph.AdderGraphPipeline`; an all-zero row
+    :class:`~hwgen.backend.parallel_graph.AdderGraphPipeline`; an all-zero row
     gives zero digits. An output word read as a signed ``D * d``-bit number
     (or its low ``W`` bits) is exact when ``W >= serial_word_bits(graph, lo,
     hi)`` and the inputs lie in ``[lo, hi]``; intermediate values may wrap.
@@ -48,7 +48,7 @@ class SerialAdderGraph(wiring.Component):
     digit_bits : int
         ``d``, bits per digit (any positive integer).
     word_bits : int
-        Word length ``W`` (see :func:`hwgen.serial_plan.serial_word_bits`).
+        Word length ``W`` (see :func:`hwgen.plan.bit_serial.serial_word_bits`).
     three_input : bool, optional
         Merge node pairs into three-input adders (:attr:`SerialGraphPlan.ops`;
         default: where it saves area, bit-serial).

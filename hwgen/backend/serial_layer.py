@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.serial import ParallelToSerial, SerialInputs, SerialToParallel
 from hwgen.backend.serial_graph import SerialAdderGraph
-from hwgen.hwplan import LayerPlan
-from hwgen.serial_plan import input_converter
+from hwgen.plan.bit_serial import input_converter
+from hwgen.plan.dense import LayerPlan
 
 __all__ = ["SerialDenseLayer"]
 
@@ -19,12 +19,12 @@ class SerialDenseLayer(wiring.Component):
 
     The inputs are serialised by :class:`SerialInputs` or by one
     :class:`ParallelToSerial` each, whichever
-    :func:`hwgen.serial_plan.input_converter` finds cheaper (same timing).
+    :func:`hwgen.plan.bit_serial.input_converter` finds cheaper (same timing).
 
     A vector presented on ``x`` with ``start`` high is serialised into words of
     ``D = ceil(W / d)`` digits; ``plan.adder_latency`` = 1 + graph depth + D
     cycles later ``y`` holds the graph's output values (before their sign and
-    shift, like :class:`~hwgen.backend.adder_graph.AdderGraphPipeline`) and
+    shift, like :class:`~hwgen.backend.parallel_graph.AdderGraphPipeline`) and
     keeps them until the next vector's first digit arrives. A new vector may
     start every ``D`` cycles.
 

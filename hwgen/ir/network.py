@@ -30,6 +30,7 @@ import numpy as np
 from hwgen.errors import TwnError
 from hwgen.ir.adder_graph import AdderGraph
 from hwgen.ir.quantizer import Quantizer
+from hwgen.ir.widths import signed_bits_for_range
 
 __all__ = [
     "OUTPUT_OPS",
@@ -42,18 +43,7 @@ __all__ = [
     "PoolLayer",
     "Requant",
     "ThresholdRequant",
-    "signed_bits_for_range",
 ]
-
-
-def signed_bits_for_range(lo: int, hi: int) -> int:
-    """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
-    if lo > hi:
-        raise ValueError(f"empty range [{lo}, {hi}]")
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
 
 
 @dataclass(frozen=True)

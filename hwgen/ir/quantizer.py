@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from hwgen.ir.widths import signed_bits_for_range
+
 __all__ = ["QUANTIZER_KINDS", "Quantizer"]
 
 QUANTIZER_KINDS = ("uniform", "thresholds", "binary", "sign")
@@ -51,8 +53,6 @@ class Quantizer:
 
     @property
     def bits(self) -> int:
-        from hwgen.ir.network import signed_bits_for_range
-
         return signed_bits_for_range(min(self.code_lo, 0), max(self.code_hi, 0))
 
     def codes(self, y: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from hwgen.errors import TwnError
 from hwgen.ir import LinearLayer, Network, PoolLayer
 from hwgen.passes.schedule import choose_layer, layer_budgets
-from hwgen.serial_plan import serial_word_bits
+from hwgen.plan.bit_serial import serial_word_bits
 
 __all__ = ["PRECISION_MODES", "choose_activation_bits", "ladder"]
 

@@ -6,14 +6,14 @@ II cycles per vector: at digit width ``d`` its adder graph needs ``D =
 ceil(W / d)`` cycles for a word of ``W`` bits, and any ``d`` with ``D <= II``
 meets the rate. Among those (and the fully parallel pipeline) the pass picks
 the smallest estimated area: LUT sites from the Yosys-calibrated models
-(:data:`hwgen.serial_plan.AREA_MODEL` for serial graphs plus their
+(:data:`hwgen.plan.bit_serial.AREA_MODEL` for serial graphs plus their
 converters, :mod:`hwgen.estimate`'s adder cost for parallel ones), flip-flops
 breaking ties. The choice is recorded in each layer (``digit_bits``, 0 for
 parallel; ``word_bits``) and the II in the network.
 
 In a network that streams frames (convolution or pooling layers), the
 input takes one position every ``initiation_interval / positions`` cycles;
-:func:`hwgen.frameplan.frame_budgets` gives each layer the fewest cycles
+:func:`hwgen.plan.frames.frame_budgets` gives each layer the fewest cycles
 between its windows (a convolution, per output position: pooling and stride
 make it grow layer by layer) or between its frames (a dense layer after the
 flatten), and that budget plays the role of the II above.
@@ -27,10 +27,10 @@ from typing import ClassVar
 
 from hwgen.errors import TwnError
 from hwgen.estimate import mac_cost_for, parallel_graph_cost, serial_graph_cost
-from hwgen.frameplan import frame_budgets, mac_refusal
 from hwgen.ir import AdderGraph, Layer, LinearLayer, Network, PoolLayer
 from hwgen.passes.three_input import regroups, three_input_graph
-from hwgen.serial_plan import digits_per_word, serial_word_bits
+from hwgen.plan.bit_serial import digits_per_word, serial_word_bits
+from hwgen.plan.frames import frame_budgets, mac_refusal
 
 __all__ = ["LayerChoice", "ScheduleDigitWidths", "choose_layer", "layer_budgets", "layer_choices", "output_codes"]
 

@@ -20,7 +20,7 @@ tests with :meth:`AdderGraph.coefficients`).
 
 On a 192x64 ternary layer at 70% zeros (a TW-64 conv layer's shape) with
 16-bit inputs, registered bits (nodes and alignment delays, as
-:class:`hwgen.hwplan.LayerPlan` lays them out) fall from 44,472 to 31,197
+:class:`hwgen.plan.dense.LayerPlan` lays them out) fall from 44,472 to 31,197
 (-30%) and the depth from 7 to 6 for the merged graph, and from 67,885 to
 35,656 (-47%), depth 7 to 4, for the naive trees (``tests/test_three_input.py``).
 Yosys on a merged 32x96 layer: ``bench/three_input.py`` and ``docs/precision.md``.
@@ -35,7 +35,7 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.ir import AdderGraph, AddNode, Layer, LinearLayer, Network, Operand
-from hwgen.serial_plan import THREE_INPUT_MAX_DIGIT
+from hwgen.plan.bit_serial import THREE_INPUT_MAX_DIGIT
 
 __all__ = ["ThreeInputAdders", "regroups", "three_input_graph"]
 
@@ -108,7 +108,7 @@ def three_input_graph(graph: AdderGraph) -> AdderGraph:
 def regroups(digit_bits: int) -> bool:
     """Whether a layer at ``digit_bits`` (0: parallel) gets a three-input graph: parallel and
     bit-serial. Wider digit-serial three-operand adders cost more LUTs than two two-operand
-    ones (:data:`hwgen.serial_plan.THREE_INPUT_MAX_DIGIT`)."""
+    ones (:data:`hwgen.plan.bit_serial.THREE_INPUT_MAX_DIGIT`)."""
     return digit_bits <= THREE_INPUT_MAX_DIGIT
 
 

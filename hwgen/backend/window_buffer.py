@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.argmax import registered_tree
-from hwgen.frameplan import CollectStage, LanePoolStage, WindowStage
+from hwgen.plan.frames import CollectStage, LanePoolStage, WindowStage
 
 __all__ = ["FrameCollector", "LanePoolTree", "PoolTree", "WindowBuffer"]
 
@@ -26,16 +26,16 @@ def _member(values: set[int], index: Value) -> Value:
 
 
 class WindowBuffer(wiring.Component):
-    """Shift register of positions and the window control of :mod:`hwgen.window`.
+    """Shift register of positions and the window control of :mod:`hwgen.plan.window_schedule`.
 
-    Latency :data:`hwgen.window.WINDOW_LATENCY` (1) cycle from ``i_valid``
+    Latency :data:`hwgen.plan.window_schedule.WINDOW_LATENCY` (1) cycle from ``i_valid``
     to ``o_valid`` when slots are not held back by the spacing rule: a
     position first waits in a one-entry register and enters the shift
     register in its slot; the window is read from the register (and the
     waiting position) in that slot's cycle, unregistered: the adder graph,
     serial converters or pool tree behind it sample it with ``o_valid``.
 
-    The control is the cycle model :func:`hwgen.window.simulate_window`
+    The control is the cycle model :func:`hwgen.plan.window_schedule.simulate_window`
     (same registers, same rules); emissions are decided by row and column
     tables of the slot's position, and padded taps are masked to the fill
     value by comparing the output row and column counters with constants.

@@ -10,13 +10,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from hwgen.backend.adder_graph import AdderGraphPipeline
 from hwgen.backend.argmax import ArgmaxTree
 from hwgen.backend.mac import MacDenseLayer, Serializer
+from hwgen.backend.parallel_graph import AdderGraphPipeline
 from hwgen.backend.requant import Requantizer
 from hwgen.backend.serial_layer import SerialDenseLayer
-from hwgen.backend.window import FrameCollector, LanePoolTree, PoolTree, WindowBuffer
-from hwgen.frameplan import (
+from hwgen.backend.window_buffer import FrameCollector, LanePoolTree, PoolTree, WindowBuffer
+from hwgen.plan.dense import INPUT_REGISTER_LATENCY, LayerPlan, NetworkPlan
+from hwgen.plan.frames import (
     ArgmaxStage,
     CollectStage,
     DenseStage,
@@ -27,7 +28,6 @@ from hwgen.frameplan import (
     Stage,
     WindowStage,
 )
-from hwgen.hwplan import INPUT_REGISTER_LATENCY, LayerPlan, NetworkPlan
 
 __all__ = ["TOP_NAME", "StreamingFrameNetwork", "StreamingNetwork", "generate_verilog"]
 
@@ -229,7 +229,7 @@ class StreamingFrameNetwork(wiring.Component):
     the output FIFO has a free entry for every frame in flight (credits), so
     output backpressure never loses or duplicates a result. Inside, every
     stage is a free-running pipeline behind a valid strobe (see
-    :mod:`hwgen.frameplan`); the latency is ``plan.latency`` cycles from a
+    :mod:`hwgen.plan.frames`); the latency is ``plan.latency`` cycles from a
     frame's first input handshake to its output handshake, and a frame
     every ``plan.initiation_interval`` cycles at full rate.
 

@@ -14,7 +14,7 @@ __all__ = ["Board", "PnrTarget", "list_boards", "load_board"]
 
 @dataclass(frozen=True)
 class PnrTarget:
-    """How the open toolchain (:mod:`hwgen.pnr`) places and routes for a board.
+    """How the open toolchain (:mod:`hwgen.flow.pnr`) places and routes for a board.
 
     ``arch`` is ``ice40`` or ``ecp5`` (the Yosys ``synth_*`` script and the
     nextpnr binary); ``device``, ``package`` and ``speed`` are nextpnr's

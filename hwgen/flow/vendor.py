@@ -20,8 +20,8 @@ from dataclasses import replace
 from string import Template
 
 from hwgen import __version__
-from hwgen.boards import Board
 from hwgen.errors import TwnError
+from hwgen.flow.boards import Board
 from hwgen.paths import RTL_TEMPLATES_DIR
 
 __all__ = ["VIVADO_DIR", "resolve_part", "vivado_project"]

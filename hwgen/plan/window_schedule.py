@@ -6,7 +6,7 @@ another. A window buffer keeps the last ``chain_length`` positions in a
 shift register (line buffers in 2-D are simply the long stretches of that
 register) and, at the right moments, hands one window to the layer's
 arithmetic. This module fixes, in pure Python, everything the gateware
-(:mod:`hwgen.backend.window`), the resource estimate and the latency model
+(:mod:`hwgen.backend.window_buffer`), the resource estimate and the latency model
 share.
 
 Slots and emissions
@@ -200,7 +200,7 @@ def window_schedule(geometry: WindowGeometry, layer: str) -> WindowSchedule:
 def simulate_window(arrivals: list[int], sched: WindowSchedule, spacing: int) -> list[int]:
     """Cycles at which the buffer's window strobe is high, for input strobes at ``arrivals``.
 
-    A cycle-by-cycle model of :class:`hwgen.backend.window.WindowBuffer`'s
+    A cycle-by-cycle model of :class:`hwgen.backend.window_buffer.WindowBuffer`'s
     control (the same rules, same registers), used to compute the latency
     the gateware will have; the simulation tests check the two agree.
     ``arrivals`` covers whole frames.

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from hwgen.ir.adder_graph import AdderGraph, Operand
-from hwgen.ir.network import signed_bits_for_range
+from hwgen.ir.widths import signed_bits_for_range
 
 __all__ = [
     "AREA_MODEL",

@@ -28,7 +28,6 @@ __all__ = [
     "LayerPlan",
     "NetworkPlan",
     "argmax_bits",
-    "plan_network",
     "tree_levels",
 ]
 
@@ -238,23 +237,3 @@ class NetworkPlan:
     def fifo_depth(self) -> int:
         """Output FIFO entries: enough credits for every result in flight at full rate."""
         return self.latency + 1
-
-
-def plan_network(network: Network):  # type: ignore[no-untyped-def]
-    """The plan of a quantised network with adder graphs: a NetworkPlan (dense
-    layers only) or a :class:`hwgen.frameplan.FramePlan` (streamed frames)."""
-    fmt = network.input_format
-    if fmt is None:
-        raise ValueError("plan_network needs a quantised network")
-    if network.has_conv:
-        from hwgen.frameplan import plan_frames
-
-        return plan_frames(network)
-    plans = []
-    lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
-    for layer in network.linear_layers:
-        plans.append(LayerPlan(layer, lo, hi, bits))
-        rq = layer.requant
-        assert rq is not None
-        lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
-    return NetworkPlan(network, tuple(plans))

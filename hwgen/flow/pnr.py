@@ -34,8 +34,8 @@ from pathlib import Path
 from string import Template
 
 from hwgen import __version__
-from hwgen.boards import Board, PnrTarget
 from hwgen.errors import TwnError
+from hwgen.flow.boards import Board, PnrTarget
 from hwgen.paths import RTL_TEMPLATES_DIR
 
 __all__ = [
@@ -139,7 +139,7 @@ def _synth_script(arch: str, use_dsp: bool, sources: list[str], top: str, netlis
     return "\n".join(
         [
             f"read_verilog -sv {' '.join(sources)}",
-            # As in hwgen.synth: Amaranth's escaped field names (`\y[1]`) made private, so no
+            # As in hwgen.flow.synth: Amaranth's escaped field names (`\y[1]`) made private, so no
             # port bit is lost in the mapping.
             "rename -hide w:*[[]* x:* %d",
             f"synth_{arch} {flags}",

@@ -5,7 +5,7 @@ pixel per beat, raster order), at most one beat every ``beat_spacing``
 cycles; the network's initiation interval is the frame's beats times that
 spacing. The plan is a chain of stages:
 
-* :class:`WindowStage` -- a window buffer (:mod:`hwgen.window`) feeding a
+* :class:`WindowStage` -- a window buffer (:mod:`hwgen.plan.window_schedule`) feeding a
   convolution's adder graph and requantiser, or a max/min-pool tree;
 * :class:`CollectStage` -- gathers a frame's positions into one vector
   (the flatten before a dense layer, or the network's output frame);
@@ -16,7 +16,7 @@ which bounds the cycles its arithmetic may take per output (the scheduler's
 budget) without any flow control inside the network: the input is paced, and
 every stage keeps the spacing it was promised. Latency is computed by
 running the control rules cycle by cycle at full rate
-(:func:`hwgen.window.simulate_window`); simulation of the RTL measures it.
+(:func:`hwgen.plan.window_schedule.simulate_window`); simulation of the RTL measures it.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from functools import cached_property
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.hwplan import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, tree_levels
 from hwgen.ir import LanePoolLayer, LinearLayer, Network, PoolLayer, Requant, signed_bits_for_range
-from hwgen.window import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
+from hwgen.plan.dense import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, tree_levels
+from hwgen.plan.window_schedule import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
 __all__ = [
     "COLLECT_LATENCY",

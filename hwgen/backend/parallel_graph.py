@@ -6,8 +6,8 @@ from amaranth.hdl import Module, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.hwplan import LayerPlan
 from hwgen.ir import AddNode, Operand
+from hwgen.plan.dense import LayerPlan
 
 __all__ = ["AdderGraphPipeline"]
 
