@@ -192,6 +192,7 @@ def build(
     network, calib, options = scheduled_network(
         model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits
     )
+    hold_for_test("planned")
     plan = plan_network(network)
     per_layer, total = estimate_network(plan)
     accuracy = accuracy_check(model, network, calib)
@@ -535,13 +536,15 @@ def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes])
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUTDIR should not be
     try:
-        for rel, content in files.items():
+        for i, (rel, content) in enumerate(files.items()):
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):
                 p.write_bytes(content)
             else:
                 p.write_text(content)
+            if i == 0:
+                hold_for_test("writing")
         if out.exists() and exchange_paths(tmp, out):
             shutil.rmtree(tmp, ignore_errors=True)  # it holds the previous build now
             return
@@ -557,6 +560,21 @@ def _write_atomically(out: Path, files: dict[str, str] | dict[str, str | bytes])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def hold_for_test(stage: str) -> None:
+    """Test-only pause. With ``TWNGEN_TEST_HOLD=STAGE:FIFO`` in the environment, a build that
+    reaches ``STAGE`` (``planned``: scheduled, nothing emitted; ``writing``: the first file of
+    the new folder written) writes the stage's name to the named pipe FIFO, then blocks until
+    a signal ends it. tests/test_write_safety.py interrupts builds there, at a known point
+    whatever the machine's load, instead of racing them."""
+    stage_name, _, fifo = os.environ.get("TWNGEN_TEST_HOLD", "").partition(":")
+    if stage_name != stage or not fifo:
+        return
+    with open(fifo, "w") as pipe:  # blocks until the test reads
+        pipe.write(f"{stage}\n")
+    with open(fifo) as pipe:  # blocks for good: the test never opens the pipe for writing
+        pipe.read()
 
 
 def exchange_paths(a: Path, b: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -102,16 +103,39 @@ def test_a_build_writes_only_outdir_and_the_cache(tmp_path):
     assert sorted(p.name for p in dirs["models"].iterdir()) == ["m.onnx"]
 
 
-def _build_cli(model: Path, out: Path, dirs: dict[str, Path]) -> subprocess.Popen[str]:
+def _build_cli(model: Path, out: Path, dirs: dict[str, Path], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hwgen.cli", str(model), "--board", "zcu111", "-o", str(out)],
-        cwd=dirs["cwd"], env=_env(dirs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=dirs["cwd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
+def _wait_for_stage(fifo: Path, proc: subprocess.Popen[str], stage: str) -> None:
+    """Block until the build announces ``stage`` on the pipe (hwgen.build.hold_for_test), however
+    long that takes on a loaded machine; fail if the build ends first."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    got = b""
+    try:
+        deadline = time.monotonic() + 900
+        while not got.endswith(b"\n"):
+            with contextlib.suppress(BlockingIOError):
+                got += os.read(fd, 64)
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                pytest.fail(f"the build ended (exit {proc.returncode}) before reaching {stage!r}: {err[-2000:]}")
+            assert time.monotonic() < deadline, f"the build never reached {stage!r}"
+            time.sleep(0.01)
+    finally:
+        os.close(fd)
+    assert got.decode() == f"{stage}\n"
+
+
+@pytest.mark.parametrize("stage", ["planned", "writing"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_an_interrupted_build_leaves_the_previous_outdir_intact(tmp_path, sig):
-    """Killed mid-build (SIGKILL: no clean-up at all; SIGINT: Ctrl-C), OUTDIR is the previous build, byte for byte."""
+def test_an_interrupted_build_leaves_the_previous_outdir_intact(tmp_path, sig, stage):
+    """Killed mid-build (SIGKILL: no clean-up at all; SIGINT: Ctrl-C), OUTDIR is the previous build,
+    byte for byte. The build is held at a known stage (after scheduling; with the new folder half
+    written) by a test-only pipe, so the signal never races the build's end."""
     from hwgen.build import build
 
     dirs = _sandbox(tmp_path)
@@ -119,16 +143,21 @@ def test_an_interrupted_build_leaves_the_previous_outdir_intact(tmp_path, sig):
     out = dirs["outparent"] / "OUT"
     build(first, "zcu111", out)
     before = _tree(out)
-    # A larger model, different output: interrupted after it has started working.
-    second = write_mlp(dirs["models"] / "second.onnx", [96, 96, 64, 10], seed=2)
-    proc = _build_cli(second, out, dirs)
-    deadline = time.monotonic() + 120
-    # Wait until it is past start-up (the merge cache gets written), then interrupt.
-    while time.monotonic() < deadline and proc.poll() is None and not any(dirs["cache"].rglob("*.json")):
-        time.sleep(0.02)
-    assert proc.poll() is None, "the build finished before it could be interrupted"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    second = write_mlp(dirs["models"] / "second.onnx", [24, 16, 10], seed=2)  # different output
+    fifo = tmp_path / "hold.fifo"
+    os.mkfifo(fifo)
+    env = {**_env(dirs), "TWNGEN_TEST_HOLD": f"{stage}:{fifo}"}
+    proc = _build_cli(second, out, dirs, env)
+    try:
+        _wait_for_stage(fifo, proc, stage)
+        partial = [p.name for p in dirs["outparent"].iterdir() if p.name.startswith(".OUT.partial-")]
+        assert len(partial) == (1 if stage == "writing" else 0)  # held where the test means to interrupt
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode != 0
     if sig == signal.SIGINT:
         assert "Traceback" not in err
@@ -138,6 +167,19 @@ def test_an_interrupted_build_leaves_the_previous_outdir_intact(tmp_path, sig):
         assert leftovers == []  # cleaned up
     else:
         assert all(re.fullmatch(r"\.OUT\.(partial|old)-\w+", n) for n in leftovers), leftovers
+        assert len(leftovers) == (1 if stage == "writing" else 0)
+
+
+def test_the_test_hold_is_off_without_its_variable(tmp_path, monkeypatch):
+    """hold_for_test does nothing unless TWNGEN_TEST_HOLD names the stage (a normal build never blocks)."""
+    from hwgen.build import hold_for_test
+
+    fifo = tmp_path / "hold.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.delenv("TWNGEN_TEST_HOLD", raising=False)
+    hold_for_test("writing")
+    monkeypatch.setenv("TWNGEN_TEST_HOLD", f"planned:{fifo}")
+    hold_for_test("writing")  # another stage: returns at once (opening the pipe would block)
 
 
 def test_a_failure_while_writing_leaves_the_previous_outdir_intact(tmp_path, monkeypatch):
