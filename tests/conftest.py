@@ -29,11 +29,18 @@ def built_network(path: Path, **options: object) -> Network:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _merge_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep the merging pass's on-disk cache inside the test session's temp folder."""
+def _shared_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The merging pass's on-disk cache and the compiled simulators live in the test session's
+    temp folder, shared by the pytest-xdist workers (both are written atomically or under a
+    lock): a design that several tests simulate is compiled once per simulator."""
     import os
 
-    os.environ["TWNGEN_CACHE"] = str(tmp_path_factory.mktemp("merge-cache"))
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # every worker's basetemp is a child of the session's
+    for var, name in (("TWNGEN_CACHE", "merge-cache"), ("TWNGEN_SIM_CACHE", "sim-cache")):
+        (base / name).mkdir(exist_ok=True)
+        os.environ[var] = str(base / name)
 
 
 @pytest.fixture

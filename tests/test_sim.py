@@ -111,3 +111,22 @@ def test_the_testbench_catches_a_wrong_output(designs, tmp_path):
         results_json=tmp_path / "r.json",
     )
     assert summary["failed"] == 1 and summary["mismatches"][0]["vector"] == 7
+
+
+def test_a_compiled_simulator_is_reused_while_the_rtl_is_unchanged(designs, tmp_path, monkeypatch):
+    """Two verifies of one build compile once; a changed source compiles again (the build key
+    covers every source's content), and the rebuilt model still passes."""
+    import shutil
+
+    monkeypatch.delenv("TWNGEN_SIM_CACHE", raising=False)  # the build folder keeps its own
+    out = tmp_path / "copy"
+    shutil.copytree(designs["binary"], out, ignore=shutil.ignore_patterns("sim"))
+    stamp = out / "sim" / "icarus" / ".twngen-build-key"
+    assert verify(out, "icarus", vectors=8).ok
+    first = (stamp.read_text(), (out / "sim" / "icarus" / "sim.vvp").stat().st_mtime_ns)
+    assert verify(out, "icarus", vectors=8, seed=5).ok
+    assert (stamp.read_text(), (out / "sim" / "icarus" / "sim.vvp").stat().st_mtime_ns) == first  # not rebuilt
+    wrapper = out / "rtl" / "twn_axis.v"
+    wrapper.write_text(wrapper.read_text() + "\n// touched\n")
+    assert verify(out, "icarus", vectors=8).ok
+    assert stamp.read_text() != first[0]
