@@ -1,15 +1,24 @@
-"""Board presets: data files in ``boards/`` (TOML), one per board."""
+"""Board presets: data files in ``boards/`` (TOML), one per board.
+
+A preset for a board that amaranth-boards defines names its platform class
+(``amaranth_board = "amaranth_boards.icebreaker:ICEBreakerPlatform"``); the
+oscillator's pin and frequency (``clock_mhz``), the first LED's pin and the ECP5
+I/O standard then come from that class, and the preset gives the rest (capacity,
+nextpnr's spellings). A value the preset states itself wins over the class's.
+"""
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hwgen.errors import TwnError
 from hwgen.paths import BOARDS_DIR
 
-__all__ = ["Board", "PnrTarget", "list_boards", "load_board"]
+__all__ = ["Board", "PnrTarget", "amaranth_board_pins", "list_boards", "load_board"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class Board:
     bram_kbits: int = 36
     dsp_name: str = "DSP"
     pnr: PnrTarget | None = None
+    #: ``module:Class`` of the amaranth-boards platform the pins and clock came from, or "".
+    amaranth_board: str = ""
 
     @property
     def flow(self) -> str:
@@ -84,14 +95,69 @@ class Board:
         }
 
 
+def _one_pin(resource: Any) -> str:
+    pins = resource.ios[0] if len(resource.ios) == 1 else None
+    if pins is None or getattr(pins, "conn", None) is not None or len(getattr(pins, "names", ())) != 1:
+        raise ValueError(f"its {resource.name} {resource.number} is not one pin of the device")
+    return str(pins.names[0])
+
+
+def amaranth_board_pins(spec: str, device: str) -> dict[str, Any]:
+    """``clock_mhz``, ``clock_pin``, ``output_pin`` and ``io_type`` of the amaranth-boards
+    platform ``spec`` (``amaranth_boards.<module>:<Class>``) for a board with ``device``.
+
+    The pins are the default clock's and ``led`` 0's; ``io_type`` is their ``IO_TYPE``
+    attribute (ECP5), "" where they have none (iCE40 takes no I/O standard here), and
+    None where the two differ (the preset must then give one).
+    """
+    module_name, _, class_name = spec.partition(":")
+    if module_name.split(".")[0] != "amaranth_boards" or not class_name:
+        raise ValueError(f"amaranth_board must be 'amaranth_boards.<module>:<Class>', not {spec!r}")
+    # Imported here, not at the top: amaranth-boards pulls in Amaranth, which only the
+    # presets that name a platform need.
+    from amaranth.build import ResourceError
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"amaranth_board {spec!r}: cannot import {module_name} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type) or not hasattr(cls, "default_clk"):
+        raise ValueError(f"amaranth_board {spec!r}: {module_name} has no platform class {class_name!r}")
+    try:
+        platform = cls()
+        if str(platform.device) != device:
+            raise ValueError(f"it is a {platform.device} board, but the preset's device is {device}")
+        if platform.default_clk is None:
+            raise ValueError("it names no default clock")
+        clock = platform.lookup(platform.default_clk)
+        led = platform.lookup("led", 0)
+        frequency = float(platform.default_clk_frequency)
+        clock_pin, output_pin = _one_pin(clock), _one_pin(led)
+    # A platform class is third-party code: whatever it raises becomes the preset's error.
+    except (ResourceError, AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"amaranth_board {spec!r}: {exc}") from None
+    io_types = {str(r.attrs.get("IO_TYPE", "")) for r in (clock, led)}
+    return {
+        "clock_mhz": frequency / 1e6,
+        "clock_pin": clock_pin,
+        "output_pin": output_pin,
+        "io_type": io_types.pop() if len(io_types) == 1 else None,
+    }
+
+
 def _read(path: Path) -> Board:
     try:
         d = tomllib.loads(path.read_text())
         r = d["resources"]
         native = d.get("device_resources", {})
+        spec = str(d.get("amaranth_board", ""))
+        given = amaranth_board_pins(spec, str(d["device"])) if spec else {}
         pnr = None
         if "pnr" in d:
-            t = d["pnr"]
+            t = {**given, **d["pnr"]}
+            if t.get("io_type", "") is None:
+                raise ValueError(f"amaranth_board {spec!r}: its clock and LED I/O types differ; set pnr.io_type")
             pnr = PnrTarget(
                 arch=str(t["arch"]),
                 device=str(t["device"]),
@@ -113,7 +179,7 @@ def _read(path: Path) -> Board:
             package=str(d["package"]),
             speed=str(d["speed"]),
             part=str(d["part"]),
-            clock_mhz=float(d["clock_mhz"]),
+            clock_mhz=float(d["clock_mhz"] if "clock_mhz" in d else given["clock_mhz"]),
             lut=int(r["lut"]),
             ff=int(r["ff"]),
             bram36=int(r["bram36"]),
@@ -123,6 +189,7 @@ def _read(path: Path) -> Board:
             bram_kbits=int(native.get("bram_kbits", 36)),
             dsp_name=str(native.get("dsp_name", "DSP")),
             pnr=pnr,
+            amaranth_board=spec,
         )
     except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise TwnError(f"board preset {path} is malformed: {exc}") from None

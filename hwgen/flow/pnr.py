@@ -162,12 +162,15 @@ def pnr_files(board: Board, clock_mhz: float, in_payload: int, out_payload: int,
         out_payload=out_payload,
         shift=shift,
     )
+    heading = f"# {board.name}: oscillator and LED"
+    if board.amaranth_board:
+        heading += f" (pins from {board.amaranth_board})"
     if t.arch == "ice40":
-        constraints = f"# {board.name}: oscillator and LED\nset_io clk {t.clock_pin}\nset_io led {t.output_pin}\n"
+        constraints = f"{heading}\nset_io clk {t.clock_pin}\nset_io led {t.output_pin}\n"
     else:
         io = f" IO_TYPE={t.io_type}" if t.io_type else ""
         constraints = (
-            f"# {board.name}: oscillator and LED\n"
+            f"{heading}\n"
             f'LOCATE COMP "clk" SITE "{t.clock_pin}";\nIOBUF PORT "clk"{io};\n'
             f'LOCATE COMP "led" SITE "{t.output_pin}";\nIOBUF PORT "led"{io};\n'
         )
