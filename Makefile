@@ -53,8 +53,11 @@ demo: setup
 	@echo "Verilog: $(OUTDIR)/rtl/twn_top.v"
 	@echo "Report:  $(OUTDIR)/report.md ($(OUTDIR)/report.json)"
 
+# The suite runs on every core (pytest-xdist; TEST_JOBS=1 for one process). Workers share the
+# merge cache and the compiled simulators (tests/conftest.py), so a design is compiled once.
+TEST_JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 verilog: setup
 	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR) $(FLAGS)
