@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 SIM_DIR = Path(__file__).resolve().parent
@@ -53,8 +54,12 @@ def run_testbench(
     results_json: Path,
     toplevel: str = "twn_top",
     test_module: str = "tb_twn_top",
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, object]:
     """Build ``sources`` and run ``test_module`` against ``toplevel``; return its JSON summary.
+
+    ``on_phase("compile")`` and ``on_phase("simulate")`` are called as each begins
+    (progress displays).
 
     Simulator output goes to ``build_dir/sim.log``. Raises RuntimeError if the
     simulation did not produce a summary (build failure, crash).
@@ -88,6 +93,8 @@ def run_testbench(
         # runs are short, so compile time dominates.
         flags = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0"]
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags, *flags]))
+    if on_phase is not None:
+        on_phase("compile")
     try:
         runner.build(
             sources=[str(s) for s in sources],
@@ -106,6 +113,8 @@ def run_testbench(
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved_makeflags
+    if on_phase is not None:
+        on_phase("simulate")
     # cocotb's runner exits the process on a failing test outside pytest;
     # catch that and report through the summary instead.
     with contextlib.suppress(SystemExit):
