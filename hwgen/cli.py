@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,10 +103,10 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (errors are still reported there)")
 
 
-def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _progress(args: argparse.Namespace, started: float | None = None):  # type: ignore[no-untyped-def]
     from hwgen.console import progress_for
 
-    return progress_for(args.quiet)
+    return progress_for(args.quiet, started=started)
 
 
 def _layer_bits(text: str) -> tuple[tuple[str, int], ...]:
@@ -304,9 +305,11 @@ def _cmd_verify(argv: list[str]) -> int:
     inputs = load_array(args.inputs, "--inputs") if args.inputs else None
     sims = ("icarus", "verilator") if args.simulator == "both" else (args.simulator,)
     ok = True
+    started = time.monotonic()
     for sim in sims:
         try:
-            with _progress(args) as progress:
+            # One display per simulator, closed before its results go to stdout; times from the start.
+            with _progress(args, started) as progress:
                 r = verify(Path(args.outdir), sim, args.vectors, inputs, args.seed, args.stall, args.top, progress)
         except VerifyFailed as exc:
             print(f"twngen: [{sim}] simulation failed: {exc}", file=sys.stderr)

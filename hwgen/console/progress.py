@@ -59,8 +59,9 @@ class Progress:
     ``with progress.stage("merging adder graphs", total=9, unit="layers") as s: ... s.update(3)``
     """
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
+    def __init__(self, started: float | None = None) -> None:
+        #: ``time.monotonic()`` at the command's start: the lines' elapsed times count from it.
+        self.started = time.monotonic() if started is None else started
 
     @contextmanager
     def stage(self, name: str, total: int | None = None, unit: str = "") -> Iterator[Stage]:
@@ -106,8 +107,8 @@ SILENT = Progress()
 class PlainProgress(Progress):
     """One line per stage start, count and finish: for logs (no ``\\r``, no escape codes)."""
 
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
+    def __init__(self, stream: TextIO, started: float | None = None) -> None:
+        super().__init__(started)
         self.stream = stream
 
     def _line(self, text: str) -> None:
@@ -130,8 +131,8 @@ class LiveProgress(Progress):
     """A live display on a terminal (rich): the running stage with a spinner, its bar and count
     when it is counted, and its elapsed time; finished stages stay listed with their time."""
 
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
+    def __init__(self, stream: TextIO, started: float | None = None) -> None:
+        super().__init__(started)
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -179,12 +180,13 @@ class LiveProgress(Progress):
         self._display.stop()
 
 
-def progress_for(quiet: bool, stream: TextIO | None = None) -> Progress:
-    """The reporter for a command: silent with ``quiet``, live on a terminal, plain lines otherwise."""
+def progress_for(quiet: bool, stream: TextIO | None = None, started: float | None = None) -> Progress:
+    """The reporter for a command: silent with ``quiet``, live on a terminal, plain lines otherwise
+    (on ``stream``, default stderr; elapsed times from ``started``, default now)."""
     stream = sys.stderr if stream is None else stream
     if quiet:
         return SILENT
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
-        return LiveProgress(stream)
-    return PlainProgress(stream)
+        return LiveProgress(stream, started)
+    return PlainProgress(stream, started)
