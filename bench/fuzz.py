@@ -215,14 +215,18 @@ def main() -> None:
             s["vectors"] += r["vectors"]
     summary = {
         "command": " ".join(["python", *sys.argv]),
-        "mode": "golden and graphs only (--no-build)" if args.no_build else "build, golden, graphs, RTL",
+        "mode": "golden and graphs only (--no-build)"
+        if args.no_build
+        else "build, golden, graphs, lint, RTL"
+        if sims
+        else "build, golden, graphs, lint (no simulation)",
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         "networks": len(entries),
         "outcomes": outcomes,
         "rtl": by_sim,
         "golden_vs_onnxruntime_networks": sum("golden" in e for e in entries),
         "merged_graphs_checked": sum(int(e.get("graphs_checked", 0)) for e in entries),  # type: ignore[call-overload]
-        "linted": sum("lint" in e for e in entries),
+        "linted": sum("lint" in e or e.get("check") == "lint" for e in entries),
         "lint_failures": sum(e.get("check") == "lint" for e in entries),
         "worst_error_over_bound": max(
             (e["golden"]["max_abs_error"] / e["golden"]["bound"] for e in entries if "golden" in e), default=0.0
