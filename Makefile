@@ -80,16 +80,19 @@ pnr: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Differential fuzzing: random networks, golden vs onnxruntime, merged graphs vs W @ x, RTL vs golden
-# (Icarus and Verilator in turn); every failing case is kept under tests/fixtures/fuzz for `make test`.
+# Differential fuzzing: random networks, golden vs onnxruntime, merged graphs vs W @ x, the RTL linted
+# (verilator -Wall, the documented waivers), RTL vs golden (Icarus and Verilator in turn); every failing
+# case is kept under tests/fixtures/fuzz for `make test`. FUZZ_RATES=both: each network at full rate and
+# at --input-rate 0.25 (digit-serial layers) instead of the rate drawn for it.
 FUZZ_NETWORKS ?= 200
 FUZZ_VECTORS  ?= 40
 FUZZ_START    ?= 1000
 FUZZ_MINUTES  ?= 0
 FUZZ_TIMEOUT  ?= 10
+FUZZ_RATES    ?= drawn
 fuzz: setup
 	nice -n 19 $(BIN)/python bench/fuzz.py --networks $(FUZZ_NETWORKS) --vectors $(FUZZ_VECTORS) \
-	  --start $(FUZZ_START) --minutes $(FUZZ_MINUTES) --timeout-minutes $(FUZZ_TIMEOUT)
+	  --start $(FUZZ_START) --minutes $(FUZZ_MINUTES) --timeout-minutes $(FUZZ_TIMEOUT) --rates $(FUZZ_RATES)
 
 clean:
 	rm -rf build .pytest_cache

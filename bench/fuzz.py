@@ -5,14 +5,20 @@ For every seed in ``--start .. --start + --networks``: the network of
 ``tests/fuzz_networks.network_from_seed(seed)`` is written as ONNX, built,
 and checked: golden vs onnxruntime within the formats' error bound (and the
 report's stated error reproduced), every merged adder graph vs ``W @ x``,
-and the RTL vs golden on a simulator (``--simulators`` in turn, or every one
-with ``--all-simulators``) with random stalls on both sides. A failing case
+the RTL linted (``verilator --lint-only -Wall`` with only the documented
+waivers, ``fuzz_networks.check_lint``), and the RTL vs golden on a simulator
+(``--simulators`` in turn, or every one with ``--all-simulators``; none with
+``--simulators ''``) with random stalls on both sides. ``--rates both`` builds
+every network twice, at full rate and at a quarter of it (digit-serial
+layers), instead of at the rate it was drawn with. A failing case
 (a check disagreeing, a refusal of a network the generator means to be
 supported, or a crash) is saved as a regression fixture under
 ``--fixtures`` (``seed-N/model.onnx`` + ``case.json``), which
 ``tests/test_fuzz.py`` replays. The summary goes to ``--results`` (JSON).
 
     nice -n 19 python bench/fuzz.py --networks 200 --vectors 40
+    nice -n 19 python bench/fuzz.py --networks 40 --rates both --simulators '' \
+        --results bench/results/fuzz_lint.json      # build and lint only
 """
 
 from __future__ import annotations
@@ -38,10 +44,12 @@ from fuzz_networks import (  # noqa: E402
     FuzzFailure,
     build_case,
     check_golden_vs_onnxruntime,
+    check_lint,
     check_merged_graphs,
     check_rtl,
     network_from_seed,
     to_onnx,
+    with_rate,
     write_case,
 )
 
@@ -57,11 +65,13 @@ def _prepared(spec: object, work: Path) -> tuple[Path, object]:
     return model, prepare_network(model, ArithmeticOptions())[0]
 
 
-def run_one(seed: int, simulators: list[str], vectors: int, work: Path, no_build: bool) -> dict[str, object]:
+def run_one(
+    seed: int, simulators: list[str], vectors: int, work: Path, no_build: bool, rate: str = "drawn"
+) -> dict[str, object]:
     from hwgen.errors import TwnError
 
-    spec = network_from_seed(seed)
-    entry: dict[str, object] = {"seed": seed, "network": spec.describe(), "outcome": "ok"}
+    spec = with_rate(network_from_seed(seed), rate)
+    entry: dict[str, object] = {"seed": seed, "rate": rate, "network": spec.describe(), "outcome": "ok"}
     started = time.monotonic()
     try:
         if no_build:
@@ -73,6 +83,7 @@ def run_one(seed: int, simulators: list[str], vectors: int, work: Path, no_build
         entry["adders"] = report["adders"]
         entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
         entry["graphs_checked"] = check_merged_graphs(network, seed)
+        entry["lint"] = check_lint(outdir)
         entry["rtl"] = {}
         for sim in simulators:
             entry["rtl"][sim] = check_rtl(outdir, sim, vectors=vectors, seed=seed)  # type: ignore[index]
@@ -87,13 +98,15 @@ def run_one(seed: int, simulators: list[str], vectors: int, work: Path, no_build
     return entry
 
 
-def run_isolated(seed: int, simulators: list[str], vectors: int, work: Path, timeout: float) -> dict[str, object]:
+def run_isolated(
+    seed: int, simulators: list[str], vectors: int, work: Path, timeout: float, rate: str = "drawn"
+) -> dict[str, object]:
     """run_one in a child process (its own session) killed after ``timeout`` seconds: a simulation that
     hangs or crawls is recorded as a timeout instead of stopping the campaign."""
     work.mkdir(parents=True, exist_ok=True)
     result = work / "entry.json"
     cmd = [sys.executable, __file__, "--one", str(seed), "--simulators", ",".join(simulators) or ",",
-           "--vectors", str(vectors), "--work", str(work)]  # fmt: skip
+           "--vectors", str(vectors), "--work", str(work), "--rates", rate]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -102,13 +115,15 @@ def run_isolated(seed: int, simulators: list[str], vectors: int, work: Path, tim
         os.killpg(proc.pid, signal.SIGKILL)  # the child and the simulators it started
         proc.wait()
         return {
-            "seed": seed, "network": network_from_seed(seed).describe(), "outcome": "timeout",
+            "seed": seed, "rate": rate, "network": with_rate(network_from_seed(seed), rate).describe(),
+            "outcome": "timeout",
             "check": f"rtl-{'+'.join(simulators)}-timeout", "seconds": round(time.monotonic() - started, 2),
             "failure": f"no result after {timeout:.0f} s (build and {', '.join(simulators)} simulation)",
         }  # fmt: skip
     if not result.is_file():
         return {
-            "seed": seed, "network": network_from_seed(seed).describe(), "outcome": "crash", "check": "child",
+            "seed": seed, "rate": rate, "network": with_rate(network_from_seed(seed), rate).describe(),
+            "outcome": "crash", "check": "child",
             "seconds": round(time.monotonic() - started, 2), "failure": err.decode(errors="replace")[-3000:],
         }  # fmt: skip
     return json.loads(result.read_text())
@@ -118,11 +133,13 @@ def _compact(e: dict[str, object]) -> list[object]:
     golden = e.get("golden") or {}
     ratio = round(golden["max_abs_error"] / golden["bound"], 4) if golden else None  # type: ignore[index]
     vectors = sum(r["vectors"] for r in (e.get("rtl") or {}).values())  # type: ignore[union-attr]
-    return [e["seed"], e["outcome"], e["seconds"], ratio, vectors]
+    rate = [] if e.get("rate", "drawn") == "drawn" else [e["rate"]]
+    return [e["seed"], e["outcome"], e["seconds"], ratio, vectors, *rate]
 
 
 def _dump(summary: dict[str, object]) -> str:
-    """JSON with one line per case."""
+    """JSON with one line per case: seed, outcome, seconds, golden error / bound, RTL vectors
+    (and the rate, unless as drawn)."""
     cases = summary.pop("cases")
     head = json.dumps(summary, indent=1)[:-2]
     lines = ",\n".join("  " + json.dumps(c) for c in cases)  # type: ignore[attr-defined]
@@ -143,12 +160,20 @@ def main() -> None:
         "--no-build", action="store_true", help="only the cheap checks (golden vs onnxruntime, merged graphs)"
     )
     ap.add_argument("--timeout-minutes", type=float, default=10, help="per network (build and simulation)")
+    ap.add_argument(
+        "--rates",
+        choices=("drawn", "full", "serial", "both"),
+        default="drawn",
+        help="build each network at the rate drawn for it, at full rate, at a quarter of it "
+        "(digit-serial layers), or both full and serial (default %(default)s)",
+    )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one seed into --work/entry.json
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     sims = [s for s in args.simulators.split(",") if s]
+    rates = ["full", "serial"] if args.rates == "both" else [args.rates]
     if args.one is not None:
-        entry = run_one(args.one, sims, args.vectors, args.work, False)
+        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0])
         (args.work / "entry.json").write_text(json.dumps(entry))
         return
 
@@ -160,24 +185,26 @@ def main() -> None:
             if args.minutes and time.monotonic() - started > 60 * args.minutes:
                 break
             use = sims if args.all_simulators else [sims[k % len(sims)]] if sims else []
-            work = Path(tmp) / f"seed-{seed}"
-            if args.no_build:
-                entry = run_one(seed, use, args.vectors, work, True)
-            else:
-                entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes)
-            shutil.rmtree(work, ignore_errors=True)
-            entries.append(entry)
-            if entry["outcome"] != "ok":
-                failing_sims = [s for s in use if str(entry.get("check", "")).startswith(f"rtl-{s}")]
-                folder = args.fixtures / f"seed-{seed}"
-                write_case(folder, network_from_seed(seed), seed, str(entry["failure"]), str(entry["check"]))
-                meta = json.loads((folder / "case.json").read_text())
-                # A timeout is not replayed in the simulator that crawled (the suite has a time budget).
-                meta["simulators"] = [] if entry["outcome"] == "timeout" else failing_sims
-                (folder / "case.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-            print(f"{seed}: {entry['outcome']:8s} {entry['seconds']:6.1f}s {entry['network']}"
-                  + (f"\n    {entry['check']}: {str(entry['failure'])[:300]}" if entry["outcome"] != "ok" else ""),
-                  flush=True)  # fmt: skip
+            for rate in rates:
+                work = Path(tmp) / f"seed-{seed}-{rate}"
+                if args.no_build:
+                    entry = run_one(seed, use, args.vectors, work, True, rate)
+                else:
+                    entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes, rate)
+                shutil.rmtree(work, ignore_errors=True)
+                entries.append(entry)
+                if entry["outcome"] != "ok":
+                    failing_sims = [s for s in use if str(entry.get("check", "")).startswith(f"rtl-{s}")]
+                    folder = args.fixtures / (f"seed-{seed}" if rate == "drawn" else f"seed-{seed}-{rate}")
+                    spec = with_rate(network_from_seed(seed), rate)
+                    write_case(folder, spec, seed, str(entry["failure"]), str(entry["check"]))
+                    meta = json.loads((folder / "case.json").read_text())
+                    # A timeout is not replayed in the simulator that crawled (the suite has a time budget).
+                    meta["simulators"] = [] if entry["outcome"] == "timeout" else failing_sims
+                    (folder / "case.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+                print(f"{seed} {rate}: {entry['outcome']:8s} {entry['seconds']:6.1f}s {entry['network']}"
+                      + (f"\n    {entry['check']}: {str(entry['failure'])[:300]}" if entry["outcome"] != "ok" else ""),
+                      flush=True)  # fmt: skip
     wall = time.monotonic() - started
     outcomes = {o: sum(e["outcome"] == o for e in entries) for o in ("ok", "mismatch", "refused", "crash", "timeout")}
     by_sim: dict[str, dict[str, int]] = {}
@@ -188,13 +215,19 @@ def main() -> None:
             s["vectors"] += r["vectors"]
     summary = {
         "command": " ".join(["python", *sys.argv]),
-        "mode": "golden and graphs only (--no-build)" if args.no_build else "build, golden, graphs, RTL",
+        "mode": "golden and graphs only (--no-build)"
+        if args.no_build
+        else "build, golden, graphs, lint, RTL"
+        if sims
+        else "build, golden, graphs, lint (no simulation)",
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         "networks": len(entries),
         "outcomes": outcomes,
         "rtl": by_sim,
         "golden_vs_onnxruntime_networks": sum("golden" in e for e in entries),
         "merged_graphs_checked": sum(int(e.get("graphs_checked", 0)) for e in entries),  # type: ignore[call-overload]
+        "linted": sum("lint" in e or e.get("check") == "lint" for e in entries),
+        "lint_failures": sum(e.get("check") == "lint" for e in entries),
         "worst_error_over_bound": max(
             (e["golden"]["max_abs_error"] / e["golden"]["bound"] for e in entries if "golden" in e), default=0.0
         ),
@@ -206,7 +239,8 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(_dump(summary))
     print(
-        f"{len(entries)} networks in {wall / 60:.1f} min: {outcomes}; RTL {by_sim}; "
+        f"{len(entries)} networks in {wall / 60:.1f} min: {outcomes}; linted {summary['linted']} "
+        f"({summary['lint_failures']} with findings); RTL {by_sim}; "
         f"worst error/bound {summary['worst_error_over_bound']:.3f}; results in {args.results}"
     )
     sys.exit(1 if outcomes["mismatch"] or outcomes["crash"] or outcomes["timeout"] else 0)

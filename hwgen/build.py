@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from hwgen import __version__
+from hwgen.console.progress import SILENT, Progress
 from hwgen.errors import TwnError
 from hwgen.flow.boards import Board, load_board
 from hwgen.frontend import load_onnx
 from hwgen.golden import AccuracyReport, as_batch, compare_with_onnxruntime
-from hwgen.ir import Network
+from hwgen.ir import LinearLayer, Network
 from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
 from hwgen.passes.fold_lanes import FoldLanes
@@ -96,22 +97,38 @@ def load_array(path: str | Path, what: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def prepare_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
+def prepare_network(
+    model: str | Path, options: ArithmeticOptions, progress: Progress = SILENT
+) -> tuple[Network, np.ndarray | None]:
     """ONNX file -> quantised IR with adder graphs; also returns the calibration batch."""
-    network, calib = quantized_network(model, options)
-    graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth)
-    return run_passes(network, (graphs,)), calib
+    network, calib = quantized_network(model, options, progress)
+    return _with_graphs(network, options, progress), calib
 
 
-def quantized_network(model: str | Path, options: ArithmeticOptions) -> tuple[Network, np.ndarray | None]:
-    """ONNX file -> quantised IR (no adder graphs yet); also returns the calibration batch."""
-    network = load_onnx(model, options.max_weight_bits, options.max_final_weight_bits)
+def _with_graphs(network: Network, options: ArithmeticOptions, progress: Progress) -> Network:
+    linear = sum(isinstance(layer, LinearLayer) for layer in network.layers)
+    with progress.stage(
+        "merging adder graphs" if options.adder_graph == "merged" else "adder trees", linear, "layers"
+    ) as s:
+        graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth, on_layer=s.update)
+        return run_passes(network, (graphs,))
+
+
+def quantized_network(
+    model: str | Path, options: ArithmeticOptions, progress: Progress = SILENT
+) -> tuple[Network, np.ndarray | None]:
+    """ONNX file -> quantised IR (no adder graphs yet); also returns the calibration batch.
+
+    ``progress`` reports the stages (parsing, quantising); the default says nothing.
+    """
+    with progress.stage(f"parsing {Path(model).name}"):
+        network = load_onnx(model, options.max_weight_bits, options.max_final_weight_bits)
     calib = None
     if options.calibrate is not None:
         calib = as_batch(network, load_array(options.calibrate, "--calibrate"), "--calibrate")
         if len(calib) == 0:
             raise TwnError("--calibrate: the calibration batch is empty")
-    passes = (
+    quantize = (
         QuantizeActivations(
             act_bits=options.act_bits,
             input_bits=options.input_bits,
@@ -123,7 +140,8 @@ def quantized_network(model: str | Path, options: ArithmeticOptions) -> tuple[Ne
             layer_act_bits=options.layer_act_bits,
         ),
     )
-    return run_passes(network, passes), calib
+    with progress.stage("quantising activations"):
+        return run_passes(network, quantize), calib
 
 
 @dataclass
@@ -157,6 +175,7 @@ def build(
     min_act_bits: int = 1,
     part: str | None = None,
     pnr: bool = False,
+    progress: Progress = SILENT,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
 
@@ -164,6 +183,10 @@ def build(
     ``part`` replaces the board's part), a Lattice board the open-toolchain inputs in
     OUTDIR/pnr (:mod:`hwgen.flow.pnr`), which ``pnr`` runs to a bitstream, putting nextpnr's
     utilisation and maximum frequency in the report.
+
+    ``progress`` (:class:`hwgen.console.Progress`) is told each stage as it starts and
+    ends, with counts where there are some (layers merged, modules emitted); the default
+    says nothing. The CLI passes a reporter that prints them on stderr.
 
     ``argmax``: the hardware emits the class index instead of the output
     vector (None: when the model itself ends in ArgMax or TopK(k=1)).
@@ -190,12 +213,14 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib, options = scheduled_network(
-        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits
+        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits, progress
     )
     hold_for_test("planned")
-    plan = plan_network(network)
-    per_layer, total = estimate_network(plan)
-    accuracy = accuracy_check(model, network, calib)
+    with progress.stage("planning and estimating resources"):
+        plan = plan_network(network)
+        per_layer, total = estimate_network(plan)
+    with progress.stage("accuracy check against onnxruntime"):
+        accuracy = accuracy_check(model, network, calib)
     report = make_report(
         model=model,
         network=network,
@@ -225,9 +250,11 @@ def build(
             )
             + "; use --allow-overflow to write the RTL anyway"
         )
-    verilog = generate_verilog(plan)
+    with progress.stage("emitting Verilog", unit="modules") as s:
+        verilog = generate_verilog(plan, on_module=s.update)
     if synth_estimate:
-        report["synthesis"] = _synthesize(verilog, board_obj)
+        with progress.stage("synthesis with Yosys (--synth-estimate)"):
+            report["synthesis"] = _synthesize(verilog, board_obj)
 
     rtl = [f"rtl/{TOP_NAME}.v", "rtl/twn_axis.v"]
     inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
@@ -239,10 +266,15 @@ def build(
         f"{TOP_NAME}.f": "".join(f"{path}\n" for path in rtl),
         f"{TOP_NAME}.core": _fusesoc_core(model.stem, rtl),
     }
-    files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, verilog if pnr else None))
+    if pnr:
+        with progress.stage("place and route with nextpnr (--pnr)"):
+            files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, verilog))
+    else:
+        files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, None))
     files["report.json"] = _json_text(report)
     files["report.md"] = render_markdown(report)
-    _write_atomically(out, files)
+    with progress.stage(f"writing {out}"):
+        _write_atomically(out, files)
     return BuildResult(out, network, report, sorted(files))
 
 
@@ -255,6 +287,7 @@ def scheduled_network(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
+    progress: Progress = SILENT,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision
     the mode gives), folded for the rate, with adder graphs and per-layer digit widths.
@@ -267,12 +300,14 @@ def scheduled_network(
     if precision == "incremental" and options.layer_act_bits:
         raise TwnError("give --precision incremental or --layer-act-bits, not both")
     model = Path(model)
-    network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax)
+    network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
     if precision == "incremental":
-        bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
+        with progress.stage("choosing activation precision (--precision incremental)"):
+            bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
         options = replace(options, layer_act_bits=tuple(bits.items()))
-        network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax)
-    return run_passes(network, (ScheduleDigitWidths(ii), ThreeInputAdders())), calib, options
+        network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
+    with progress.stage("scheduling digit widths"):
+        return run_passes(network, (ScheduleDigitWidths(ii), ThreeInputAdders())), calib, options
 
 
 def _graphs_at_rate(
@@ -282,9 +317,10 @@ def _graphs_at_rate(
     input_rate: float | None,
     target_fps: float | None,
     argmax: bool | None,
+    progress: Progress,
 ) -> tuple[Network, np.ndarray | None, int]:
     """Quantised network, folded into lanes for the rate, with adder graphs; its calibration batch and II."""
-    network, calib = quantized_network(model, options)
+    network, calib = quantized_network(model, options, progress)
     if argmax is None:
         argmax = network.output_op in ("argmax", "topk1")
     network = network.with_layers(network.layers, argmax_output=bool(argmax))
@@ -292,8 +328,7 @@ def _graphs_at_rate(
     if lanes > 1:
         network, lanes = _fold(network, lanes)
         ii = math.prod(network.stream_shape[1:])  # folded: one beat of lanes per cycle
-    graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth)
-    return run_passes(network, (graphs,)), calib, ii
+    return _with_graphs(network, options, progress), calib, ii
 
 
 def _axis_wrapper(model_name: str, plan: object) -> str:

@@ -7,6 +7,9 @@
     twngen boards
 
 Bad input exits with status 2 and a one-paragraph message, never a traceback.
+``build`` and ``verify`` report their stages on stderr (a live display on a
+terminal, plain lines otherwise; :mod:`hwgen.console.progress`) unless
+``-q/--quiet``; stdout holds the summary either way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,6 +97,16 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         default=dflt(d.max_final_weight_bits),
         help="widest signed integer weights accepted in the last layer (default %(default)s)",
     )
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (errors are still reported there)")
+
+
+def _progress(args: argparse.Namespace, started: float | None = None):  # type: ignore[no-untyped-def]
+    from hwgen.console import progress_for
+
+    return progress_for(args.quiet, started=started)
 
 
 def _layer_bits(text: str) -> tuple[tuple[str, int], ...]:
@@ -187,25 +201,29 @@ def _cmd_build(argv: list[str]) -> int:
         "(default: when the model ends in ArgMax or TopK(k=1))",
     )
     p.add_argument("--version", action="version", version=f"twngen {__version__}")
+    _add_quiet(p)
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
-    result = build(
-        args.model,
-        args.board,
-        args.outdir,
-        _options_from(args),
-        clock_mhz=args.clock_mhz,
-        allow_overflow=args.allow_overflow,
-        command="twngen " + shlex.join(argv),
-        synth_estimate=args.synth_estimate,
-        input_rate=args.input_rate,
-        target_fps=args.target_fps,
-        argmax=args.argmax,
-        precision=args.precision,
-        min_act_bits=args.min_act_bits,
-        part=args.part,
-        pnr=args.pnr,
-    )
+    with _progress(args) as progress:
+        result = build(
+            args.model,
+            args.board,
+            args.outdir,
+            _options_from(args),
+            clock_mhz=args.clock_mhz,
+            allow_overflow=args.allow_overflow,
+            # -q changes nothing the build writes, so the report does not record it.
+            command="twngen " + shlex.join(a for a in argv if a not in ("-q", "--quiet")),
+            synth_estimate=args.synth_estimate,
+            input_rate=args.input_rate,
+            target_fps=args.target_fps,
+            argmax=args.argmax,
+            precision=args.precision,
+            min_act_bits=args.min_act_bits,
+            part=args.part,
+            pnr=args.pnr,
+            progress=progress,
+        )
     r = result.report
     res = r["resources"]
     print(f"twngen: built {r['model']} for {r['board']} ({r['part']}) at {r['clock_mhz']:g} MHz")
@@ -262,6 +280,7 @@ def _cmd_verify(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall", type=float, default=0.3, help="probability of an input gap / output stall each cycle")
     p.add_argument("--top", choices=("twn_top", "twn_axis"), default="twn_top", help="top level to simulate")
+    _add_quiet(p)
     _add_arithmetic_options(p, defaults=False)
     args = p.parse_args(argv)
     _, report = load_build(Path(args.outdir))
@@ -286,9 +305,12 @@ def _cmd_verify(argv: list[str]) -> int:
     inputs = load_array(args.inputs, "--inputs") if args.inputs else None
     sims = ("icarus", "verilator") if args.simulator == "both" else (args.simulator,)
     ok = True
+    started = time.monotonic()
     for sim in sims:
         try:
-            r = verify(Path(args.outdir), sim, args.vectors, inputs, args.seed, args.stall, args.top)
+            # One display per simulator, closed before its results go to stdout; times from the start.
+            with _progress(args, started) as progress:
+                r = verify(Path(args.outdir), sim, args.vectors, inputs, args.seed, args.stall, args.top, progress)
         except VerifyFailed as exc:
             print(f"twngen: [{sim}] simulation failed: {exc}", file=sys.stderr)
             ok = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from hwgen import golden
+from hwgen.console.progress import SILENT, Progress, Stage
 from hwgen.errors import TwnError
 from hwgen.ir import Network
 from hwgen.paths import SIM_DIR
@@ -18,6 +20,8 @@ from hwgen.plan import plan_network
 
 #: The generated top levels: the valid/ready core and its AXI4-Stream wrapper.
 TOPS = ("twn_top", "twn_axis")
+#: How progress lines name the simulators.
+SIMULATOR_NAMES = {"icarus": "Icarus Verilog", "verilator": "Verilator"}
 
 __all__ = ["TOPS", "VerifyFailed", "VerifyResult", "beats_of", "load_build", "make_vectors", "verify"]
 
@@ -111,8 +115,13 @@ def verify(
     seed: int = 1,
     stall: float = 0.3,
     top: str = "twn_top",
+    progress: Progress = SILENT,
 ) -> VerifyResult:
-    """Run the build's RTL in ``simulator`` against the golden model."""
+    """Run the build's RTL in ``simulator`` against the golden model.
+
+    ``progress`` is told the compile and the simulation as they start and end (the
+    default says nothing).
+    """
     # The simulator runs in its own folder: every path handed to it is absolute.
     outdir = Path(outdir).resolve()
     network, report = load_build(outdir)
@@ -146,19 +155,35 @@ def verify(
         in_bits=plan.in_bits,
         out_bits=plan.out_bits,
     )
-    try:
-        summary = runner.run_testbench(
-            sources=rtl,
-            simulator=simulator,
-            build_dir=work,
-            env={"TWN_VECTORS": str(vec_path), "TWN_SEED": str(seed), "TWN_STALL": str(stall), "TWN_TOP": top},
-            results_json=work / "results.json",
-            toplevel=top,
-        )
-    except runner.SimulatorUnavailable as exc:
-        raise TwnError(str(exc)) from None
-    except runner.SimulationFailed as exc:
-        raise VerifyFailed(str(exc)) from None
+    name = SIMULATOR_NAMES.get(simulator, simulator)
+    with ExitStack() as stages:
+
+        def phase(what: str) -> None:
+            # The runner says when it moves from compiling to simulating.
+            stages.close()
+            if what == "compile":
+                stages.enter_context(progress.stage(f"compiling with {name}"))
+            else:
+                run = stages.enter_context(progress.stage(f"simulating {len(codes)} vectors on {name}"))
+                ran.append(run)
+
+        ran: list[Stage] = []
+        try:
+            summary = runner.run_testbench(
+                sources=rtl,
+                simulator=simulator,
+                build_dir=work,
+                env={"TWN_VECTORS": str(vec_path), "TWN_SEED": str(seed), "TWN_STALL": str(stall), "TWN_TOP": top},
+                results_json=work / "results.json",
+                toplevel=top,
+                on_phase=phase,
+            )
+        except runner.SimulatorUnavailable as exc:
+            raise TwnError(str(exc)) from None
+        except runner.SimulationFailed as exc:
+            raise VerifyFailed(str(exc)) from None
+        if ran:
+            ran[0].detail = f"{summary['passed']}/{summary['vectors']} vectors passed"
     return VerifyResult(
         simulator=simulator,
         vectors=int(summary["vectors"]),

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -62,8 +63,12 @@ def run_testbench(
     results_json: Path,
     toplevel: str = "twn_top",
     test_module: str = "tb_twn_top",
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, object]:
     """Build ``sources`` and run ``test_module`` against ``toplevel``; return its JSON summary.
+
+    ``on_phase("compile")`` and ``on_phase("simulate")`` are called as each begins
+    (progress displays).
 
     Simulator output goes to ``build_dir/sim.log``. Raises RuntimeError if the
     simulation did not produce a summary (build failure, crash).
@@ -95,6 +100,8 @@ def run_testbench(
     runner = get_runner(simulator)
     with _build_lock(compiled):
         if not _is_built(compiled, key):
+            if on_phase is not None:
+                on_phase("compile")
             runtime = None
             if simulator == "verilator":
                 # Verilator's runtime objects are the same for every design built with these
@@ -102,6 +109,8 @@ def run_testbench(
                 rkey = build_key(simulator, "runtime", [], build_args + make_flags + [_cxx_version()])
                 runtime = (Path(cache).resolve() if cache else build_dir.parent) / f"verilator-runtime-{rkey}"
             _build(runner, simulator, toplevel, sources, compiled, build_args, make_flags, key, runtime)
+    if on_phase is not None:
+        on_phase("simulate")
     # cocotb's runner exits the process on a failing test outside pytest;
     # catch that and report through the summary instead.
     with contextlib.suppress(SystemExit):

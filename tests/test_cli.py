@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import REPO, write_mlp
+from conftest import PROGRESS_LINE, REPO, stderr_without_progress, write_mlp
 from onnx import TensorProto, helper, numpy_helper
 
 from hwgen import golden
@@ -148,7 +149,10 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, case, arg
     out = tmp_path / "out"
     r = run_cli(*[a.format(**subs) for a in args], "-o", out)
     assert r.returncode == 2, case
-    assert message in r.stderr and r.stderr.startswith("twngen: error:")
+    # The stages started before the refusal, then one error line, the last.
+    error = stderr_without_progress(r.stderr)
+    assert message in error and error.startswith("twngen: error:") and error.count("\n") == 1, r.stderr
+    assert r.stderr.endswith(error)
     assert "Traceback" not in r.stderr + r.stdout
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
@@ -168,7 +172,9 @@ def test_an_output_folder_the_file_system_refuses_exits_2_without_a_traceback(tm
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder\n")
     r = run_cli(REPO / "examples" / "mlp_ternary.onnx", "--board", "zcu111", "-o", blocker / "out")
-    assert r.returncode == 2 and r.stderr.startswith("twngen: error:") and str(blocker) in r.stderr, r.stderr
+    error = stderr_without_progress(r.stderr)
+    assert r.returncode == 2 and error.startswith("twngen: error:") and str(blocker) in error, r.stderr
+    assert error.count("\n") == 1 and r.stderr.endswith(error)
     assert "Traceback" not in r.stderr + r.stdout
     assert blocker.read_text() == "not a folder\n"
 
@@ -252,3 +258,63 @@ def test_verify_refuses_options_that_differ_from_the_build(built):
 def test_verify_refuses_a_folder_that_is_not_a_build(tmp_path):
     r = run_cli("verify", tmp_path)
     assert r.returncode == 2 and "not a twngen build folder" in r.stderr
+
+
+#: The stages a build of the example MLP reports, in order.
+BUILD_STAGES = [
+    "parsing mlp_ternary.onnx",
+    "quantising activations",
+    "merging adder graphs: 3/3 layers",
+    "scheduling digit widths",
+    "planning and estimating resources",
+    "accuracy check against onnxruntime",
+    "emitting Verilog",
+    "writing out",
+]
+
+
+def _finished_stages(stderr: str) -> list[str]:
+    """The stages a plain progress log says finished, with their elapsed times checked."""
+    done = []
+    for line in stderr.splitlines():
+        assert PROGRESS_LINE.match(line), f"not a progress line: {line!r}"
+        m = re.fullmatch(r"twngen: \[ *\d+\.\ds\] (.*?)(?:, |: )done in \d+\.\ds", line)
+        if m:
+            done.append(m.group(1))
+    return done
+
+
+def test_build_reports_its_stages_on_stderr_and_quiet_silences_them(tmp_path):
+    """Plain lines when stderr is not a terminal; -q: nothing; stdout and every file the same."""
+    model = REPO / "examples" / "mlp_ternary.onnx"
+    runs = {}
+    for flags in ((), ("-q",)):
+        cwd = tmp_path / ("quiet" if flags else "loud")
+        cwd.mkdir()
+        runs[flags] = run_cli(model, "--board", "zcu111", "-o", "out", *flags, cwd=cwd)
+        assert runs[flags].returncode == 0, runs[flags].stderr
+    loud, quiet = runs[()], runs[("-q",)]
+    assert _finished_stages(loud.stderr) == BUILD_STAGES
+    assert "\r" not in loud.stderr and "\x1b" not in loud.stderr
+    assert quiet.stderr == ""
+    assert loud.stdout == quiet.stdout and loud.stdout.startswith("twngen: built mlp_ternary.onnx")
+    assert not any(PROGRESS_LINE.match(line) for line in loud.stdout.splitlines())
+    files = sorted(p.relative_to(tmp_path / "loud") for p in (tmp_path / "loud").rglob("*") if p.is_file())
+    assert files and files == sorted(
+        p.relative_to(tmp_path / "quiet") for p in (tmp_path / "quiet").rglob("*") if p.is_file()
+    )
+    for f in files:
+        assert (tmp_path / "loud" / f).read_bytes() == (tmp_path / "quiet" / f).read_bytes(), f
+
+
+def test_verify_reports_the_compile_and_the_vectors_passed(built):
+    _, out = built
+    loud = run_cli("verify", out, "--simulator", "icarus", "--vectors", "6")
+    quiet = run_cli("verify", out, "--simulator", "icarus", "--vectors", "6", "--quiet")
+    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert _finished_stages(loud.stderr) == [
+        "compiling with Icarus Verilog",
+        "simulating 6 vectors on Icarus Verilog: 6/6 vectors passed",
+    ]
+    assert quiet.stderr == ""
+    assert loud.stdout == quiet.stdout and "[icarus] 6 passed, 0 failed" in loud.stdout

@@ -451,5 +451,9 @@ def test_verilog_is_the_same_however_many_workers(tmp_path):
     net = _prepared(tmp_path, stack("c4k3p1,m2,c5k3p1,d6,o3", (2, 16), seed=3))
     plan = plan_network(net)
     one = generate_verilog(plan, jobs=1)
-    assert one == generate_verilog(plan, jobs=2)
+    counted: list[tuple[int, int]] = []
+    assert one == generate_verilog(plan, jobs=2, on_module=lambda done, total: counted.append((done, total)))
     assert "module twn_top_stage0" in one and "module twn_top(" in one
+    # Progress: each stage module counted in the parent as a worker hands it back, then the top.
+    total = len(plan.stages) + 1
+    assert counted == [(k, total) for k in range(1, total + 1)]

@@ -17,12 +17,14 @@ from fuzz_networks import (
     NetworkSpec,
     build_case,
     check_golden_vs_onnxruntime,
+    check_lint,
     check_merged_graphs,
     check_rtl,
     error_bound,
     network_from_seed,
     networks,
     to_onnx,
+    with_rate,
 )
 from hypothesis import HealthCheck, given, settings
 
@@ -117,6 +119,23 @@ def test_seeded_networks_rtl_matches_golden(tmp_path, simulator, seed, vectors):
     check_merged_graphs(network)
     stall = 0.5 if vectors > 12 else 0.3
     assert check_rtl(outdir, simulator, vectors=vectors, seed=seed, stall=stall)["passed"] == vectors
+
+
+#: Seeds of network_from_seed linted at full rate and at a quarter of it (digit-serial layers):
+#: 2-D convolutions with pooling and a dense tail (4, 7), a 1-D convolution chain (1), a dense
+#: network (21).
+LINT_SEEDS = (4, 7, 1, 21)
+
+
+@pytest.mark.parametrize("rate", ["full", "serial"])
+@pytest.mark.parametrize("seed", LINT_SEEDS)
+def test_seeded_networks_rtl_is_lint_clean(tmp_path, seed, rate):
+    """verilator --lint-only -Wall with only the documented waivers (tests/test_rom.py shows the
+    check catching the constant table it was written for)."""
+    _, _, report, outdir = build_case(with_rate(network_from_seed(seed), rate), tmp_path)
+    serial = [layer["arithmetic"] for layer in report["layers"] if "serial" in layer["arithmetic"]]
+    assert serial or rate == "full", [layer["arithmetic"] for layer in report["layers"]]
+    assert check_lint(outdir) == {"files": 2}
 
 
 def test_low_bit_weights_without_a_unit_entry_factor_exactly():

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import stderr_without_progress
 from onnx import TensorProto, helper, numpy_helper
 
 from hwgen.plan import plan_network
@@ -153,7 +154,8 @@ def test_corpus_file_is_refused_safely(tmp_path, case, fifo):
     # A timeout here means the FIFO (or another external path) was opened.
     r = _twngen([str(model), "--board", "zcu111", "-o", str(out)], dirs, memory=REFUSE_MEMORY, timeout=120)
     assert r.returncode == 2, r.stderr[-3000:]
-    msg = r.stderr.strip()
+    msg = stderr_without_progress(r.stderr).strip()  # the stages started before the refusal
+    assert r.stderr.rstrip().endswith(msg)
     assert msg.startswith("twngen: error:") and "Traceback" not in msg, msg
     assert "\n" not in msg, "one paragraph"
     assert re.search(make_hostile.REFUSE[case], msg), msg

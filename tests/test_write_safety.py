@@ -230,6 +230,7 @@ def test_a_rebuild_swaps_outdir_in_one_step(tmp_path, monkeypatch):
     real_replace = os.replace
     monkeypatch.setattr(build_module.os, "replace", lambda *args: renames.append(args) or real_replace(*args))
     build_module.build(write_mlp(dirs["models"] / "b.onnx", [7, 5, 2], seed=2), "zcu111", out)
-    assert renames == []  # the exchange, not the two-rename fallback
+    outdir_renames = [r for r in renames if any(str(dirs["outparent"]) in str(a) for a in r)]  # type: ignore[attr-defined]
+    assert outdir_renames == []  # the exchange, not the two-rename fallback (the merge cache renames its own files)
     assert json.loads((out / "report.json").read_text())["model"] == "b.onnx"
     assert [p.name for p in dirs["outparent"].iterdir()] == ["OUT"]

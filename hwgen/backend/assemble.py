@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from amaranth.back import verilog
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
@@ -315,32 +316,50 @@ class StreamingFrameNetwork(wiring.Component):
         return m
 
 
-def _stage_verilog(job: tuple[Stage, int, str]) -> str:
-    stage, in_width, name = job
-    return verilog.convert(FrameStage(stage, in_width), name=name, emit_src=False)
+def _stage_verilog(job: tuple[int, Stage, int, str]) -> tuple[int, str]:
+    k, stage, in_width, name = job
+    return k, verilog.convert(FrameStage(stage, in_width), name=name, emit_src=False)
 
 
-def generate_verilog(plan: NetworkPlan | FramePlan, jobs: int | None = None) -> str:
+def generate_verilog(
+    plan: NetworkPlan | FramePlan,
+    jobs: int | None = None,
+    on_module: Callable[[int, int], None] | None = None,
+) -> str:
     """Verilog for the network, top module ``twn_top`` (deterministic text).
 
     A frame network's stages are converted one by one (in ``jobs`` worker
     processes, default: the machine's cores) as modules ``twn_top_stageK``
     that the top level instantiates; the text is the same however many
-    workers there are.
+    workers there are. ``on_module(done, total)`` is called (in this
+    process) as each of them is ready, for progress displays.
     """
+
+    def done(count: int, total: int) -> None:
+        if on_module is not None:
+            on_module(count, total)
+
     # emit_src=False: no source paths in the output, so the text does not
     # depend on where twngen is installed.
     if not isinstance(plan, FramePlan):
         return verilog.convert(StreamingNetwork(plan), name=TOP_NAME, emit_src=False)
     widths = [plan.beat_elements * plan.in_bits] + [stage_width(s) for s in plan.stages]
-    work = [(stage, widths[k], f"{TOP_NAME}_stage{k}") for k, stage in enumerate(plan.stages)]
+    work = [(k, stage, widths[k], f"{TOP_NAME}_stage{k}") for k, stage in enumerate(plan.stages)]
+    total = len(work) + 1  # and the top level
+    texts: dict[int, str] = {}
     workers = min(len(work), jobs or os.cpu_count() or 1)
     if workers > 1:
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            texts = pool.map(_stage_verilog, work, chunksize=1)
+            for k, text in pool.imap_unordered(_stage_verilog, work, chunksize=1):
+                texts[k] = text
+                done(len(texts), total)
     else:
-        texts = [_stage_verilog(job) for job in work]
+        for job in work:
+            k, text = _stage_verilog(job)
+            texts[k] = text
+            done(len(texts), total)
     top = verilog.convert(StreamingFrameNetwork(plan, separate=True), name=TOP_NAME, emit_src=False)
-    return top + "".join(texts)
+    done(total, total)
+    return top + "".join(texts[k] for k in range(len(work)))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hwgen.backend.rom import constant_bit
 from hwgen.backend.serial import padded_select
 from hwgen.plan.frames import MAC_LATENCY, MacStage, SerializeStage
 
@@ -27,7 +28,7 @@ def _table(values: tuple[int, ...], bits: int, index: Value) -> Value:
     out = []
     for b in range(bits):
         column = sum(1 << k for k, w in enumerate(words) if (w >> b) & 1)
-        out.append((Const(column, size) >> index)[0])
+        out.append(constant_bit(column, index))
     return Cat(*out).as_signed()
 
 

@@ -27,6 +27,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.backend.rom import constant_bit
+
 __all__ = [
     "DelayLine",
     "ParallelToSerial",
@@ -94,7 +96,7 @@ def _serial_sum(m: Module, operands: list[tuple[Value, bool]], first: Value, nam
         index = Cat(*digits, carry_in[0], carry_in[1])
         sums = [sum((k >> b) & 1 for b in range(3)) + (k >> 3 & 1) + 2 * (k >> 4 & 1) for k in range(32)]
         tables = [sum(((t >> bit) & 1) << k for k, t in enumerate(sums)) for bit in range(3)]
-        out = [(Const(table, 32) >> index)[0] for table in tables]
+        out = [constant_bit(table, index) for table in tables]
         m.d.sync += [s.eq(out[0]), carry.eq(Cat(out[1], out[2]))]
         return s
     if len(operands) == 2 and not wide and d > 1:

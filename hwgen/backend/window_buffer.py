@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.argmax import registered_tree
+from hwgen.backend.rom import constant_bit
 from hwgen.plan.frames import CollectStage, LanePoolStage, WindowStage
 
 __all__ = ["FrameCollector", "LanePoolTree", "PoolTree", "WindowBuffer"]
@@ -15,14 +16,13 @@ __all__ = ["FrameCollector", "LanePoolTree", "PoolTree", "WindowBuffer"]
 def _member(values: set[int], index: Value) -> Value:
     """A small ROM: 1 when ``index`` (unsigned) is in ``values``; defined for every index value.
 
-    A constant bit vector indexed by a shift, not an ``Array`` of constants:
-    the latter becomes a ``case`` in an ``always @*`` block that Icarus never
-    evaluates when the index is a register that never changes (a 1-D frame's
-    row counter stays 0).
+    A constant bit vector indexed by a shift (:func:`~hwgen.backend.rom.constant_bit`),
+    not an ``Array`` of constants: the latter becomes a ``case`` in an ``always @*``
+    block that Icarus never evaluates when the index is a register that never
+    changes (a 1-D frame's row counter stays 0).
     """
     size = 1 << len(index)
-    mask = sum(1 << i for i in values if 0 <= i < size)
-    return (Const(mask, size) >> index)[0]
+    return constant_bit(sum(1 << i for i in values if 0 <= i < size), index)
 
 
 class WindowBuffer(wiring.Component):

@@ -8,7 +8,8 @@ report can show what merging saved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from hwgen.errors import TwnError
@@ -26,9 +27,9 @@ def _merged(weights, max_depth: int | None) -> AdderGraph:  # type: ignore[no-un
     return merged_adder_graph_cached(weights, max_depth=max_depth)
 
 
-def _merged_job(job: tuple[object, int | None]) -> AdderGraph:
-    weights, max_depth = job
-    return _merged(weights, max_depth)
+def _merged_job(job: tuple[int, object, int | None]) -> tuple[int, AdderGraph]:
+    k, weights, max_depth = job
+    return k, _merged(weights, max_depth)
 
 
 @dataclass(frozen=True)
@@ -36,19 +37,26 @@ class BuildAdderGraphs:
     """Adder graphs for every linear layer; merged graphs of several layers are
     computed in ``jobs`` worker processes (default: the machine's cores). The
     result does not depend on the number of workers (each graph is a pure
-    function of its weights)."""
+    function of its weights).
+
+    ``on_layer(done, total)`` is called (in this process) each time a layer's graph is
+    ready, for progress displays; it does not change the result."""
 
     name: ClassVar[str] = "build-adder-graphs"
     method: str = "merged"
     max_depth: int | None = None
     jobs: int | None = None
+    on_layer: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
     def apply(self, network: Network) -> Network:
         if self.method not in ADDER_GRAPH_METHODS:
             raise TwnError(f"--adder-graph must be one of {', '.join(ADDER_GRAPH_METHODS)}, not {self.method!r}")
         linear = [layer for layer in network.layers if isinstance(layer, LinearLayer)]
         if self.method == "naive":
-            graphs = [naive_adder_graph(layer.weights) for layer in linear]
+            graphs = []
+            for linear_layer in linear:
+                graphs.append(naive_adder_graph(linear_layer.weights))
+                self._done(len(graphs), len(linear))
         else:
             graphs = self._merged_graphs([layer.weights for layer in linear])
         by_name = dict(zip((layer.name for layer in linear), graphs, strict=True))
@@ -60,6 +68,10 @@ class BuildAdderGraphs:
             graph = by_name[layer.name]
             layers.append(replace(layer, adder_graph=graph, naive_adders=naive_adder_count(layer.weights)))
         return network.with_layers(tuple(layers))
+
+    def _done(self, done: int, total: int) -> None:
+        if self.on_layer is not None:
+            self.on_layer(done, total)
 
     def _merged_graphs(self, matrices: list) -> list[AdderGraph]:  # type: ignore[type-arg]
         import os
@@ -74,6 +86,13 @@ class BuildAdderGraphs:
             # Largest first, so the workers finish together.
             order = sorted(big, key=lambda k: -matrices[k].size)
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                done = pool.map(_merged_job, [(matrices[k], self.max_depth) for k in order], chunksize=1)
-            graphs.update(zip(order, done, strict=True))
-        return [graphs[k] if k in graphs else _merged(w, self.max_depth) for k, w in enumerate(matrices)]
+                # Counted here, in the parent, as each worker hands back a layer.
+                jobs = [(k, matrices[k], self.max_depth) for k in order]
+                for k, graph in pool.imap_unordered(_merged_job, jobs, chunksize=1):
+                    graphs[k] = graph
+                    self._done(len(graphs), len(matrices))
+        for k, w in enumerate(matrices):
+            if k not in graphs:
+                graphs[k] = _merged(w, self.max_depth)
+                self._done(len(graphs), len(matrices))
+        return [graphs[k] for k in range(len(matrices))]

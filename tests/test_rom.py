@@ -1,0 +1,75 @@
+"""hwgen.backend.rom: a constant table read by a shifted index, exact for every index and
+written at its full width (no WIDTHEXPAND under ``verilator -Wall``; the form it replaced
+is caught by the fuzz campaign's lint check)."""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Const, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+from fuzz_networks import lint_findings
+
+from hwgen.backend.rom import constant_bit
+
+
+def _three_input_tables() -> list[int]:
+    """The bit-serial three-input adder's tables (hwgen/backend/serial.py): sum bit, carry bits."""
+    sums = [sum((k >> b) & 1 for b in range(3)) + (k >> 3 & 1) + 2 * (k >> 4 & 1) for k in range(32)]
+    return [sum(((t >> bit) & 1) << k for k, t in enumerate(sums)) for bit in range(3)]
+
+
+#: (table, index bits): the three-input adder's (the first is 0x69966996, top bit clear), a window
+#: membership mask with leading zeros, an empty and a full table.
+CASES = [*((t, 5) for t in _three_input_tables()), (0x54, 3), (0x2, 2), (0, 3), (0xFF, 3)]
+
+
+class _Table(wiring.Component):
+    def __init__(self, table: int, bits: int, before_the_fix: bool = False) -> None:
+        self._table, self._before = table, before_the_fix
+        super().__init__({"index": In(bits), "bit": Out(1)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        if self._before:
+            # What serial.py wrote before constant_bit: the constant at its nominal width.
+            m.d.comb += self.bit.eq((Const(self._table, 1 << len(self.index)) >> self.index)[0])
+        else:
+            m.d.comb += self.bit.eq(constant_bit(self._table, self.index))
+        return m
+
+
+@pytest.mark.parametrize("table, bits", CASES)
+def test_every_index_reads_its_bit(table, bits):
+    dut = _Table(table, bits)
+    seen = []
+
+    async def bench(ctx):  # type: ignore[no-untyped-def]
+        for i in range(1 << bits):
+            ctx.set(dut.index, i)
+            seen.append(ctx.get(dut.bit))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(table >> i) & 1 for i in range(1 << bits)]
+
+
+def _lint(tmp_path, dut: _Table) -> list[str]:
+    path = tmp_path / "table.v"
+    path.write_text(verilog.convert(dut, name="table", emit_src=False))
+    return lint_findings([path], top="table")
+
+
+@pytest.mark.parametrize("table, bits", CASES)
+def test_the_table_is_lint_clean(tmp_path, table, bits):
+    assert _lint(tmp_path, _Table(table, bits)) == []
+
+
+def test_the_lint_check_catches_the_table_before_the_fix(tmp_path):
+    """The check can fail: 0x69966996 at 32 bits, as serial.py wrote it, becomes 31'h69966996 >> i."""
+    findings = _lint(tmp_path, _Table(_three_input_tables()[0], 5, before_the_fix=True))
+    assert len(findings) == 1 and "WIDTHEXPAND" in findings[0] and "SHIFTR" in findings[0], findings
+    assert "31'h69966996" in findings[0]
