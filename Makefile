@@ -57,7 +57,7 @@ demo: setup
 # merge cache and the compiled simulators (tests/conftest.py), so a design is compiled once.
 TEST_JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal -m "not bench"
 
 verilog: setup
 	$(BIN)/twngen $(MODEL) --board $(BOARD) -o $(OUTDIR) $(FLAGS)
@@ -78,6 +78,7 @@ pnr: setup
 	$(BIN)/twngen $(MODEL) --board $(PNR_BOARD) -o $(OUTDIR) --pnr $(FLAGS)
 
 bench: setup
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) -m bench
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Differential fuzzing: random networks, golden vs onnxruntime, merged graphs vs W @ x, the RTL linted

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import write_mlp
+from conftest import stderr_without_progress, write_mlp
 
 from hwgen.build import build
 from hwgen.cli import main
@@ -227,7 +227,7 @@ def test_a_failed_tool_is_one_message_with_its_errors(tmp_path, tiny_model, monk
     monkeypatch.setattr(hwgen.flow.pnr, "_run_tool", fake)
     out = tmp_path / "out"
     assert main([str(tiny_model), "--board", "icebreaker", "--pnr", "-o", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = stderr_without_progress(capsys.readouterr().err)
     assert err == (
         "twngen: error: --pnr: nextpnr-ice40 failed on icebreaker (iCE40UP5K-SG48): "
         "ERROR: Unable to place cell 'x', no BELs remaining; the design does not fit the device: narrower "

@@ -86,6 +86,7 @@ def test_finn_dataflow_model_builds_and_verifies_on_icarus(tmp_path):
     assert (r.passed, r.failed) == (4, 0) and r.ok
 
 
+@pytest.mark.bench  # a 4 MB design: its Verilator build takes minutes (make bench runs it)
 def test_real_binary_cnn_streams_bit_exact(tmp_path_factory):
     """A real trained binary CNN (2-D conv, pooling, batch norm, sign activations, dense) as
     streamed hardware: one pixel per cycle, the graph's flat input taken as [1, 28, 28].
