@@ -173,7 +173,7 @@ def build(
     from the rate by :mod:`hwgen.passes.precision`).
     """
     from hwgen.backend import TOP_NAME, generate_verilog
-    from hwgen.estimate import estimate_network
+    from hwgen.estimate import estimate_parts
     from hwgen.flow.vendor import resolve_part
     from hwgen.plan import plan_network
     from hwgen.report import make_report, render_markdown
@@ -194,7 +194,7 @@ def build(
     )
     hold_for_test("planned")
     plan = plan_network(network)
-    per_layer, total = estimate_network(plan)
+    estimate = estimate_parts(plan)
     accuracy = accuracy_check(model, network, calib)
     report = make_report(
         model=model,
@@ -202,8 +202,7 @@ def build(
         plan=plan,
         board=board_obj,
         clock_mhz=clock,
-        per_layer=per_layer,
-        total=total,
+        estimate=estimate,
         accuracy=accuracy,
         options=options,
         command=command,
