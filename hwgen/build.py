@@ -155,6 +155,7 @@ def build(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
+    share_requantisers: bool = True,
     part: str | None = None,
     pnr: bool = False,
 ) -> BuildResult:
@@ -171,6 +172,8 @@ def build(
     as ``options.layer_act_bits`` says) or "incremental" (each layer's
     activation bits between ``min_act_bits`` and ``options.act_bits``, chosen
     from the rate by :mod:`hwgen.passes.precision`).
+    ``share_requantisers``: let layers with cycles to spare share their
+    requantisers in time (:mod:`hwgen.passes.schedule`); False keeps one per channel.
     """
     from hwgen.backend import TOP_NAME, generate_verilog
     from hwgen.estimate import estimate_parts
@@ -190,7 +193,7 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib, options = scheduled_network(
-        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits
+        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits, share_requantisers
     )
     hold_for_test("planned")
     plan = plan_network(network)
@@ -212,6 +215,7 @@ def build(
             "lanes": network.input_lanes,
             "precision": precision,
             **({"min_act_bits": min_act_bits} if precision == "incremental" else {}),
+            "shared_requantisers": share_requantisers,
         },
     )
     if not report["fits"] and not allow_overflow:
@@ -254,12 +258,14 @@ def scheduled_network(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
+    share_requantisers: bool = True,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision
     the mode gives), folded for the rate, with adder graphs and per-layer digit widths.
 
     Also returns the calibration batch and the options with what the precision
-    mode resolved to (``layer_act_bits``). See :func:`build` for the arguments.
+    mode resolved to (``layer_act_bits``). See :func:`build` for the arguments;
+    ``share_requantisers=False`` keeps one requantiser per channel everywhere.
     """
     if precision not in PRECISION_MODES:
         raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
@@ -271,7 +277,8 @@ def scheduled_network(
         bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
         options = replace(options, layer_act_bits=tuple(bits.items()))
         network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax)
-    return run_passes(network, (ScheduleDigitWidths(ii), ThreeInputAdders())), calib, options
+    schedule = ScheduleDigitWidths(ii, share_requantisers=share_requantisers)
+    return run_passes(network, (schedule, ThreeInputAdders())), calib, options
 
 
 def _graphs_at_rate(

@@ -45,7 +45,9 @@ __all__ = [
     "mac_cost",
     "mac_cost_for",
     "parallel_graph_cost",
+    "requant_cost",
     "serial_graph_cost",
+    "shared_requant_cost",
 ]
 
 DSP_A_BITS, DSP_B_BITS = 27, 18
@@ -206,7 +208,7 @@ def layer_parts(lp: LayerPlan, in_value_bits: int) -> Parts:
         conv = Resources(lut=round(c_lut), ff=round(c_ff))
         parts["adder_graph"] = Resources(lut=lut - conv.lut, ff=ff - conv.ff)
         parts["serial_converters"] = conv
-        parts["requantiser"] = _requant_cost(lp, in_value_bits)
+        parts["requantiser"] = requant_cost(lp, in_value_bits)
         return parts
     lut = ff = 0
     # Synthesis keeps one copy of identical registered nodes (same operands),
@@ -230,17 +232,19 @@ def layer_parts(lp: LayerPlan, in_value_bits: int) -> Parts:
         if length > 1:
             lut += w * math.ceil((length - 1) / 32)
     parts["adder_graph"] = Resources(lut=lut, ff=ff)
-    parts["requantiser"] = _requant_cost(lp, in_value_bits)
+    parts["requantiser"] = requant_cost(lp, in_value_bits)
     return parts
 
 
-def _requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
+def requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
     """The requantiser: DSP multiplies (or shifts), offset, clamp; or thresholds."""
     lut = ff = dsp = 0
     rq = lp.layer.requant
     assert rq is not None
     if lp.thresholds is not None:
         return _threshold_cost(lp)
+    if lp.shared_units:
+        return shared_requant_cost(lp, in_value_bits)
     for i, mult in enumerate(lp.effective_multipliers):
         ff += lp.out_bits
         if mult == 0:
@@ -253,6 +257,48 @@ def _requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
             ff += lp.product_bits[i]
             lut += lp.sum_bits[i] + lp.out_bits
     return Resources(lut=lut, ff=ff, dsp=dsp)
+
+
+def _mux_lut(inputs: int) -> int:
+    """LUT6s per bit of an ``inputs``:1 multiplexer (4 inputs a LUT6, F7/F8 muxes free)."""
+    return 0 if inputs <= 1 else math.ceil(inputs / 4)
+
+
+#: Shared requantiser LUTs per bank bit per extra slot (the bank multiplexer), fitted to Yosys
+#: synth_xilinx on four layers (2 to 32 slots; docs/streaming.md).
+SHARED_LUT_PER_SELECT_BIT = 0.6
+
+
+def shared_requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
+    """Requantisers shared in time (:class:`hwgen.plan.dense.SharedRequantUnit`).
+
+    Per channel: its output register, its bank register, a write enable (the
+    slot decode); a constant channel only its register. Per unit: a DSP (the
+    value and multiplier registers and the product register are its A/B/M
+    registers), the bank multiplexer (:data:`SHARED_LUT_PER_SELECT_BIT` per bit
+    and extra slot), the offset adder (a variable offset: one LUT per sum bit),
+    the variable shift (one 2:1 level per shift bit), the clamp, and the offset
+    and shift carried through two stages; the constant tables fold into the
+    logic (fitted: Yosys counts no LUTs for them apart). The slot counter and its
+    two delayed copies are shared. As for per-channel requantisers, the product
+    register is counted in the DSP (Yosys keeps it in flip-flops, docs/streaming.md).
+    """
+    lut = 0.0
+    ff = dsp = 0
+    for mult in lp.effective_multipliers:
+        ff += lp.out_bits
+        lut += 1 if mult else 0
+    slots = lp.requant_slots
+    slot_bits = max(slots - 1, 1).bit_length()
+    for unit in lp.shared_units:
+        ff += sum(lp.value_bits[lp.graph.outputs[ch].value] for ch in unit.channels)  # type: ignore[union-attr]
+        dsp += _dsp_count(in_value_bits, unit.mult_bits)
+        lut += SHARED_LUT_PER_SELECT_BIT * unit.value_bits * (len(unit.channels) - 1)
+        lut += unit.sum_bits * (1 + unit.shift_bits) + lp.out_bits
+        ff += 2 * (unit.offset_bits + unit.shift_bits)
+    lut += 2 * slot_bits + 2
+    ff += 3 * slot_bits + 3
+    return Resources(lut=round(lut), ff=ff, dsp=dsp)
 
 
 def _threshold_cost(lp: LayerPlan) -> Resources:

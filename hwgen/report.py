@@ -24,9 +24,21 @@ def _fmt_json(f: FixedFormat) -> dict[str, int]:
 
 def _arithmetic(lp: LayerPlan) -> str:
     if lp.serial:
-        return f"digit-serial, {lp.layer.digit_bits}-bit digits"
-    three = lp.graph.three_input_adders
-    return f"parallel, {three:,} of {len(lp.graph.nodes):,} adders three-input" if three else "parallel"
+        text = f"digit-serial, {lp.layer.digit_bits}-bit digits"
+    else:
+        three = lp.graph.three_input_adders
+        text = f"parallel, {three:,} of {len(lp.graph.nodes):,} adders three-input" if three else "parallel"
+    return text + (f", {_shared_text(lp)}" if lp.shared_units else "")
+
+
+def _shared_text(lp: LayerPlan) -> str:
+    return f"{len(lp.shared_units)} requantiser(s) shared by up to {lp.requant_slots} channels each"
+
+
+def _requant_text(lp: LayerPlan) -> str:
+    if lp.thresholds is not None:
+        return "thresholds"
+    return f"multiply, shift ({_shared_text(lp)})" if lp.shared_units else "multiply, shift"
 
 
 def make_report(
@@ -168,7 +180,9 @@ def _row(unit: object, res: Resources, plan: NetworkPlan | FramePlan, in_shape: 
         "out_frac": rq.out.frac,
         "relu": layer.relu,
         "quantizer": layer.quantizer.kind if layer.quantizer is not None else None,
-        "requant": "thresholds" if lp.thresholds is not None else "multiply, shift",
+        "requant": _requant_text(lp),
+        "requant_units": len(lp.shared_units),
+        "requant_cycles": lp.requant_slots,
         "out_format": _fmt_json(rq.out),
         "latency_cycles": lp.latency,
         "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
