@@ -229,3 +229,17 @@ def test_dense_network_with_shared_requantisers_matches_golden(tmp_path, stall):
     assert outputs == golden.run_integer(net, codes).tolist()
     if stall == 0.0:
         assert [d - a for a, d in zip(accepted, delivered, strict=True)] == [plan.latency] * len(codes)
+
+
+def test_shared_requantisers_slower_than_the_budget_are_refused(tmp_path):
+    from hwgen.errors import TwnError
+    from hwgen.plan.dense import LayerPlan, check_requant_slots
+
+    w = np.array([[0.5, 0, -0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5], [-0.5, 0, 0]])
+    net = built_network(_single_layer_model(tmp_path / "m.onnx", w, np.zeros(4)))
+    fmt = net.input_format
+    lp = LayerPlan(_shared(net.linear_layers[0], 1), fmt.lo, fmt.hi, fmt.bits)
+    assert lp.requant_slots == 4
+    check_requant_slots(lp, 4)
+    with pytest.raises(TwnError, match=r"'fc' \(Gemm\): its shared requantisers take 4 cycles per vector, 3 available"):
+        check_requant_slots(lp, 3)
