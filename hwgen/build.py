@@ -173,6 +173,7 @@ def build(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
+    share_requantisers: bool = True,
     part: str | None = None,
     pnr: bool = False,
     progress: Progress = SILENT,
@@ -194,9 +195,11 @@ def build(
     as ``options.layer_act_bits`` says) or "incremental" (each layer's
     activation bits between ``min_act_bits`` and ``options.act_bits``, chosen
     from the rate by :mod:`hwgen.passes.precision`).
+    ``share_requantisers``: let layers with cycles to spare share their
+    requantisers in time (:mod:`hwgen.passes.schedule`); False keeps one per channel.
     """
     from hwgen.backend import TOP_NAME, generate_verilog
-    from hwgen.estimate import estimate_network
+    from hwgen.estimate import estimate_parts
     from hwgen.flow.vendor import resolve_part
     from hwgen.plan import plan_network
     from hwgen.report import make_report, render_markdown
@@ -213,12 +216,12 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib, options = scheduled_network(
-        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits, progress
+        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits, share_requantisers, progress
     )
     hold_for_test("planned")
     with progress.stage("planning and estimating resources"):
         plan = plan_network(network)
-        per_layer, total = estimate_network(plan)
+        estimate = estimate_parts(plan)
     with progress.stage("accuracy check against onnxruntime"):
         accuracy = accuracy_check(model, network, calib)
     report = make_report(
@@ -227,8 +230,7 @@ def build(
         plan=plan,
         board=board_obj,
         clock_mhz=clock,
-        per_layer=per_layer,
-        total=total,
+        estimate=estimate,
         accuracy=accuracy,
         options=options,
         command=command,
@@ -238,6 +240,7 @@ def build(
             "lanes": network.input_lanes,
             "precision": precision,
             **({"min_act_bits": min_act_bits} if precision == "incremental" else {}),
+            "shared_requantisers": share_requantisers,
         },
     )
     if not report["fits"] and not allow_overflow:
@@ -287,13 +290,15 @@ def scheduled_network(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
+    share_requantisers: bool = True,
     progress: Progress = SILENT,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision
     the mode gives), folded for the rate, with adder graphs and per-layer digit widths.
 
     Also returns the calibration batch and the options with what the precision
-    mode resolved to (``layer_act_bits``). See :func:`build` for the arguments.
+    mode resolved to (``layer_act_bits``). See :func:`build` for the arguments;
+    ``share_requantisers=False`` keeps one requantiser per channel everywhere.
     """
     if precision not in PRECISION_MODES:
         raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
@@ -306,8 +311,9 @@ def scheduled_network(
             bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
         options = replace(options, layer_act_bits=tuple(bits.items()))
         network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
+    schedule = ScheduleDigitWidths(ii, share_requantisers=share_requantisers)
     with progress.stage("scheduling digit widths"):
-        return run_passes(network, (ScheduleDigitWidths(ii), ThreeInputAdders())), calib, options
+        return run_passes(network, (schedule, ThreeInputAdders())), calib, options
 
 
 def _graphs_at_rate(

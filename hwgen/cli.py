@@ -193,6 +193,13 @@ def _cmd_build(argv: list[str]) -> int:
     rate.add_argument(
         "--min-act-bits", type=int, default=1, help="narrowest activations for --precision incremental (default 1)"
     )
+    rate.add_argument(
+        "--shared-requantisers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="where a layer has cycles to spare per vector, share its requantisers (DSPs) in time across its "
+        "channels when the estimate finds that cheaper (default: on; off: one per channel, lower latency)",
+    )
     p.add_argument(
         "--argmax",
         action=argparse.BooleanOptionalAction,
@@ -221,6 +228,7 @@ def _cmd_build(argv: list[str]) -> int:
             precision=args.precision,
             min_act_bits=args.min_act_bits,
             part=args.part,
+            share_requantisers=args.shared_requantisers,
             pnr=args.pnr,
             progress=progress,
         )

@@ -17,6 +17,11 @@ counted from the same :mod:`hwgen.plan.dense` the backend builds from:
 
 Only the adder coefficients are fitted to synthesis so far;
 ``twngen --synth-estimate`` puts Yosys's own counts beside these.
+
+Every count is kept by *part* (:data:`PARTS`: adder graph, serial
+converters, window buffer, requantiser, ...): :func:`estimate_parts` gives
+each layer's parts and the parts outside the layers, and a layer's total (and
+the design's) is their sum, so the report can say what costs what.
 """
 
 from __future__ import annotations
@@ -30,13 +35,19 @@ from hwgen.plan.dense import LayerPlan, NetworkPlan
 from hwgen.plan.frames import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 
 __all__ = [
+    "PARTS",
+    "Estimate",
     "Resources",
     "estimate_layer",
     "estimate_network",
+    "estimate_parts",
+    "layer_parts",
     "mac_cost",
     "mac_cost_for",
     "parallel_graph_cost",
+    "requant_cost",
     "serial_graph_cost",
+    "shared_requant_cost",
 ]
 
 DSP_A_BITS, DSP_B_BITS = 27, 18
@@ -62,6 +73,68 @@ class Resources:
 
     def to_json(self) -> dict[str, int]:
         return {"lut": self.lut, "ff": self.ff, "bram": self.bram, "dsp": self.dsp}
+
+
+#: The parts an estimate is split into, in report order, with what each counts.
+PARTS: dict[str, str] = {
+    "adder_graph": "adder graph: registered adders (parallel) or serial adders and their delay lines",
+    "serial_converters": "parallel-to-serial converters of the inputs, serial-to-parallel of the outputs",
+    "window_buffer": "window buffer: wait register, shift register / line buffer, padding masks, control",
+    "pooling": "max/min comparator trees",
+    "requantiser": "multiply (DSP), offset, shift, clamp per channel; thresholds; shared units and their selects",
+    "accumulators": "weights-in-memory accumulators, shadow bank and weight multipliers",
+    "weight_memory": "weights in block RAM",
+    "output_select": "the multiplexer that reads one accumulator per cycle",
+    "control": "counters and strobes of a weights-in-memory layer",
+    "collector": "frame collectors (positions gathered into one vector)",
+    "serializer": "serializers (a beat out one value per cycle)",
+    "argmax": "the class-index comparator tree",
+    "io": "input register, pacing and credits, output FIFO",
+}
+
+Parts = dict[str, Resources]
+
+
+def total_of(parts: Parts) -> Resources:
+    """The sum of the parts (the total of a layer, or of the design)."""
+    total = Resources()
+    for res in parts.values():
+        total = total + res
+    return total
+
+
+def _add_part(parts: Parts, name: str, res: Resources) -> None:
+    assert name in PARTS, name
+    parts[name] = parts.get(name, Resources()) + res
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per report row (:func:`hwgen.report.report_units`), the parts of that layer; and the
+    parts outside every layer (collectors, serializers, argmax, I/O)."""
+
+    layers: tuple[Parts, ...]
+    outside: Parts
+
+    @property
+    def per_layer(self) -> list[Resources]:
+        return [total_of(parts) for parts in self.layers]
+
+    @property
+    def total(self) -> Resources:
+        total = total_of(self.outside)
+        for r in self.per_layer:
+            total = total + r
+        return total
+
+    @property
+    def by_part(self) -> Parts:
+        """The whole design's resources per part (they sum to :attr:`total`)."""
+        out: Parts = {}
+        for parts in (*self.layers, self.outside):
+            for name, res in parts.items():
+                _add_part(out, name, res)
+        return {name: out[name] for name in PARTS if name in out}
 
 
 def _is_power_of_two(v: int) -> bool:
@@ -95,6 +168,12 @@ def parallel_graph_cost(graph: AdderGraph, lo: int, hi: int) -> tuple[float, flo
 
 def serial_graph_cost(graph: AdderGraph, d: int, word: int, in_bits: int) -> tuple[float, float]:
     """LUT sites and FFs of a graph at digit width d with its converters (Yosys-calibrated)."""
+    lut, ff, _, _ = _serial_graph_parts(graph, d, word, in_bits)
+    return lut, ff
+
+
+def _serial_graph_parts(graph: AdderGraph, d: int, word: int, in_bits: int) -> tuple[float, float, float, float]:
+    """(LUT, FF) of :func:`serial_graph_cost` and the converters' share of each."""
     plan = SerialGraphPlan(graph, d, word)
     digits = plan.digits
     # Converters as measured (docs/area_model.md): the cheaper input converter
@@ -104,16 +183,34 @@ def serial_graph_cost(graph: AdderGraph, d: int, word: int, in_bits: int) -> tup
     p2s = input_converter_costs(word, d, in_bits)[input_converter(word, d, in_bits)]
     p2s_lut, p2s_ff = graph.n_inputs * p2s[0], graph.n_inputs * p2s[1]
     s2p_lut, s2p_ff = n_out * 6, n_out * (digits * d + math.ceil(math.log2(digits + 1)) + 2)
-    return AREA_MODEL.lut(plan) + p2s_lut + s2p_lut, AREA_MODEL.ff(plan) + p2s_ff + s2p_ff
+    return (
+        AREA_MODEL.lut(plan) + p2s_lut + s2p_lut,
+        AREA_MODEL.ff(plan) + p2s_ff + s2p_ff,
+        p2s_lut + s2p_lut,
+        p2s_ff + s2p_ff,
+    )
 
 
 def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
     """One layer: adder graph, delay lines, requantisation."""
+    return total_of(layer_parts(lp, in_value_bits))
+
+
+def layer_parts(lp: LayerPlan, in_value_bits: int) -> Parts:
+    """One layer's adder graph (with its delay lines), serial converters and requantiser."""
     graph = lp.graph
-    lut = ff = 0
+    parts: Parts = {}
     if lp.serial:
-        s_lut, s_ff = serial_graph_cost(graph, lp.layer.digit_bits, lp.layer.word_bits, lp.in_bits)
-        return Resources(lut=round(s_lut), ff=round(s_ff)) + _requant_cost(lp, in_value_bits)
+        s_lut, s_ff, c_lut, c_ff = _serial_graph_parts(graph, lp.layer.digit_bits, lp.layer.word_bits, lp.in_bits)
+        # The layer rounds the whole (graph and converters); the converters' share is rounded
+        # apart and the graph gets the rest, so the parts add up to the rounded whole.
+        lut, ff = round(s_lut), round(s_ff)
+        conv = Resources(lut=round(c_lut), ff=round(c_ff))
+        parts["adder_graph"] = Resources(lut=lut - conv.lut, ff=ff - conv.ff)
+        parts["serial_converters"] = conv
+        parts["requantiser"] = requant_cost(lp, in_value_bits)
+        return parts
+    lut = ff = 0
     # Synthesis keeps one copy of identical registered nodes (same operands),
     # so only distinct nodes cost; coefficients fitted to Yosys synth_xilinx
     # on parallel pipelines (docs/area_model.md).
@@ -134,16 +231,20 @@ def estimate_layer(lp: LayerPlan, in_value_bits: int) -> Resources:
         ff += w
         if length > 1:
             lut += w * math.ceil((length - 1) / 32)
-    return Resources(lut=lut, ff=ff) + _requant_cost(lp, in_value_bits)
+    parts["adder_graph"] = Resources(lut=lut, ff=ff)
+    parts["requantiser"] = requant_cost(lp, in_value_bits)
+    return parts
 
 
-def _requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
+def requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
     """The requantiser: DSP multiplies (or shifts), offset, clamp; or thresholds."""
     lut = ff = dsp = 0
     rq = lp.layer.requant
     assert rq is not None
     if lp.thresholds is not None:
         return _threshold_cost(lp)
+    if lp.shared_units:
+        return shared_requant_cost(lp, in_value_bits)
     for i, mult in enumerate(lp.effective_multipliers):
         ff += lp.out_bits
         if mult == 0:
@@ -156,6 +257,48 @@ def _requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
             ff += lp.product_bits[i]
             lut += lp.sum_bits[i] + lp.out_bits
     return Resources(lut=lut, ff=ff, dsp=dsp)
+
+
+def _mux_lut(inputs: int) -> int:
+    """LUT6s per bit of an ``inputs``:1 multiplexer (4 inputs a LUT6, F7/F8 muxes free)."""
+    return 0 if inputs <= 1 else math.ceil(inputs / 4)
+
+
+#: Shared requantiser LUTs per bank bit per extra slot (the bank multiplexer), fitted to Yosys
+#: synth_xilinx on four layers (2 to 32 slots; docs/streaming.md).
+SHARED_LUT_PER_SELECT_BIT = 0.6
+
+
+def shared_requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
+    """Requantisers shared in time (:class:`hwgen.plan.dense.SharedRequantUnit`).
+
+    Per channel: its output register, its bank register, a write enable (the
+    slot decode); a constant channel only its register. Per unit: a DSP (the
+    value and multiplier registers and the product register are its A/B/M
+    registers), the bank multiplexer (:data:`SHARED_LUT_PER_SELECT_BIT` per bit
+    and extra slot), the offset adder (a variable offset: one LUT per sum bit),
+    the variable shift (one 2:1 level per shift bit), the clamp, and the offset
+    and shift carried through two stages; the constant tables fold into the
+    logic (fitted: Yosys counts no LUTs for them apart). The slot counter and its
+    two delayed copies are shared. As for per-channel requantisers, the product
+    register is counted in the DSP (Yosys keeps it in flip-flops, docs/streaming.md).
+    """
+    lut = 0.0
+    ff = dsp = 0
+    for mult in lp.effective_multipliers:
+        ff += lp.out_bits
+        lut += 1 if mult else 0
+    slots = lp.requant_slots
+    slot_bits = max(slots - 1, 1).bit_length()
+    for unit in lp.shared_units:
+        ff += sum(lp.value_bits[lp.graph.outputs[ch].value] for ch in unit.channels)  # type: ignore[union-attr]
+        dsp += _dsp_count(in_value_bits, unit.mult_bits)
+        lut += SHARED_LUT_PER_SELECT_BIT * unit.value_bits * (len(unit.channels) - 1)
+        lut += unit.sum_bits * (1 + unit.shift_bits) + lp.out_bits
+        ff += 2 * (unit.offset_bits + unit.shift_bits)
+    lut += 2 * slot_bits + 2
+    ff += 3 * slot_bits + 3
+    return Resources(lut=round(lut), ff=ff, dsp=dsp)
 
 
 def _threshold_cost(lp: LayerPlan) -> Resources:
@@ -214,24 +357,40 @@ def pool_cost(stage: WindowStage) -> Resources:
 
 
 def mac_cost(stage: MacStage) -> Resources:
+    """A weights-in-memory dense layer (:func:`mac_parts`)."""
+    return total_of(mac_parts(stage))
+
+
+def mac_parts(stage: MacStage) -> Parts:
     """A weights-in-memory dense layer: accumulators, shadow bank, output multiplexer,
     one shared requantiser, the weight memory in BRAM36 (72 bits wide at depth 512)."""
     n_in, n_out = stage.layer.in_features, stage.layer.out_features
     acc = sum(stage.acc_bits)
     widest = max(stage.acc_bits)
     # An accumulator bit: the add/subtract/hold of a ternary weight is one LUT on the carry chain;
-    # wider weights need a multiplier per output (a DSP each).
-    lut = acc + (0 if stage.ternary else n_out * stage.weight_bits)
-    dsp = 0 if stage.ternary else n_out
-    ff = 2 * acc
-    lut += widest * math.ceil(n_out / 4)  # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8)
+    # wider weights need a multiplier per output (a DSP each). FFs: accumulators and shadow bank.
+    accumulators = Resources(
+        lut=acc + (0 if stage.ternary else n_out * stage.weight_bits),
+        ff=2 * acc,
+        dsp=0 if stage.ternary else n_out,
+    )
+    # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8).
+    select = Resources(lut=widest * math.ceil(n_out / 4))
     # Shared requantiser: the constants' tables, multiply (DSP), offset, shift, clamp.
-    lut += (stage.mult_bits + stage.offset_bits + 5) * math.ceil(n_out / 64) + 2 * stage.product_bits
-    ff += widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16
-    dsp += _dsp_count(widest, stage.mult_bits)
+    requant = Resources(
+        lut=(stage.mult_bits + stage.offset_bits + 5) * math.ceil(n_out / 64) + 2 * stage.product_bits,
+        ff=widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16,
+        dsp=_dsp_count(widest, stage.mult_bits),
+    )
     width = n_out * stage.weight_bits
-    bram = math.ceil(width / 72) * math.ceil(n_in / 512)
-    return Resources(lut=lut + 24, ff=ff + 24, bram=bram, dsp=dsp)
+    memory = Resources(bram=math.ceil(width / 72) * math.ceil(n_in / 512))
+    return {
+        "accumulators": accumulators,
+        "weight_memory": memory,
+        "output_select": select,
+        "requantiser": requant,
+        "control": Resources(lut=24, ff=24),
+    }
 
 
 def mac_cost_for(layer: LinearLayer, lo: int, hi: int, bits: int) -> Resources:
@@ -244,63 +403,78 @@ def argmax_cost(n: int, bits: int) -> Resources:
     return Resources(lut=(n - 1) * (2 * bits + ibits), ff=(n - 1) * (bits + ibits))
 
 
-def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
-    """Per-row estimates (convolution with its window buffer, pool, dense) and the total."""
-    rows = []
-    total = Resources()
+def _frame_parts(plan: FramePlan) -> Estimate:
+    """Per-row parts (convolution with its window buffer, pool, dense) and the parts outside them."""
+    rows: list[Parts] = []
+    outside: Parts = {}
     for stage in plan.stages:
         if isinstance(stage, WindowStage):
-            res = window_cost(stage)
+            parts: Parts = {"window_buffer": window_cost(stage)}
             if stage.lp is not None:
-                res = res + estimate_layer(stage.lp, stage.lp.graph_out_bits)
+                parts.update(layer_parts(stage.lp, stage.lp.graph_out_bits))
             else:
-                res = res + pool_cost(stage)
-            rows.append(res)
+                parts["pooling"] = pool_cost(stage)
+            rows.append(parts)
         elif isinstance(stage, DenseStage):
-            rows.append(estimate_layer(stage.lp, stage.lp.graph_out_bits))
+            rows.append(layer_parts(stage.lp, stage.lp.graph_out_bits))
         elif isinstance(stage, MacStage):
-            rows.append(mac_cost(stage))
+            rows.append(mac_parts(stage))
         elif isinstance(stage, ArgmaxStage):
-            total = total + argmax_cost(stage.n, stage.bits)
+            _add_part(outside, "argmax", argmax_cost(stage.n, stage.bits))
         elif isinstance(stage, SerializeStage):
-            total = total + Resources(
-                lut=stage.bits * math.ceil(stage.per_beat / 4) + 8, ff=stage.per_beat * stage.bits
+            _add_part(
+                outside,
+                "serializer",
+                Resources(lut=stage.bits * math.ceil(stage.per_beat / 4) + 8, ff=stage.per_beat * stage.bits),
             )
         elif isinstance(stage, LanePoolStage):
             outs = stage.layer.out_shape[0]
             nodes = outs * (stage.layer.group - 1)
-            rows.append(Resources(lut=nodes * 2 * stage.bits, ff=outs * stage.levels * stage.bits))
+            rows.append({"pooling": Resources(lut=nodes * 2 * stage.bits, ff=outs * stage.levels * stage.bits)})
         else:
-            # The collector's registers (part of the glue).
-            total = total + Resources(lut=8, ff=stage.channels * stage.positions * stage.bits + 12)
+            # The collector's registers.
+            _add_part(outside, "collector", Resources(lut=8, ff=stage.channels * stage.positions * stage.bits + 12))
     fifo_bits = plan.out_elements * plan.out_bits
-    glue = Resources(
-        lut=2 * fifo_bits * math.ceil(plan.fifo_depth / 64) + 24,
-        ff=plan.beat_elements * plan.in_bits + fifo_bits + 3 * plan.fifo_depth.bit_length() + 40,
+    _add_part(
+        outside,
+        "io",
+        Resources(
+            lut=2 * fifo_bits * math.ceil(plan.fifo_depth / 64) + 24,
+            ff=plan.beat_elements * plan.in_bits + fifo_bits + 3 * plan.fifo_depth.bit_length() + 40,
+        ),
     )
-    total = total + glue
-    for r in rows:
-        total = total + r
-    return rows, total
+    return Estimate(tuple(rows), outside)
+
+
+def estimate_frames(plan: FramePlan) -> tuple[list[Resources], Resources]:
+    """Per-row estimates (convolution with its window buffer, pool, dense) and the total."""
+    est = _frame_parts(plan)
+    return est.per_layer, est.total
+
+
+def estimate_parts(plan: NetworkPlan | FramePlan) -> Estimate:
+    """The estimate by part: each report row's parts and the parts outside the layers."""
+    if isinstance(plan, FramePlan):
+        return _frame_parts(plan)
+    rows = [layer_parts(lp, lp.graph_out_bits) for lp in plan.layers]
+    n_in = plan.network.in_features
+    n_out = plan.layers[-1].layer.out_features
+    fifo_bits = n_out * plan.out_bits
+    outside: Parts = {}
+    if plan.argmax_levels:
+        _add_part(outside, "argmax", argmax_cost(plan.layers[-1].layer.out_features, plan.layers[-1].out_bits))
+    _add_part(
+        outside,
+        "io",
+        Resources(
+            lut=2 * fifo_bits * math.ceil(plan.fifo_depth / 64) + 16,
+            ff=n_in * plan.in_bits + fifo_bits + plan.pipeline_latency + 3 * plan.fifo_depth.bit_length(),
+        ),
+    )
+    return Estimate(tuple(rows), outside)
 
 
 def estimate_network(plan: NetworkPlan | FramePlan) -> tuple[list[Resources], Resources]:
     """Per-layer estimates and the total (including I/O registers and FIFO)."""
-    if isinstance(plan, FramePlan):
-        return estimate_frames(plan)
-    per_layer = []
-    for lp in plan.layers:
-        per_layer.append(estimate_layer(lp, lp.graph_out_bits))
-    n_in = plan.network.in_features
-    n_out = plan.layers[-1].layer.out_features
-    fifo_bits = n_out * plan.out_bits
-    glue = Resources(
-        lut=2 * fifo_bits * math.ceil(plan.fifo_depth / 64) + 16,
-        ff=n_in * plan.in_bits + fifo_bits + plan.pipeline_latency + 3 * plan.fifo_depth.bit_length(),
-    )
-    total = glue
-    if plan.argmax_levels:
-        total = total + argmax_cost(plan.layers[-1].layer.out_features, plan.layers[-1].out_bits)
-    for r in per_layer:
-        total = total + r
-    return per_layer, total
+    est = estimate_parts(plan)
+    return est.per_layer, est.total

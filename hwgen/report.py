@@ -7,7 +7,7 @@ from pathlib import Path
 from string import Template
 
 from hwgen import __version__
-from hwgen.estimate import Resources
+from hwgen.estimate import PARTS, Estimate, Resources, total_of
 from hwgen.flow.boards import Board
 from hwgen.golden import AccuracyReport
 from hwgen.ir import FixedFormat, Network, PoolLayer
@@ -24,9 +24,21 @@ def _fmt_json(f: FixedFormat) -> dict[str, int]:
 
 def _arithmetic(lp: LayerPlan) -> str:
     if lp.serial:
-        return f"digit-serial, {lp.layer.digit_bits}-bit digits"
-    three = lp.graph.three_input_adders
-    return f"parallel, {three:,} of {len(lp.graph.nodes):,} adders three-input" if three else "parallel"
+        text = f"digit-serial, {lp.layer.digit_bits}-bit digits"
+    else:
+        three = lp.graph.three_input_adders
+        text = f"parallel, {three:,} of {len(lp.graph.nodes):,} adders three-input" if three else "parallel"
+    return text + (f", {_shared_text(lp)}" if lp.shared_units else "")
+
+
+def _shared_text(lp: LayerPlan) -> str:
+    return f"{len(lp.shared_units)} requantiser(s) shared by up to {lp.requant_slots} channels each"
+
+
+def _requant_text(lp: LayerPlan) -> str:
+    if lp.thresholds is not None:
+        return "thresholds"
+    return f"multiply, shift ({_shared_text(lp)})" if lp.shared_units else "multiply, shift"
 
 
 def make_report(
@@ -36,76 +48,20 @@ def make_report(
     plan: NetworkPlan | FramePlan,
     board: Board,
     clock_mhz: float,
-    per_layer: list[Resources],
-    total: Resources,
+    estimate: Estimate,
     accuracy: AccuracyReport,
     options: object,
     command: str | None,
     schedule: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    layers = []
+    layers: list[dict[str, object]] = []
     in_shape = list(network.input_shape)
-    for unit, res in zip(report_units(plan), per_layer, strict=True):
-        if isinstance(unit, LanePoolStage):
-            layers.append(_lane_pool_row(unit, res))
-            in_shape = list(unit.layer.out_shape)
-            continue
-        if isinstance(unit, MacStage):
-            layers.append(_mac_row(unit, res, plan.initiation_interval))
-            in_shape = [unit.layer.out_features]
-            continue
-        if isinstance(unit, WindowStage) and unit.lp is None:
-            pool = unit.layer
-            assert isinstance(pool, PoolLayer)
-            layers.append(_pool_row(unit, res))
-            in_shape = list(pool.out_shape)
-            continue
-        lp = unit.lp if isinstance(unit, (WindowStage, DenseStage)) else unit
-        assert lp is not None
-        positions, budget = (
-            (unit.geometry.out_positions, unit.out_spacing)
-            if isinstance(unit, WindowStage)
-            else (1, unit.spacing if isinstance(unit, DenseStage) else plan.initiation_interval)
-        )
-        layer = lp.layer
-        rq = layer.requant
-        graph = lp.graph
-        assert rq is not None
-        layers.append(
-            {
-                "name": layer.name,
-                "op": layer.op,
-                "source_nodes": list(layer.source_nodes),
-                "in_shape": list(layer.in_shape) if layer.is_conv else in_shape,
-                "out_shape": list(layer.out_shape),
-                "weight_kind": layer.weight_kind,
-                "weights_total": int(layer.weights.size),
-                "weights_nonzero": layer.weights_nonzero,
-                "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
-                "adders": graph.adders,
-                "naive_adders": layer.naive_adders,
-                "three_input_adders": graph.three_input_adders,
-                "adder_depth": graph.depth,
-                "in_bits": lp.in_bits,
-                "acc_bits": lp.accumulator_bits,
-                "act_bits": rq.out.bits,
-                "out_frac": rq.out.frac,
-                "relu": layer.relu,
-                "quantizer": layer.quantizer.kind if layer.quantizer is not None else None,
-                "requant": "thresholds" if lp.thresholds is not None else "multiply, shift",
-                "out_format": _fmt_json(rq.out),
-                "latency_cycles": lp.latency,
-                "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
-                "arithmetic": _arithmetic(lp),
-                "word_bits": lp.layer.word_bits,
-                "positions_per_frame": positions,
-                "cycles_per_position": lp.digits,
-                "cycles_available": budget,
-                "utilisation": round(lp.digits * positions / plan.initiation_interval, 6),
-                **res.to_json(),
-            }
-        )
-        in_shape = list(layer.out_shape)
+    for unit, parts in zip(report_units(plan), estimate.layers, strict=True):
+        row = _row(unit, total_of(parts), plan, in_shape)
+        row["parts"] = {name: parts[name].to_json() for name in PARTS if name in parts}
+        layers.append(row)
+        in_shape = list(row["out_shape"])  # type: ignore[call-overload]
+    total = estimate.total
     ii = plan.initiation_interval
     avail = {"lut": board.lut, "ff": board.ff, "bram": board.bram36, "dsp": board.dsp}
     used = total.to_json()
@@ -149,6 +105,9 @@ def make_report(
         "initiation_interval_cycles": ii,
         "throughput_per_s": clock_mhz * 1e6 / ii,
         "resources": used,
+        "resources_by_part": {name: res.to_json() for name, res in estimate.by_part.items()},
+        "resources_outside_layers": {name: res.to_json() for name, res in estimate.outside.items()},
+        "resource_parts": dict(PARTS),
         "resource_estimate_model": "first-order LUT/FF/DSP model (hwgen.estimate), not synthesis"
         + (
             f"; it counts Xilinx LUT6s, so against the LUT{board.lut_inputs}s of {board.part} it is optimistic "
@@ -179,6 +138,61 @@ def make_report(
             ),
             "fifo_depth": plan.fifo_depth,
         },
+    }
+
+
+def _row(unit: object, res: Resources, plan: NetworkPlan | FramePlan, in_shape: list[int]) -> dict[str, object]:
+    """A layer's row of report.json (linear layer, MAC layer, pool or lane pool)."""
+    if isinstance(unit, LanePoolStage):
+        return _lane_pool_row(unit, res)
+    if isinstance(unit, MacStage):
+        return _mac_row(unit, res, plan.initiation_interval)
+    if isinstance(unit, WindowStage) and unit.lp is None:
+        return _pool_row(unit, res)
+    lp = unit.lp if isinstance(unit, (WindowStage, DenseStage)) else unit
+    assert isinstance(lp, LayerPlan)
+    positions, budget = (
+        (unit.geometry.out_positions, unit.out_spacing)
+        if isinstance(unit, WindowStage)
+        else (1, unit.spacing if isinstance(unit, DenseStage) else plan.initiation_interval)
+    )
+    layer = lp.layer
+    rq = layer.requant
+    graph = lp.graph
+    assert rq is not None
+    return {
+        "name": layer.name,
+        "op": layer.op,
+        "source_nodes": list(layer.source_nodes),
+        "in_shape": list(layer.in_shape) if layer.is_conv else in_shape,
+        "out_shape": list(layer.out_shape),
+        "weight_kind": layer.weight_kind,
+        "weights_total": int(layer.weights.size),
+        "weights_nonzero": layer.weights_nonzero,
+        "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
+        "adders": graph.adders,
+        "naive_adders": layer.naive_adders,
+        "three_input_adders": graph.three_input_adders,
+        "adder_depth": graph.depth,
+        "in_bits": lp.in_bits,
+        "acc_bits": lp.accumulator_bits,
+        "act_bits": rq.out.bits,
+        "out_frac": rq.out.frac,
+        "relu": layer.relu,
+        "quantizer": layer.quantizer.kind if layer.quantizer is not None else None,
+        "requant": _requant_text(lp),
+        "requant_units": len(lp.shared_units),
+        "requant_cycles": lp.requant_slots,
+        "out_format": _fmt_json(rq.out),
+        "latency_cycles": lp.latency,
+        "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
+        "arithmetic": _arithmetic(lp),
+        "word_bits": lp.layer.word_bits,
+        "positions_per_frame": positions,
+        "cycles_per_position": lp.digits,
+        "cycles_available": budget,
+        "utilisation": round(lp.digits * positions / plan.initiation_interval, 6),
+        **res.to_json(),
     }
 
 
@@ -391,6 +405,52 @@ def _interface_text(r: dict) -> str:  # type: ignore[type-arg]
     )
 
 
+#: Column heads of the breakdown table in report.md.
+PART_HEADS = {
+    "adder_graph": "adder graph",
+    "serial_converters": "serial converters",
+    "window_buffer": "window buffer",
+    "pooling": "pooling",
+    "requantiser": "requantiser",
+    "accumulators": "accumulators",
+    "weight_memory": "weight memory",
+    "output_select": "output select",
+    "control": "control",
+    "collector": "collector",
+    "serializer": "serializer",
+    "argmax": "argmax",
+    "io": "I/O, FIFO",
+}
+
+
+def _part_cell(res: dict[str, int] | None) -> str:
+    if res is None:
+        return ""
+    extra = [f"{res[k]:,} {label}" for k, label in (("dsp", "DSP"), ("bram", "BRAM")) if res[k]]
+    if res["lut"] or res["ff"] or not extra:
+        extra.insert(0, f"{res['lut']:,} / {res['ff']:,}")
+    return " + ".join(extra)
+
+
+def _breakdown_text(r: dict) -> str:  # type: ignore[type-arg]
+    """Layers x parts: where the estimate's LUTs, FFs, DSPs and BRAMs go (rows sum to the layer's total)."""
+    names = list(r["resources_by_part"])
+    rows = [(lay["name"], lay["parts"], lay) for lay in r["layers"]]
+    outside = r["resources_outside_layers"]
+    rows.append(("outside the layers", outside, {k: sum(v[k] for v in outside.values()) for k in _RES}))
+    rows.append(("**total**", r["resources_by_part"], r["resources"]))
+    head = "| layer | " + " | ".join(PART_HEADS[n] for n in names) + " | total |"
+    rule = "|---|" + "---:|" * (len(names) + 1)
+    body = [
+        f"| {name} | " + " | ".join(_part_cell(parts.get(n)) for n in names) + f" | {_part_cell(total)} |"
+        for name, parts, total in rows
+    ]
+    return "\n".join([head, rule, *body])
+
+
+_RES = ("lut", "ff", "bram", "dsp")
+
+
 def render_markdown(report: dict[str, object]) -> str:
     r: dict = report  # type: ignore[type-arg]
     tmpl = Template((RTL_TEMPLATES_DIR / "report.md.tmpl").read_text())
@@ -419,6 +479,7 @@ def render_markdown(report: dict[str, object]) -> str:
         fits="yes" if r["fits"] else "NO",
         estimate_model=r["resource_estimate_model"],
         layer_rows=layer_rows,
+        breakdown=_breakdown_text(r),
         input_name=r["input"]["name"],
         input_format=_fmt_text(r["input"]["format"]),
         output_name=r["output"]["name"],

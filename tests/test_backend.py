@@ -138,3 +138,108 @@ def test_verilog_is_deterministic(tmp_path):
     b = generate_verilog(plan_network(net))
     assert a == b
     assert "module twn_top" in a and str(tmp_path) not in a
+
+
+def _shared(layer, units):
+    from dataclasses import replace
+
+    return replace(layer, requant_units=units)
+
+
+@pytest.mark.parametrize("units", [1, 2, 4])
+@pytest.mark.parametrize("extra_gap", [0, 3])
+def test_shared_requantiser_gives_the_per_channel_codes(tmp_path, units, extra_gap):
+    """Every channel's code from a time-shared requantiser equals the golden requantisation, for
+    vectors as close together as its slots allow and further apart; the graph outputs are present
+    only in the strobe's cycle (the bank holds them). A zero row stays a constant channel; rows of
+    different scales give the units different shifts."""
+    from hwgen.backend.requant import SharedRequantizer
+    from hwgen.plan.dense import LayerPlan
+
+    w = np.array(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 0, 0.5, 0, 0],
+            [-0.5, -0.5, -0.5, -0.5, -0.5],
+            [0, -3, 0, 0, 0],
+            [0.5, 0.5, -0.5, 0, 0.5],
+            [0.01, -0.01, 0, 0.01, 0.01],
+            [2, 0, 2, -2, 0],
+            [0.1, 0.1, 0.1, -0.1, 0],
+        ]
+    )
+    net = built_network(_single_layer_model(tmp_path / "m.onnx", w, np.linspace(-2, 3, len(w))))
+    layer = net.linear_layers[0]
+    assert len(set(layer.requant.shift)) > 1
+    fmt = net.input_format
+    lp = LayerPlan(_shared(layer, units), fmt.lo, fmt.hi, fmt.bits)
+    assert len(lp.shared_units) == units and lp.requant_slots == -(-7 // units)
+    assert lp.requant_latency == lp.requant_slots + 3
+    graph = lp.graph
+    rng = np.random.default_rng(units + 10 * extra_gap)
+    ranges = lp.value_ranges
+    vectors = [
+        [int(rng.integers(ranges[o.value][0], ranges[o.value][1] + 1)) if o is not None else 0 for o in graph.outputs]
+        for _ in range(12)
+    ]
+    vectors[0] = [ranges[o.value][0] if o is not None else 0 for o in graph.outputs]
+    vectors[1] = [ranges[o.value][1] if o is not None else 0 for o in graph.outputs]
+    gap = lp.requant_slots + extra_gap
+    dut = SharedRequantizer(lp, lp.graph_out_bits)
+    got = {}
+
+    async def bench(ctx):
+        for cycle in range(len(vectors) * gap + lp.requant_latency + 2):
+            k, phase = divmod(cycle, gap)
+            strobe = phase == 0 and k < len(vectors)
+            ctx.set(dut.strobe, strobe)
+            noise = [int(rng.integers(-(1 << (lp.graph_out_bits - 1)), 1 << (lp.graph_out_bits - 1))) for _ in w]
+            ctx.set(dut.x, vectors[k] if strobe else noise)
+            await ctx.tick()
+            # After the edge that ends cycle `cycle`: what y holds in cycle + 1.
+            done = cycle + 1 - lp.requant_latency
+            if done >= 0 and done % gap == 0 and done // gap < len(vectors):
+                got[done // gap] = [int(v) for v in ctx.get(dut.y)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    accumulators = []
+    for values in vectors:
+        acc = [
+            0 if o is None else (-v if o.negate else v) << o.shift for o, v in zip(graph.outputs, values, strict=True)
+        ]
+        accumulators.append(acc)
+    want = layer.requant.apply(np.array(accumulators, dtype=np.int64))
+    assert [got[k] for k in range(len(vectors))] == want.tolist()
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_dense_network_with_shared_requantisers_matches_golden(tmp_path, stall):
+    """A dense network at four cycles per vector: the scheduler shares requantisers, the timing follows."""
+    from hwgen.passes import run_passes
+    from hwgen.passes.schedule import ScheduleDigitWidths
+
+    net = built_network(write_mlp(tmp_path / "m.onnx", [12, 9, 5], seed=3))
+    net = run_passes(net, (ScheduleDigitWidths(4),))
+    assert any(layer.requant_units for layer in net.linear_layers)
+    codes = _codes(net, 16, seed=4)
+    plan, outputs, accepted, delivered = simulate(net, codes, stall=stall, seed=5)
+    assert outputs == golden.run_integer(net, codes).tolist()
+    if stall == 0.0:
+        assert [d - a for a, d in zip(accepted, delivered, strict=True)] == [plan.latency] * len(codes)
+
+
+def test_shared_requantisers_slower_than_the_budget_are_refused(tmp_path):
+    from hwgen.errors import TwnError
+    from hwgen.plan.dense import LayerPlan, check_requant_slots
+
+    w = np.array([[0.5, 0, -0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5], [-0.5, 0, 0]])
+    net = built_network(_single_layer_model(tmp_path / "m.onnx", w, np.zeros(4)))
+    fmt = net.input_format
+    lp = LayerPlan(_shared(net.linear_layers[0], 1), fmt.lo, fmt.hi, fmt.bits)
+    assert lp.requant_slots == 4
+    check_requant_slots(lp, 4)
+    with pytest.raises(TwnError, match=r"'fc' \(Gemm\): its shared requantisers take 4 cycles per vector, 3 available"):
+        check_requant_slots(lp, 3)

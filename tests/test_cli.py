@@ -80,6 +80,43 @@ def test_report_numbers_are_the_plans(built):
     assert report["accuracy"]["top1_agreement"] >= 0.99
 
 
+def _check_parts(report: dict) -> None:
+    """Every layer's parts add up to its total, the parts of the design to the design's."""
+    keys = ("lut", "ff", "bram", "dsp")
+    for layer in report["layers"]:
+        assert layer["parts"] and set(layer["parts"]) <= set(report["resource_parts"])
+        for k in keys:
+            assert sum(p[k] for p in layer["parts"].values()) == layer[k], (layer["name"], k)
+    for k in keys:
+        assert sum(p[k] for p in report["resources_by_part"].values()) == report["resources"][k]
+        outside = sum(p[k] for p in report["resources_outside_layers"].values())
+        assert outside + sum(layer[k] for layer in report["layers"]) == report["resources"][k]
+
+
+def test_report_splits_every_layer_into_parts(built, tmp_path):
+    _, out = built
+    report = json.loads((out / "report.json").read_text())
+    _check_parts(report)
+    assert set(report["resources_by_part"]) == {"adder_graph", "requantiser", "io"}
+    md = (out / "report.md").read_text()
+    assert "## Where the area goes" in md and "| adder graph | requantiser | I/O, FIFO | total |" in md
+    # A frame network at a serial rate: window buffers, converters, pools, weights in memory.
+    sys.path.insert(0, str(REPO / "examples"))
+    from make_conv_net import vgg1d
+
+    model = tmp_path / "conv.onnx"
+    onnx.save(vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=12), str(model))
+    assert main([str(model), "--board", "zcu111", "-o", str(tmp_path / "conv"), "--input-rate", "0.25"]) == 0
+    report = json.loads((tmp_path / "conv" / "report.json").read_text())
+    _check_parts(report)
+    assert {"window_buffer", "serial_converters", "pooling", "weight_memory", "collector"} <= set(
+        report["resources_by_part"]
+    )
+    md = (tmp_path / "conv" / "report.md").read_text()
+    for layer in report["layers"]:
+        assert f"| {layer['name']} | " in md.split("## Where the area goes")[1]
+
+
 def test_rebuild_is_byte_identical_across_folders_and_hash_seeds(tmp_path):
     model = REPO / "examples" / "mlp_ternary.onnx"
     outs = []

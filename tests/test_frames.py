@@ -322,6 +322,8 @@ def frame_designs(tmp_path_factory):
         "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
         # Dense layers with idle cycles: weights in memory, one element per cycle.
         "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
+        # A position every 8 cycles: requantisers shared in time by the convolutions' channels.
+        "vgg1d_shared": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=17), 0.125),
         # Incremental precision: activations widen as pooling lowers the rate.
         "vgg1d_incremental": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=16), 0.25),
     }
@@ -338,7 +340,17 @@ def frame_designs(tmp_path_factory):
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize(
-    "design", ["vgg1d", "vgg1d_serial", "conv2d", "conv1d_valid", "vgg1d_lanes", "vgg1d_mac", "vgg1d_incremental"]
+    "design",
+    [
+        "vgg1d",
+        "vgg1d_serial",
+        "conv2d",
+        "conv1d_valid",
+        "vgg1d_lanes",
+        "vgg1d_mac",
+        "vgg1d_incremental",
+        "vgg1d_shared",
+    ],
 )
 def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, design, simulator):
     r = verify(frame_designs[design], simulator, vectors=10, seed=5, stall=0.3)
@@ -359,6 +371,27 @@ def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
     # Layers need different widths: the scheduler picks them per layer.
     assert len({la["arithmetic"] for la in convs}) >= 2
     assert any(la["arithmetic"].startswith("digit-serial") for la in convs)
+
+
+def test_shared_requantiser_design_reports_its_units_and_fewer_dsps(frame_designs, tmp_path):
+    """The build shares the serial convolutions' requantisers and says so; the same network with
+    one requantiser per channel needs more DSPs (estimate) and less latency."""
+    from hwgen.build import scheduled_network
+    from hwgen.estimate import estimate_network
+
+    report = json.loads((frame_designs["vgg1d_shared"] / "report.json").read_text())
+    convs = [la for la in report["layers"] if la["op"] == "Conv"]
+    assert all(la["requant_units"] >= 1 and "shared" in la["requant"] for la in convs)
+    assert all(la["requant_cycles"] <= la["cycles_available"] for la in convs)
+    md = (frame_designs["vgg1d_shared"] / "report.md").read_text()
+    assert "requantiser(s) shared by up to" in md
+    model = tmp_path / "m.onnx"
+    onnx.save(vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=17), str(model))
+    net, _, _ = scheduled_network(model, ArithmeticOptions(), 250.0, input_rate=0.125, share_requantisers=False)
+    plan = plan_network(net)
+    _, total = estimate_network(plan)
+    assert report["resources"]["dsp"] < total.dsp
+    assert report["latency_cycles"] > plan.latency
 
 
 def test_incremental_precision_widens_activations_as_the_rate_falls(frame_designs):
@@ -457,3 +490,41 @@ def test_verilog_is_the_same_however_many_workers(tmp_path):
     # Progress: each stage module counted in the parent as a worker hands it back, then the top.
     total = len(plan.stages) + 1
     assert counted == [(k, total) for k in range(1, total + 1)]
+
+
+# -- requantisers shared in time ----------------------------------------------
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_serial_convolutions_share_requantisers_in_amaranth_sim(tmp_path, stall):
+    """At a position every 8 cycles the convolutions share their requantisers; bit-exact, and the
+    latency the plan states is what the gateware takes."""
+    net = _prepared(tmp_path, vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=12), 8)
+    plan = plan_network(net)
+    convs = [s for s in plan.stages if isinstance(s, WindowStage) and s.lp is not None]
+    assert all(s.lp.shared_units for s in convs)
+    assert all(1 < s.lp.requant_slots <= s.out_spacing for s in convs)
+    codes = make_vectors(net, 4, seed=2)
+    plan, outputs, firsts, delivered = simulate(net, codes, stall, seed=3)
+    assert outputs == golden.run_integer(net, codes).tolist()
+    if stall == 0.0:
+        assert [d - f for f, d in zip(firsts, delivered, strict=True)] == [plan.latency] * len(codes)
+
+
+@pytest.mark.parametrize("seed", [4, 19, 28, 36])
+def test_fuzzed_serial_networks_with_shared_requantisers_in_amaranth_sim(tmp_path, seed):
+    """Random networks at a serial rate (tests/fuzz_networks.py): where the scheduler shares
+    requantisers, the gateware still gives the golden model's outputs under stalls."""
+    from fuzz_networks import network_from_seed, to_onnx
+
+    from hwgen.build import scheduled_network
+
+    spec = network_from_seed(seed)
+    path = tmp_path / "m.onnx"
+    onnx.save(to_onnx(spec), str(path))
+    net, _, _ = scheduled_network(path, ArithmeticOptions(), 250.0, input_rate=spec.input_rate)
+    plan = plan_network(net)
+    assert any(lp.shared_units for lp in plan.layers), spec.describe()
+    codes = make_vectors(net, 5, seed=seed)
+    _, outputs, _, _ = simulate(net, codes, 0.3, seed=seed)
+    assert outputs == golden.run_integer(net, codes).tolist()

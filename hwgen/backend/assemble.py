@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.backend.argmax import ArgmaxTree
 from hwgen.backend.mac import MacDenseLayer, Serializer
 from hwgen.backend.parallel_graph import AdderGraphPipeline
-from hwgen.backend.requant import Requantizer
+from hwgen.backend.requant import Requantizer, SharedRequantizer
 from hwgen.backend.serial_layer import SerialDenseLayer
 from hwgen.backend.window_buffer import FrameCollector, LanePoolTree, PoolTree, WindowBuffer
 from hwgen.plan.dense import INPUT_REGISTER_LATENCY, LayerPlan, NetworkPlan
@@ -133,7 +133,12 @@ def _linear(m: Module, lp: LayerPlan, x: Value, start: Value, name: str) -> Valu
         m.d.comb += graph.start.eq(start)
     else:
         graph = AdderGraphPipeline(lp)
-    requant = Requantizer(lp, graph.out_bits)
+    requant: Requantizer | SharedRequantizer
+    if lp.shared_units:
+        requant = SharedRequantizer(lp, graph.out_bits)
+        m.d.comb += requant.strobe.eq(_delayed(m, start, lp.adder_latency, f"{name}_outputs"))
+    else:
+        requant = Requantizer(lp, graph.out_bits)
     m.submodules[f"{name}_adders"] = graph
     m.submodules[f"{name}_requant"] = requant
     m.d.comb += [graph.x.eq(x), requant.x.eq(graph.y)]

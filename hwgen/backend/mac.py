@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hwgen.backend.rom import constant_bit
+from hwgen.backend.rom import constant_table
 from hwgen.backend.serial import padded_select
 from hwgen.plan.frames import MAC_LATENCY, MacStage, SerializeStage
 
 __all__ = ["MacDenseLayer", "Serializer"]
-
-
-def _table(values: tuple[int, ...], bits: int, index: Value) -> Value:
-    """``values[index]`` as a signed ``bits``-bit value: one constant bit mask per output bit,
-    shifted by the index (a ROM of LUTs).
-
-    Not an ``Array`` of constants: that becomes a ``case`` in ``always @*``,
-    which Icarus does not evaluate before the index first changes, so the first
-    frame's first output would read X.
-    """
-    size = 1 << len(index)
-    mask = (1 << bits) - 1
-    words = [(v & mask) for v in values] + [0] * (size - len(values))
-    out = []
-    for b in range(bits):
-        column = sum(1 << k for k, w in enumerate(words) if (w >> b) & 1)
-        out.append(constant_bit(column, index))
-    return Cat(*out).as_signed()
 
 
 class Serializer(wiring.Component):
@@ -158,9 +140,9 @@ class MacDenseLayer(wiring.Component):
         v_s1 = Signal(name="v_s1")
         m.d.sync += [
             value.eq(padded_select(shadow, index)),
-            mult.eq(_table(rq.multiplier, st.mult_bits, index)),
-            offset.eq(_table(rq.offset, st.offset_bits, index)),
-            shift.eq(_table(rq.shift, len(shift) + 1, index)),
+            mult.eq(constant_table(rq.multiplier, st.mult_bits, index)),
+            offset.eq(constant_table(rq.offset, st.offset_bits, index)),
+            shift.eq(constant_table(rq.shift, len(shift) + 1, index)),
             v_s1.eq(busy),
         ]
         # Stage 2: product (a DSP multiply); offset and shift carried along.

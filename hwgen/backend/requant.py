@@ -1,4 +1,4 @@
-"""Gateware for per-channel requantisation: multiply, offset, shift, clamp."""
+"""Gateware for requantisation: multiply, offset, shift, clamp; per channel or shared in time."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.backend.rom import constant_table
+from hwgen.backend.serial import padded_select
 from hwgen.ir import Requant
-from hwgen.plan.dense import LayerPlan
+from hwgen.plan.dense import SHARED_REQUANT_LATENCY, LayerPlan
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "SharedRequantizer", "constant_table"]
 
 
 class Requantizer(wiring.Component):
@@ -87,4 +89,114 @@ class Requantizer(wiring.Component):
                 count = sum(passed, Const(0, range(len(passed) + 1)))
                 m.d.sync += out.eq(rq.base[i] + rq.stride * count)
             m.d.comb += self.y[i].eq(out)
+        return m
+
+
+class SharedRequantizer(wiring.Component):
+    """Requantisers shared in time: ``plan.shared_units``, each serving its channels one per cycle.
+
+    With ``strobe`` high, the adder graph's outputs on ``x`` are registered
+    into a bank; in the following ``plan.requant_slots`` cycles each unit
+    selects its slot's channel from the bank with that channel's effective
+    multiplier, offset and shift (constant tables indexed by the slot
+    counter), multiplies (a DSP), adds the offset, shifts and clamps, and
+    writes the code into the channel's output register. All of ``y`` holds
+    the vector's codes ``plan.requant_latency`` (``requant_slots + 3``) cycles
+    after ``strobe`` and keeps them until the next vector's first slot is
+    written, four cycles after its ``strobe``; strobes must be at least
+    ``requant_slots`` cycles apart. Channels with a zero multiplier are
+    constants, as in :class:`Requantizer`. Same arithmetic, bit for bit.
+
+    Members
+    -------
+    x : In(ArrayLayout(signed(in_bits), n))
+        Adder-graph output values, sampled with ``strobe``.
+    strobe : In(1)
+        ``x`` holds a new vector.
+    y : Out(ArrayLayout(signed(out_bits), n))
+        Output codes of the layer's output format.
+    """
+
+    def __init__(self, plan: LayerPlan, in_bits: int) -> None:
+        assert plan.shared_units, "SharedRequantizer needs a layer with shared requantisers"
+        self._plan = plan
+        n = len(plan.graph.outputs)
+        super().__init__(
+            {
+                "x": In(data.ArrayLayout(signed(in_bits), n)),
+                "strobe": In(1),
+                "y": Out(data.ArrayLayout(signed(plan.out_bits), n)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        plan = self._plan
+        rq = plan.layer.requant
+        assert isinstance(rq, Requant)
+        lo = 0 if rq.relu else rq.out.lo
+        hi = rq.out.hi
+        slots = plan.requant_slots
+        assert plan.requant_latency == slots + SHARED_REQUANT_LATENCY
+        outs = []
+        for i, mult in enumerate(plan.effective_multipliers):
+            out = Signal(signed(plan.out_bits), name=f"q{i}", reset_less=True)
+            if mult == 0:
+                m.d.sync += out.eq(min(max(rq.offset[i] >> rq.shift[i], lo), hi))
+            m.d.comb += self.y[i].eq(out)
+            outs.append(out)
+
+        # The slot counter runs 0 .. slots - 1 in the cycles after a strobe.
+        slot = Signal(range(max(slots, 2)), name="slot")
+        busy = Signal(name="busy")
+        with m.If(self.strobe):
+            m.d.sync += [busy.eq(1), slot.eq(0)]
+        with m.Elif(busy):
+            m.d.sync += slot.eq(slot + 1)
+            with m.If(slot == slots - 1):
+                m.d.sync += busy.eq(0)
+        # Slot and strobe carried beside the select and multiply stages.
+        slot1, slot2 = (Signal.like(slot, name=f"slot{k}", reset_less=True) for k in (1, 2))
+        v1, v2 = Signal(name="busy1"), Signal(name="busy2")
+        m.d.sync += [slot1.eq(slot), slot2.eq(slot1), v1.eq(busy), v2.eq(v1)]
+
+        for u, unit in enumerate(plan.shared_units):
+            bank = []
+            for ch in unit.channels:
+                out_value = plan.graph.outputs[ch]
+                assert out_value is not None
+                reg = Signal(signed(plan.value_bits[out_value.value]), name=f"bank{ch}", reset_less=True)
+                with m.If(self.strobe):
+                    m.d.sync += reg.eq(self.x[ch])
+                bank.append(reg)
+            mults = [plan.effective_multipliers[ch] for ch in unit.channels]
+            offsets = [rq.offset[ch] for ch in unit.channels]
+            shifts = [rq.shift[ch] - unit.shift_lo for ch in unit.channels]
+            # Stage 1: the slot's value and constants.
+            value = Signal(signed(unit.value_bits), name=f"u{u}_value", reset_less=True)
+            mult = Signal(signed(unit.mult_bits), name=f"u{u}_mult", reset_less=True)
+            offset = Signal(signed(unit.offset_bits), name=f"u{u}_offset", reset_less=True)
+            shift = Signal(range(max(2, 1 << unit.shift_bits)), name=f"u{u}_shift", reset_less=True)
+            m.d.sync += [
+                value.eq(padded_select(bank, slot) if len(bank) > 1 else bank[0]),
+                mult.eq(constant_table(mults, unit.mult_bits, slot)),
+                offset.eq(constant_table(offsets, unit.offset_bits, slot)),
+                shift.eq(constant_table(shifts, len(shift) + 1, slot)),
+            ]
+            # Stage 2: the product (a DSP multiply), offset and shift carried along.
+            product = Signal(signed(unit.product_bits), name=f"u{u}_product", reset_less=True)
+            offset2 = Signal.like(offset, name=f"u{u}_offset2", reset_less=True)
+            shift2 = Signal.like(shift, name=f"u{u}_shift2", reset_less=True)
+            m.d.sync += [product.eq(value * mult), offset2.eq(offset), shift2.eq(shift)]
+            # Stage 3: offset, arithmetic shift, clamp, into the slot's channel.
+            total = Signal(signed(unit.sum_bits), name=f"u{u}_sum")
+            m.d.comb += total.eq(product + offset2)
+            shifted = total >> unit.shift_lo
+            if unit.shift_bits:
+                shifted = shifted >> shift2
+            code = Signal(signed(plan.out_bits), name=f"u{u}_code")
+            m.d.comb += code.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
+            for j, ch in enumerate(unit.channels):
+                with m.If(v2 & (slot2 == j)):
+                    m.d.sync += outs[ch].eq(code)
         return m

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Value
+from amaranth.hdl import Cat, Const, Value
 
-__all__ = ["constant_bit"]
+__all__ = ["constant_bit", "constant_table"]
 
 
 def constant_bit(table: int, index: Value) -> Value:
@@ -22,3 +22,16 @@ def constant_bit(table: int, index: Value) -> Value:
     size = 1 << len(index)
     table &= (1 << size) - 1
     return (Const(table | (1 << size), size + 1) >> index)[0]
+
+
+def constant_table(values: tuple[int, ...] | list[int], bits: int, index: Value) -> Value:
+    """``values[index]`` as a signed ``bits``-bit value: one :func:`constant_bit` mask per
+    output bit (a ROM of LUTs; indices past the end read 0)."""
+    size = 1 << len(index)
+    mask = (1 << bits) - 1
+    words = [(v & mask) for v in values] + [0] * (size - len(values))
+    out = []
+    for b in range(bits):
+        column = sum(1 << k for k, w in enumerate(words) if (w >> b) & 1)
+        out.append(constant_bit(column, index))
+    return Cat(*out).as_signed()

@@ -261,6 +261,10 @@ class LinearLayer:
     #: "graph" (the adder graph, parallel or digit-serial) or "mac" (weights in
     #: memory, one input element per cycle, shared adders; frame networks).
     realisation: str = "graph"
+    #: Chosen by the scheduler: requantisers shared in time by the output
+    #: channels (each serves its channels one per cycle, in the cycles a
+    #: position leaves spare); 0: one requantiser per channel.
+    requant_units: int = 0
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -563,6 +567,8 @@ class Network:
             elif isinstance(rq, ThresholdRequant):
                 assert len(rq.base) == len(rq.thresholds) == len(rq.rising) == w.shape[0], layer.name
                 assert all(list(t) == sorted(t) for t in rq.thresholds), layer.name
+            assert layer.requant_units >= 0, layer.name
+            assert not layer.requant_units or isinstance(rq, Requant), f"{layer.name}: shared thresholds"
             if layer.adder_graph is not None:
                 g = layer.adder_graph
                 assert g.n_inputs == w.shape[1] and len(g.outputs) == w.shape[0], layer.name
@@ -608,6 +614,8 @@ class Network:
                 "digit_bits": layer.digit_bits,
                 "word_bits": layer.word_bits,
                 "realisation": layer.realisation,
+                # Written only when shared, so the IR of every other layer reads as before.
+                **({"requant_units": layer.requant_units} if layer.requant_units else {}),
             }
 
         doc = {
@@ -672,6 +680,7 @@ class Network:
                 digit_bits=int(d.get("digit_bits", 0)),
                 word_bits=int(d.get("word_bits", 0)),
                 realisation=str(d.get("realisation", "graph")),
+                requant_units=int(d.get("requant_units", 0)),
             )
 
         fmt = doc["input_format"]

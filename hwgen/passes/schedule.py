@@ -17,6 +17,14 @@ input takes one position every ``initiation_interval / positions`` cycles;
 between its windows (a convolution, per output position: pooling and stride
 make it grow layer by layer) or between its frames (a dense layer after the
 flatten), and that budget plays the role of the II above.
+
+A layer whose budget leaves it cycles to spare may also share its
+requantisers in time (``requant_units``, :class:`hwgen.plan.dense.SharedRequantUnit`):
+every count of units whose slots fit the budget is costed with
+:func:`hwgen.estimate.requant_cost`, a DSP weighed as :data:`LUT_PER_DSP`
+LUTs, and the cheapest is kept (0, one requantiser per channel, when nothing
+is cheaper). Threshold requantisers (graph quantisers) stay per channel: they
+have no multiplier to share, and their comparators are per channel anyway.
 """
 
 from __future__ import annotations
@@ -26,13 +34,27 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from hwgen.errors import TwnError
-from hwgen.estimate import mac_cost_for, parallel_graph_cost, serial_graph_cost
-from hwgen.ir import AdderGraph, Layer, LinearLayer, Network, PoolLayer
+from hwgen.estimate import Resources, mac_cost_for, parallel_graph_cost, requant_cost, serial_graph_cost
+from hwgen.ir import AdderGraph, Layer, LinearLayer, Network, PoolLayer, Requant
 from hwgen.passes.three_input import regroups, three_input_graph
 from hwgen.plan.bit_serial import digits_per_word, serial_word_bits
+from hwgen.plan.dense import LayerPlan
 from hwgen.plan.frames import frame_budgets, mac_refusal
 
-__all__ = ["LayerChoice", "ScheduleDigitWidths", "choose_layer", "layer_budgets", "layer_choices", "output_codes"]
+__all__ = [
+    "LUT_PER_DSP",
+    "LayerChoice",
+    "ScheduleDigitWidths",
+    "choose_layer",
+    "choose_requant_units",
+    "layer_budgets",
+    "layer_choices",
+    "output_codes",
+]
+
+#: A DSP48E2 weighed as the LUTs a device has per DSP when sharing requantisers
+#: trades DSPs for LUTs (ZCU111: 425,280 LUTs / 4,272 DSPs, about 100).
+LUT_PER_DSP = 100
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,34 @@ def choose_layer(
     return best, "mac" if mac is not None and (mac.lut, mac.ff) < (best.lut, best.ff) else "graph"
 
 
+def choose_requant_units(layer: LinearLayer, budget: int, lo: int, hi: int, bits: int) -> int:
+    """How many time-shared requantisers ``layer`` should have at ``budget`` cycles per vector
+    (0: one per channel), for inputs in [lo, hi] (``bits`` wide)."""
+    if not isinstance(layer.requant, Requant) or layer.realisation != "graph" or budget < 2:
+        return 0
+    g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
+    base = LayerPlan(replace(layer, requant_units=0), g_lo, g_hi, bits)
+    active = sum(1 for m in base.effective_multipliers if m)
+
+    def score(res: Resources) -> tuple[int, int]:
+        return res.lut + LUT_PER_DSP * res.dsp, res.ff
+
+    best, best_units = score(requant_cost(base, base.graph_out_bits)), 0
+    tried = set()
+    for slots in range(2, min(budget, active) + 1):
+        units = -(-active // slots)
+        if units in tried:
+            continue
+        tried.add(units)
+        cand = LayerPlan(replace(layer, requant_units=units), g_lo, g_hi, bits)
+        cand.__dict__["value_ranges"] = base.value_ranges  # the same graph and inputs: reuse the intervals
+        assert cand.requant_slots <= budget
+        cost = score(requant_cost(cand, cand.graph_out_bits))
+        if cost < best:
+            best, best_units = cost, units
+    return best_units
+
+
 def output_codes(layer: LinearLayer) -> tuple[int, int, int]:
     """(lo, hi, bits) of the codes ``layer`` passes on (a ReLU never passes a negative one)."""
     assert layer.requant is not None
@@ -114,6 +164,8 @@ class ScheduleDigitWidths:
 
     name: ClassVar[str] = "schedule-digit-widths"
     initiation_interval: int = 1
+    #: Share requantisers in time where a layer has cycles to spare (see the module docstring).
+    share_requantisers: bool = True
 
     def apply(self, network: Network) -> Network:
         ii = self.initiation_interval
@@ -128,8 +180,11 @@ class ScheduleDigitWidths:
                 layers.append(layer)
                 continue
             assert isinstance(layer, LinearLayer)
-            best, realisation = choose_layer(network, layer, budgets.get(layer.name, ii), lo, hi, bits)
+            budget = budgets.get(layer.name, ii)
+            best, realisation = choose_layer(network, layer, budget, lo, hi, bits)
             digit_bits, word_bits = (best.digit_bits, best.word_bits) if best is not None else (0, 0)
-            layers.append(replace(layer, digit_bits=digit_bits, word_bits=word_bits, realisation=realisation))
+            chosen = replace(layer, digit_bits=digit_bits, word_bits=word_bits, realisation=realisation)
+            units = choose_requant_units(chosen, budget, lo, hi, bits) if self.share_requantisers else 0
+            layers.append(replace(chosen, requant_units=units))
             lo, hi, bits = output_codes(layer)
         return network.with_layers(tuple(layers), initiation_interval=ii)

@@ -16,7 +16,7 @@ the backend, which builds exactly this, and by the estimator, which counts it.
 from __future__ import annotations
 
 from hwgen.ir import Network
-from hwgen.plan.dense import LayerPlan, NetworkPlan
+from hwgen.plan.dense import LayerPlan, NetworkPlan, check_requant_slots
 from hwgen.plan.frames import FramePlan, plan_frames
 
 __all__ = ["FramePlan", "LayerPlan", "NetworkPlan", "plan_network"]
@@ -34,6 +34,7 @@ def plan_network(network: Network) -> NetworkPlan | FramePlan:
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
     for layer in network.linear_layers:
         plans.append(LayerPlan(layer, lo, hi, bits))
+        check_requant_slots(plans[-1], network.initiation_interval)
         rq = layer.requant
         assert rq is not None
         lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits

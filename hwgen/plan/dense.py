@@ -12,6 +12,13 @@ Pipeline of one dense layer (fully parallel, one vector per cycle):
 * requantisation stage 1: product of the output value with the effective
   multiplier (the requant multiplier times the output's sign and shift);
 * requantisation stage 2: add the offset, arithmetic shift right, clamp.
+
+A layer with spare cycles per vector may share its requantisers in time
+(``layer.requant_units`` > 0, chosen by the scheduler): the adder graph's
+outputs are registered into a bank, and each of the units serves its
+channels one per cycle (:class:`SharedRequantUnit`), ``requant_slots``
+channels each; the last result is registered ``requant_slots + 3`` cycles
+after the graph's outputs (bank, select, multiply, offset/shift/clamp).
 """
 
 from __future__ import annotations
@@ -19,15 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from hwgen.errors import TwnError
 from hwgen.ir import LinearLayer, Network, Requant, ThresholdRequant, signed_bits_for_range
 
 __all__ = [
     "INPUT_REGISTER_LATENCY",
     "OUTPUT_FIFO_LATENCY",
     "REQUANT_LATENCY",
+    "SHARED_REQUANT_LATENCY",
     "LayerPlan",
     "NetworkPlan",
+    "SharedRequantUnit",
     "argmax_bits",
+    "check_requant_slots",
     "tree_levels",
 ]
 
@@ -35,6 +46,10 @@ __all__ = [
 INPUT_REGISTER_LATENCY = 1
 #: Requantisation: multiply, then offset/shift/clamp.
 REQUANT_LATENCY = 2
+#: A shared requantiser's pipeline beyond its slots: the bank register, the
+#: channel select, the multiply, offset/shift/clamp; slot j's result is
+#: registered ``j + SHARED_REQUANT_LATENCY + 1`` cycles after the graph's outputs.
+SHARED_REQUANT_LATENCY = 3
 #: From a write into the output FIFO to its data being offered downstream
 #: (amaranth.lib.fifo.SyncFIFOBuffered); checked by the simulation tests.
 OUTPUT_FIFO_LATENCY = 2
@@ -46,9 +61,45 @@ def tree_levels(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def check_requant_slots(lp: LayerPlan, budget: int) -> None:
+    """A shared requantiser must finish a vector's channels before the next vector's outputs arrive."""
+    if lp.shared_units and lp.requant_slots > budget:
+        raise TwnError(
+            f"layer {lp.layer.name!r} ({lp.layer.op}): its shared requantisers take {lp.requant_slots} cycles per "
+            f"vector, {budget} available; give it more requant_units"
+        )
+
+
 def argmax_bits(n: int) -> int:
     """Signed width of a class index 0..n-1."""
     return signed_bits_for_range(0, max(n - 1, 0))
+
+
+@dataclass(frozen=True)
+class SharedRequantUnit:
+    """One time-shared requantiser: ``channels[j]`` is requantised in its slot ``j``.
+
+    Widths are the widest of its channels' (value, effective multiplier,
+    offset, product, sum); its shifts lie in ``shift_lo..shift_hi``.
+    """
+
+    channels: tuple[int, ...]
+    value_bits: int
+    mult_bits: int
+    offset_bits: int
+    product_bits: int
+    sum_bits: int
+    shift_lo: int
+    shift_hi: int
+
+    @property
+    def shift_bits(self) -> int:
+        """Bits of the variable part of the shift (``shift - shift_lo``)."""
+        return (self.shift_hi - self.shift_lo).bit_length()
+
+
+def _signed_bits(values: list[int]) -> int:
+    return signed_bits_for_range(min(min(values), 0), max(max(values), 0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,8 +145,56 @@ class LayerPlan:
         return self.graph.depth
 
     @property
+    def requant_latency(self) -> int:
+        """Cycles from the adder graph's outputs to the output codes."""
+        return self.requant_slots + SHARED_REQUANT_LATENCY if self.shared_units else REQUANT_LATENCY
+
+    @property
     def latency(self) -> int:
-        return self.adder_latency + REQUANT_LATENCY
+        return self.adder_latency + self.requant_latency
+
+    @cached_property
+    def shared_units(self) -> tuple[SharedRequantUnit, ...]:
+        """The time-shared requantisers (none: one per channel).
+
+        Every channel with a nonzero multiplier is served by a unit (a constant
+        channel stays a constant); channels are sorted by shift and split into
+        ``layer.requant_units`` runs as even as possible, so each unit's
+        variable shift spans few values.
+        """
+        units = self.layer.requant_units
+        if not units:
+            return ()
+        rq = self.layer.requant
+        assert isinstance(rq, Requant), f"{self.layer.name}: only multiply-shift requantisers are shared"
+        active = sorted((i for i, m in enumerate(self.effective_multipliers) if m), key=lambda i: (rq.shift[i], i))
+        assert 0 < units <= len(active), (self.layer.name, units, len(active))
+        base, extra = divmod(len(active), units)
+        out = []
+        start = 0
+        for u in range(units):
+            size = base + (1 if u < extra else 0)
+            chans = tuple(active[start : start + size])
+            start += size
+            assert self.graph.outputs[chans[0]] is not None
+            out.append(
+                SharedRequantUnit(
+                    channels=chans,
+                    value_bits=max(self.value_bits[self.graph.outputs[i].value] for i in chans),
+                    mult_bits=_signed_bits([self.effective_multipliers[i] for i in chans]),
+                    offset_bits=_signed_bits([rq.offset[i] for i in chans]),
+                    product_bits=max(self.product_bits[i] for i in chans),
+                    sum_bits=max(self.sum_bits[i] for i in chans),
+                    shift_lo=min(rq.shift[i] for i in chans),
+                    shift_hi=max(rq.shift[i] for i in chans),
+                )
+            )
+        return tuple(out)
+
+    @property
+    def requant_slots(self) -> int:
+        """Cycles a shared requantiser takes per vector (1 per channel: not shared)."""
+        return max((len(u.channels) for u in self.shared_units), default=1)
 
     @cached_property
     def delays(self) -> dict[int, int]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from hwgen.errors import TwnError
 from hwgen.ir import LanePoolLayer, LinearLayer, Network, PoolLayer, Requant, signed_bits_for_range
-from hwgen.plan.dense import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, tree_levels
+from hwgen.plan.dense import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, check_requant_slots, tree_levels
 from hwgen.plan.window_schedule import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
 __all__ = [
@@ -323,6 +323,8 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
                 # Padding is zero: the graph's input range must include it.
                 lp = LayerPlan(layer, min(lo, 0), max(hi, 0), bits) if with_graphs else None
             stage = WindowStage(layer, sched, layer.in_shape[0], lo, hi, bits, spacing, lp)
+            if lp is not None:
+                check_requant_slots(lp, stage.out_spacing)
             if isinstance(layer, LinearLayer):
                 rq = layer.requant
                 assert rq is not None
@@ -362,7 +364,10 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
             stages.append(collect)
             spacing = collect.out_spacing
             stream = None
-        stages.append(DenseStage(LayerPlan(layer, lo, hi, bits) if with_graphs else _no_plan(layer), spacing))
+        dense = DenseStage(LayerPlan(layer, lo, hi, bits) if with_graphs else _no_plan(layer), spacing)
+        if with_graphs:
+            check_requant_slots(dense.lp, spacing)
+        stages.append(dense)
         rq = layer.requant
         assert rq is not None
         lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
