@@ -220,9 +220,10 @@ def mac_cost(stage: MacStage) -> Resources:
     acc = sum(stage.acc_bits)
     widest = max(stage.acc_bits)
     # An accumulator bit: the add/subtract/hold of a ternary weight is one LUT on the carry chain;
-    # wider weights need a multiplier per output (a DSP each).
+    # wider weights need a multiplier per output: weight x input in DSP48E2s (one up to 18 x 27 bits,
+    # e.g. a 16-bit weight times a 16-bit activation).
     lut = acc + (0 if stage.ternary else n_out * stage.weight_bits)
-    dsp = 0 if stage.ternary else n_out
+    dsp = 0 if stage.ternary else n_out * _dsp_count(stage.in_bits, stage.weight_bits)
     ff = 2 * acc
     lut += widest * math.ceil(n_out / 4)  # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8)
     # Shared requantiser: the constants' tables, multiply (DSP), offset, shift, clamp.

@@ -43,6 +43,7 @@ __all__ = [
     "PoolLayer",
     "Requant",
     "ThresholdRequant",
+    "WeightRounding",
 ]
 
 
@@ -224,6 +225,27 @@ def _windows(
     return win[index]
 
 
+@dataclass(frozen=True)
+class WeightRounding:
+    """How ``--quantize-weights`` rounded a layer's float weights to ``bits``-bit integers.
+
+    ``max_rel_error``: the largest ``|rounded - w|`` over the layer, each
+    relative to its output channel's largest ``|w|``; ``rms_rel_error``:
+    ``||rounded - w|| / ||w||`` over the whole layer.
+    """
+
+    bits: int
+    max_rel_error: float
+    rms_rel_error: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bits": self.bits, "max_rel_error": self.max_rel_error, "rms_rel_error": self.rms_rel_error}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> WeightRounding:
+        return WeightRounding(int(d["bits"]), float(d["max_rel_error"]), float(d["rms_rel_error"]))
+
+
 @dataclass(frozen=True, eq=False)
 class LinearLayer:
     """A dense or convolution layer: y = clamp(scale * (W @ x) + bias).
@@ -261,6 +283,8 @@ class LinearLayer:
     #: "graph" (the adder graph, parallel or digit-serial) or "mac" (weights in
     #: memory, one input element per cycle, shared adders; frame networks).
     realisation: str = "graph"
+    #: Set when the frontend rounded float weights (``--quantize-weights``); None: factored exactly.
+    weight_rounding: WeightRounding | None = None
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -608,6 +632,7 @@ class Network:
                 "digit_bits": layer.digit_bits,
                 "word_bits": layer.word_bits,
                 "realisation": layer.realisation,
+                "weight_rounding": layer.weight_rounding.to_json() if layer.weight_rounding else None,
             }
 
         doc = {
@@ -672,6 +697,7 @@ class Network:
                 digit_bits=int(d.get("digit_bits", 0)),
                 word_bits=int(d.get("word_bits", 0)),
                 realisation=str(d.get("realisation", "graph")),
+                weight_rounding=WeightRounding.from_json(d["weight_rounding"]) if d.get("weight_rounding") else None,
             )
 
         fmt = doc["input_format"]
