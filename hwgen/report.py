@@ -261,6 +261,7 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "arithmetic": (
             f"weights in memory ({stage.weight_bits}-bit), one input element per cycle into "
             f"{layer.out_features} accumulators"
+            + ("" if stage.ternary else ", a multiplier (DSP) each")
         ),
         "word_bits": max(stage.acc_bits),
         "positions_per_frame": 1,

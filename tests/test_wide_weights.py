@@ -52,6 +52,7 @@ def test_wide_designs_build_with_default_options_and_say_how(wide_designs):
     tw64 = [lay for lay in _report(wide_designs["tw64_shape"])["layers"] if lay["weight_kind"] != "-"]
     assert [lay["weight_kind"] for lay in tw64] == ["int8", "ternary", "ternary", "int9"]
     assert tw64[-1]["arithmetic"].startswith("weights in memory (9-bit)")
+    assert tw64[-1]["arithmetic"].endswith("a multiplier (DSP) each")
     assert tw64[-1]["dsp"] >= 5  # a multiplier per accumulator
     wide = [lay for lay in _report(wide_designs["sixteen_bit"])["layers"] if lay["weight_kind"] != "-"]
     assert [lay["weight_kind"] for lay in wide] == ["int16", "ternary", "ternary", "int16"]
