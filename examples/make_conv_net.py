@@ -5,11 +5,16 @@
 [1, 2, L] I/Q samples; N x (Conv1d k=3 'same' without bias, ternary ->
 MaxPool 2 -> BatchNormalization -> ReLU); flatten; ternary dense layers with
 BatchNormalization and ReLU; a final dense layer with weights at 1/64
-resolution. Weights are random at trained-like sparsity. The flatten is the
+resolution (``final_peak``: magnitudes up to that value, 3.375 in the
+published checkpoints, i.e. 9-bit integers) and, optionally
+(``first_bits``), a first convolution of ``first_bits``-bit integers times
+a per-channel scale, as trained ternary networks often keep their first
+layer. Weights are random at trained-like sparsity. The flatten is the
 PyTorch ``x.view(x.size(0), -1)`` chain (Shape -> Gather -> Unsqueeze ->
 Concat -> Reshape), which twngen constant-folds.
 
     python examples/make_conv_net.py vgg1d.onnx --channels 64 --length 1024 --convs 7
+    python examples/make_conv_net.py tw64.onnx --final-peak 3.375 --first-bits 8   # like the real checkpoint
 """
 
 from __future__ import annotations
@@ -48,6 +53,17 @@ class _Builder:
         fan_in = int(np.prod(shape[1:]))
         mag = self.rng.uniform(0.5, 1.5, size=(shape[0],) + (1,) * (len(shape) - 1)) / np.sqrt(fan_in * (1 - zeros))
         return (signs * mag).astype(np.float32)
+
+    def integers(self, shape: tuple[int, ...], bits: int, zeros: float) -> np.ndarray:
+        """``bits``-bit signed integers times a float32 scale per output channel, as a quantised
+        exporter writes them (float32(integer * scale), exact)."""
+        qmax = (1 << (bits - 1)) - 1
+        ints = np.clip(np.round(self.rng.normal(0, qmax / 2.5, size=shape)), -qmax, qmax)
+        ints[self.rng.random(shape) < zeros] = 0.0
+        fan_in = int(np.prod(shape[1:]))
+        std = self.rng.uniform(0.5, 1.5, size=(shape[0],) + (1,) * (len(shape) - 1)) / np.sqrt(fan_in)
+        scale = (std / (qmax / 2.5)).astype(np.float32).astype(np.float64)
+        return (ints * scale).astype(np.float32)
 
     def batchnorm(self, x: str, channels: int) -> str:
         gamma = self.rng.uniform(0.5, 1.5, channels).astype(np.float32)
@@ -94,13 +110,24 @@ def vgg1d(
     conv_zeros: float = 0.7,
     dense_zeros: float = 0.46,
     final_step: float = 1 / 64,
+    final_peak: float | None = None,
+    first_bits: int | None = None,
 ) -> onnx.ModelProto:
-    """The modulation classifier's shape (see the module docstring)."""
+    """The modulation classifier's shape (see the module docstring).
+
+    ``final_peak``: the final layer's largest magnitude (a multiple of
+    ``final_step``; None: integers within +-127 steps, about +-1 at 1/64).
+    ``first_bits``: the first convolution as integers of that many signed bits
+    (None: ternary like the rest).
+    """
     b = _Builder(seed)
     x, c_in, size = "input", 2, length
     for k in range(convs):
         # The first layer sees only 2 input channels: keep it dense-ish.
-        w = b.ternary((channels, c_in, 3), 0.3 if k == 0 else conv_zeros)
+        if k == 0 and first_bits is not None:
+            w = b.integers((channels, c_in, 3), first_bits, 0.1)
+        else:
+            w = b.ternary((channels, c_in, 3), 0.3 if k == 0 else conv_zeros)
         x = b.node("Conv", [x, b.const(w, "conv_w")], kernel_shape=[3], pads=[1, 1], strides=[1])
         x = b.node("MaxPool", [x], kernel_shape=[2], strides=[2])
         x = b.batchnorm(x, channels)
@@ -114,7 +141,15 @@ def vgg1d(
         x = b.batchnorm(x, width)
         x = b.node("Relu", [x])
         features = width
-    w = np.clip(np.round(b.rng.normal(0, 0.25, size=(classes, features)) / final_step), -127, 127) * final_step
+    z = b.rng.normal(0, 0.25, size=(classes, features))
+    if final_peak is None:
+        w = np.clip(np.round(z / final_step), -127, 127) * final_step
+    else:
+        peak = round(final_peak / final_step)
+        ints = np.clip(np.round(z / 0.25 * peak / 4), -peak, peak)
+        top = np.unravel_index(np.argmax(np.abs(ints)), ints.shape)
+        ints[top] = peak if ints[top] >= 0 else -peak  # the peak is reached, as in the checkpoint
+        w = ints * final_step
     bias = b.rng.normal(0, 0.1, classes).astype(np.float32)
     b.node("Gemm", [x, b.const(w.astype(np.float32), "out_w"), b.const(bias, "out_b")], transB=1)
     return b.model(["batch", 2, length], "logits", classes)
@@ -226,6 +261,13 @@ def main() -> None:
     ap.add_argument("--dense", default="512,512", help="hidden dense widths")
     ap.add_argument("--classes", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--final-peak",
+        type=float,
+        default=None,
+        help="largest final-layer weight magnitude, at 1/64 steps (the published checkpoints: 3.375, 9 bits)",
+    )
+    ap.add_argument("--first-bits", type=int, default=None, help="first convolution as integers of this many bits")
     ap.add_argument("--spec", help="any layer chain instead of vgg1d (see stack()), e.g. c8k3p1,m2,d16,o5")
     ap.add_argument("--shape", default="2,64", help="input [channels, *spatial] for --spec, e.g. 3,16,16")
     args = ap.parse_args()
@@ -235,7 +277,17 @@ def main() -> None:
         print(f"wrote {args.output}")
         return
     dense = tuple(int(v) for v in args.dense.split(",") if v)
-    onnx.save(vgg1d(args.channels, args.length, args.convs, dense, args.classes, args.seed), args.output)
+    model = vgg1d(
+        args.channels,
+        args.length,
+        args.convs,
+        dense,
+        args.classes,
+        args.seed,
+        final_peak=args.final_peak,
+        first_bits=args.first_bits,
+    )
+    onnx.save(model, args.output)
     print(f"wrote {args.output}")
 
 

@@ -21,7 +21,7 @@ from hwgen import __version__
 from hwgen.console.progress import SILENT, Progress
 from hwgen.errors import TwnError
 from hwgen.flow.boards import Board, load_board
-from hwgen.frontend import load_onnx
+from hwgen.frontend import MAX_FINAL_WEIGHT_BITS, MAX_FIRST_WEIGHT_BITS, MAX_WEIGHT_BITS, load_onnx
 from hwgen.golden import AccuracyReport, as_batch, compare_with_onnxruntime
 from hwgen.ir import LinearLayer, Network
 from hwgen.passes import run_passes
@@ -62,8 +62,12 @@ class ArithmeticOptions:
     calibrate: str | None = None
     adder_graph: str = "merged"
     max_depth: int | None = None
-    max_weight_bits: int = 4
-    max_final_weight_bits: int = 8
+    max_weight_bits: int = MAX_WEIGHT_BITS
+    max_final_weight_bits: int = MAX_FINAL_WEIGHT_BITS
+    max_first_weight_bits: int = MAX_FIRST_WEIGHT_BITS
+    #: Layers whose float weights are rounded to BITS signed bits (``--quantize-weights``):
+    #: (ONNX node name or "first"/"last", bits).
+    quantize_weights: tuple[tuple[str, int], ...] = ()
     #: Per-layer activation value bits overriding act_bits (``--layer-act-bits``;
     #: what ``--precision incremental`` resolves to, recorded in report.json).
     layer_act_bits: tuple[tuple[str, int], ...] = ()
@@ -71,6 +75,7 @@ class ArithmeticOptions:
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
         d["layer_act_bits"] = dict(self.layer_act_bits)
+        d["quantize_weights"] = dict(self.quantize_weights)
         if self.calibrate is not None:
             # Record the batch by content, not by path, so reports do not
             # depend on the working directory.
@@ -122,7 +127,13 @@ def quantized_network(
     ``progress`` reports the stages (parsing, quantising); the default says nothing.
     """
     with progress.stage(f"parsing {Path(model).name}"):
-        network = load_onnx(model, options.max_weight_bits, options.max_final_weight_bits)
+        network = load_onnx(
+            model,
+            options.max_weight_bits,
+            options.max_final_weight_bits,
+            options.max_first_weight_bits,
+            dict(options.quantize_weights),
+        )
     calib = None
     if options.calibrate is not None:
         calib = as_batch(network, load_array(options.calibrate, "--calibrate"), "--calibrate")

@@ -95,7 +95,23 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         "--max-final-weight-bits",
         type=int,
         default=dflt(d.max_final_weight_bits),
-        help="widest signed integer weights accepted in the last layer (default %(default)s)",
+        help="widest signed integer weights accepted in the last linear layer (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-first-weight-bits",
+        type=int,
+        default=dflt(d.max_first_weight_bits),
+        help="widest signed integer weights accepted in the first linear layer (default %(default)s)",
+    )
+    g.add_argument(
+        "--quantize-weights",
+        metavar="LAYER=BITS,...",
+        type=_layer_bits,
+        action="extend",
+        default=None,
+        help="round the float weights of LAYER (its ONNX node name, or first/last) to BITS signed bits, "
+        "symmetric, one scale per output channel, half away from zero; the weight error and the accuracy "
+        "effect are in the report (repeatable)",
     )
 
 
@@ -135,6 +151,8 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         max_depth=args.max_depth,
         max_weight_bits=args.max_weight_bits,
         max_final_weight_bits=args.max_final_weight_bits,
+        max_first_weight_bits=args.max_first_weight_bits,
+        quantize_weights=tuple(args.quantize_weights or ()),
         layer_act_bits=args.layer_act_bits,
     )
 
@@ -301,7 +319,7 @@ def _cmd_verify(argv: list[str]) -> int:
             from hwgen.paths import file_sha256
 
             same = isinstance(rec, dict) and rec.get("sha256") == file_sha256(Path(value))
-        elif key == "layer_act_bits":
+        elif key in ("layer_act_bits", "quantize_weights"):
             same = rec == dict(value)
         else:
             same = rec == value

@@ -368,11 +368,12 @@ def mac_parts(stage: MacStage) -> Parts:
     acc = sum(stage.acc_bits)
     widest = max(stage.acc_bits)
     # An accumulator bit: the add/subtract/hold of a ternary weight is one LUT on the carry chain;
-    # wider weights need a multiplier per output (a DSP each). FFs: accumulators and shadow bank.
+    # wider weights need a multiplier per output: weight x input in DSP48E2s (one up to 18 x 27
+    # bits). FFs: accumulators and shadow bank.
     accumulators = Resources(
         lut=acc + (0 if stage.ternary else n_out * stage.weight_bits),
         ff=2 * acc,
-        dsp=0 if stage.ternary else n_out,
+        dsp=0 if stage.ternary else n_out * _dsp_count(stage.in_bits, stage.weight_bits),
     )
     # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8).
     select = Resources(lut=widest * math.ceil(n_out / 4))

@@ -121,6 +121,7 @@ def make_report(
         "utilisation": utilisation,
         "fits": all(used[k] <= avail[k] for k in board.checked_resources),
         "accuracy": accuracy.to_json(),
+        "weight_rounding": _weight_rounding(network, accuracy),
         "interface": {
             "top": "twn_top",
             "input_element_bits": plan.in_bits,
@@ -167,6 +168,7 @@ def _row(unit: object, res: Resources, plan: NetworkPlan | FramePlan, in_shape: 
         "in_shape": list(layer.in_shape) if layer.is_conv else in_shape,
         "out_shape": list(layer.out_shape),
         "weight_kind": layer.weight_kind,
+        "weight_rounding": layer.weight_rounding.to_json() if layer.weight_rounding else None,
         "weights_total": int(layer.weights.size),
         "weights_nonzero": layer.weights_nonzero,
         "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
@@ -196,6 +198,46 @@ def _row(unit: object, res: Resources, plan: NetworkPlan | FramePlan, in_shape: 
     }
 
 
+def _weight_rounding(network: Network, accuracy: AccuracyReport) -> dict[str, object] | None:
+    """The layers ``--quantize-weights`` rounded, with their weight errors, and what that did to the
+    outputs: the accuracy check compares the golden model (rounded weights) with the source model."""
+    rounded = [layer for layer in network.linear_layers if layer.weight_rounding is not None]
+    if not rounded:
+        return None
+    acc = accuracy.to_json()
+    return {
+        "layers": [
+            {"name": layer.name, "source_node": layer.source_nodes[0], **layer.weight_rounding.to_json()}  # type: ignore[union-attr]
+            for layer in rounded
+        ],
+        "method": "symmetric, one scale per output channel (its largest |w| / (2^(bits-1) - 1)), "
+        "round half away from zero",
+        "golden_vs_source": {k: acc[k] for k in ("batch", "samples", "max_abs_error", "top1_agreement")},
+    }
+
+
+def _weight_rounding_text(r: dict) -> str:  # type: ignore[type-arg]
+    wr = r.get("weight_rounding")
+    if not wr:
+        return ""
+    rows = "\n".join(
+        f"| {lay['name']} | {lay['source_node']} | {lay['bits']} | {lay['max_rel_error']:.3g} "
+        f"| {lay['rms_rel_error']:.3g} |"
+        for lay in wr["layers"]
+    )
+    acc = wr["golden_vs_source"]
+    return (
+        "\n## Rounded weights (--quantize-weights)\n"
+        f"{wr['method']}; max error relative to the channel's largest weight, RMS relative to the layer's "
+        "weight norm.\n\n"
+        "| layer | node | bits | max rel. error | RMS rel. error |\n|---|---|---:|---:|---:|\n"
+        f"{rows}\n\n"
+        f"Effect on the outputs (golden model with the rounded weights against the source model, "
+        f"{acc['batch']}): max |error| {acc['max_abs_error']:.3g}, top-1 agreement "
+        f"{100 * acc['top1_agreement']:.1f}%.\n"
+    )
+
+
 def report_units(plan: NetworkPlan | FramePlan) -> list[object]:
     """What gets a row in the layer table: linear layers, and pools in a frame network."""
     if isinstance(plan, FramePlan):
@@ -213,6 +255,7 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "in_shape": [layer.in_features],
         "out_shape": [layer.out_features],
         "weight_kind": layer.weight_kind,
+        "weight_rounding": layer.weight_rounding.to_json() if layer.weight_rounding else None,
         "weights_total": int(layer.weights.size),
         "weights_nonzero": layer.weights_nonzero,
         "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
@@ -232,6 +275,7 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "arithmetic": (
             f"weights in memory ({stage.weight_bits}-bit), one input element per cycle into "
             f"{layer.out_features} accumulators"
+            + ("" if stage.ternary else ", a multiplier (DSP) each")
         ),
         "word_bits": max(stage.acc_bits),
         "positions_per_frame": 1,
@@ -496,4 +540,5 @@ def render_markdown(report: dict[str, object]) -> str:
         backend=_backend_text(r),
         interface=_interface_text(r),
         version=r["twngen_version"],
+        weight_rounding=_weight_rounding_text(r),
     )

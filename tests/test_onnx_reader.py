@@ -91,7 +91,12 @@ def test_refuses_unsupported_op_by_name(tmp_path):
 def test_refuses_continuous_weights(tmp_path):
     w = _w(np.random.default_rng(3).standard_normal((3, 4)))
     nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], name="fc", transB=1)]
-    _refused(tmp_path, _model(nodes, [w]), r"node 'fc' \(Gemm\).*distinct weight magnitudes.*8 bits")
+    # A one-layer network's layer is first and last: 16 bits by default; the refusal points at rounding.
+    _refused(
+        tmp_path,
+        _model(nodes, [w]),
+        r"node 'fc' \(Gemm\).*distinct weight magnitudes.*within 16 bits.*--quantize-weights fc=BITS",
+    )
 
 
 def _two_layer(tmp_path, w1, w2):
@@ -105,15 +110,45 @@ def _two_layer(tmp_path, w1, w2):
     return path
 
 
+def _three_layer(tmp_path, w1, w2, w3):
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1"], ["h"], name="in_fc", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "W2"], ["h2"], name="hidden", transB=1),
+        helper.make_node("Relu", ["h2"], ["r2"], name="relu2"),
+        helper.make_node("Gemm", ["r2", "W3"], ["y"], name="out_fc", transB=1),
+    ]
+    path = tmp_path / "three.onnx"
+    onnx.save(_model(nodes, [_w(w1, name="W1"), _w(w2, name="W2"), _w(w3, name="W3")]), str(path))
+    return path
+
+
 def test_six_bit_hidden_weights_are_refused_by_name_unless_allowed(tmp_path):
     rng = np.random.default_rng(0)
-    six_bit = rng.integers(-31, 32, size=(3, 4)) / 32.0
-    path = _two_layer(tmp_path, six_bit, np.sign(rng.standard_normal((3, 3))))
-    with pytest.raises(TwnError, match=r"node 'hidden' \(Gemm\).*4 bits"):
+    six_bit = rng.integers(-31, 32, size=(3, 3)) / 32.0
+    ternary = np.sign(rng.standard_normal((3, 4)))
+    path = _three_layer(tmp_path, ternary, six_bit, np.sign(rng.standard_normal((3, 3))))
+    with pytest.raises(TwnError, match=r"node 'hidden' \(Gemm\).*distinct weight magnitudes.*within 4 bits"):
         load_onnx(path)
     net = load_onnx(path, max_weight_bits=6)
-    assert net.layers[0].weight_kind == "int6"
-    assert np.array_equal(net.layers[0].weights * net.layers[0].scale[:, None], six_bit)
+    assert net.layers[1].weight_kind == "int6"
+    assert np.array_equal(net.layers[1].weights * net.layers[1].scale[:, None], six_bit)
+
+
+def test_wide_first_and_last_layers_are_accepted_by_default(tmp_path):
+    rng = np.random.default_rng(0)
+    first = rng.integers(-127, 128, size=(3, 4)) * np.float32(0.0123)  # int8 times a float32 scale
+    last = rng.integers(-216, 217, size=(3, 3)) / 64.0  # int9 at 1/64, as in the published classifier
+    last[:, 0] = np.array([216, -215, 201]) / 64.0  # 3.375 and odd codes: 9 bits per tensor and per channel
+    path = _three_layer(tmp_path, first, np.sign(rng.standard_normal((3, 3))), last)
+    net = load_onnx(path)
+    assert [layer.weight_kind for layer in net.layers] == ["int8", "binary", "int9"]
+    for layer, w in ((net.layers[0], first), (net.layers[2], last)):
+        assert np.array_equal((layer.weights * layer.scale[:, None]).astype(np.float32), w.astype(np.float32))
+    with pytest.raises(TwnError, match=r"node 'out_fc' \(Gemm\).*within 8 bits.*raise --max-final-weight-bits"):
+        load_onnx(path, max_final_weight_bits=8)
+    with pytest.raises(TwnError, match=r"node 'in_fc' \(Gemm\).*within 4 bits.*--quantize-weights in_fc=BITS"):
+        load_onnx(path, max_first_weight_bits=4)
 
 
 def test_final_layer_at_one_sixty_fourth_resolution_is_accepted(tmp_path, rng):

@@ -29,10 +29,10 @@ from hwgen.frontend import quant_ops
 from hwgen.frontend.fold import BATCH, MAX_TENSOR_ELEMENTS, fold_constants
 from hwgen.frontend.nodes import node_attrs, node_label
 from hwgen.frontend.quant_ops import FINN_DOMAINS, QONNX_DOMAINS
-from hwgen.frontend.weights import factor_weights
+from hwgen.frontend.weights import factor_weights, round_weights
 from hwgen.ir import Layer, LinearLayer, Network, PoolLayer, Quantizer
 
-__all__ = ["MAX_FINAL_WEIGHT_BITS", "MAX_WEIGHT_BITS", "SUPPORTED_OPS", "load_onnx"]
+__all__ = ["MAX_FINAL_WEIGHT_BITS", "MAX_FIRST_WEIGHT_BITS", "MAX_WEIGHT_BITS", "SUPPORTED_OPS", "load_onnx"]
 
 SUPPORTED_OPS = (
     "Gemm",
@@ -228,10 +228,19 @@ def _window_attrs(
 
 
 class _Reader:
-    def __init__(self, path: Path, max_weight_bits: int, max_final_weight_bits: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_weight_bits: int,
+        max_final_weight_bits: int,
+        max_first_weight_bits: int,
+        quantize_weights: dict[str, int],
+    ) -> None:
         self.path = path
         self.max_weight_bits = max_weight_bits
         self.max_final_weight_bits = max_final_weight_bits
+        self.max_first_weight_bits = max_first_weight_bits
+        self.quantize_weights = quantize_weights
         model = _load_model(path)
         self.opset = _opset(model, path)
         # A model that shape inference cannot handle is read without it.
@@ -434,8 +443,9 @@ class _Reader:
         opens = [k for k, layer in enumerate(self.layers) if isinstance(layer, _Open)]
         if not opens:
             raise TwnError(f"{self.path}: the graph has no Gemm/MatMul/Conv layer to build")
+        rounding = _rounding_bits(self.quantize_weights, [self.layers[k] for k in opens])  # type: ignore[misc]
         layers: list[Layer] = [
-            self._factor(layer, k == opens[-1]) if isinstance(layer, _Open) else layer
+            self._factor(layer, k == opens[0], k == opens[-1], rounding.get(k)) if isinstance(layer, _Open) else layer
             for k, layer in enumerate(self.layers)
         ]
         out_dims = _dims(graph.output[0])
@@ -828,15 +838,29 @@ class _Reader:
         for pool in layer.pools:
             self._emit_pool(pool)
 
-    def _factor(self, layer: _Open, last: bool) -> LinearLayer:
+    def _factor(self, layer: _Open, first: bool, last: bool, round_to: int | None) -> LinearLayer:
         where = f"node {layer.source_nodes[0]!r} ({layer.op})"
         if layer.clip is not None and layer.quantizer is None:
             raise TwnError(
                 f"{where}: a Clip({layer.clip[0]}, {layer.clip[1]}) without an activation quantiser after it is "
                 "not supported; accepted: Clip(0, none) as a ReLU, or Clip before Quant/QuantizeLinear"
             )
-        max_bits = self.max_final_weight_bits if last else self.max_weight_bits
-        fw = factor_weights(layer.weights, where, max_bits)
+        rounding = None
+        if round_to is not None:
+            fw, rounding = round_weights(layer.weights, where, round_to)
+        else:
+            # The first and last layers of trained ternary networks are commonly kept wider.
+            limits = [(self.max_weight_bits, "--max-weight-bits")]
+            if first or last:  # a one-layer network is both: the wider limit
+                limits = [(self.max_first_weight_bits, "--max-first-weight-bits")] if first else []
+                if last:
+                    limits.append((self.max_final_weight_bits, "--max-final-weight-bits"))
+            max_bits, option = max(limits)
+            hint = (
+                f"; or round them with --quantize-weights {layer.source_nodes[0]}=BITS "
+                "(BITS signed bits, 2..16, one scale per output channel)"
+            )
+            fw = factor_weights(layer.weights, where, max_bits, option, hint)
         return LinearLayer(
             name=layer.name,
             op=layer.op,
@@ -851,22 +875,64 @@ class _Reader:
             stride=layer.stride,
             pads=layer.pads,
             quantizer=layer.quantizer,
+            weight_rounding=rounding,
         )
 
 
+def _rounding_bits(requested: dict[str, int], linear: list[_Open]) -> dict[int, int]:
+    """``--quantize-weights`` by position in ``linear``: a node name (the layer's linear node),
+    ``first`` or ``last``; unknown names are refused, naming the layers there are."""
+    out: dict[int, int] = {}
+    for key, bits in requested.items():
+        if key == "first":
+            k = 0
+        elif key == "last":
+            k = len(linear) - 1
+        else:
+            found = [k for k, layer in enumerate(linear) if key in (layer.source_nodes[0], layer.name)]
+            if not found:
+                names = ", ".join(repr(layer.source_nodes[0]) for layer in linear[:8])
+                more = ", ..." if len(linear) > 8 else ""
+                raise TwnError(
+                    f"--quantize-weights {key}={bits}: no Gemm/MatMul/Conv node named {key!r}; "
+                    f"accepted: first, last or one of {names}{more}"
+                )
+            k = found[0]
+        if not 2 <= bits <= 16:
+            raise TwnError(f"--quantize-weights {key}={bits}: BITS must be between 2 and 16")
+        if k in out and out[k] != bits:
+            raise TwnError(f"--quantize-weights names layer {linear[k].source_nodes[0]!r} twice with different bits")
+        out[k] = bits
+    return out
+
+
 #: Widest signed integer weights accepted by default: hidden layers may be
-#: ternary, binary or up to 4-bit; the last layer, which trained networks
-#: often keep at higher precision, up to 8-bit.
-MAX_WEIGHT_BITS, MAX_FINAL_WEIGHT_BITS = 4, 8
+#: ternary, binary or up to 4-bit; the first and the last linear layer, which
+#: trained networks commonly keep at higher precision (the published
+#: classifiers' last layer is 9-bit), up to 16-bit.
+MAX_WEIGHT_BITS, MAX_FIRST_WEIGHT_BITS, MAX_FINAL_WEIGHT_BITS = 4, 16, 16
 
 
 def load_onnx(
     path: str | Path,
     max_weight_bits: int = MAX_WEIGHT_BITS,
     max_final_weight_bits: int = MAX_FINAL_WEIGHT_BITS,
+    max_first_weight_bits: int = MAX_FIRST_WEIGHT_BITS,
+    quantize_weights: dict[str, int] | None = None,
 ) -> Network:
-    """Parse a plain-ONNX ternary/binary network into a :class:`Network` (not yet quantised)."""
-    for what, bits in (("--max-weight-bits", max_weight_bits), ("--max-final-weight-bits", max_final_weight_bits)):
+    """Parse a plain-ONNX ternary/binary network into a :class:`Network` (not yet quantised).
+
+    ``quantize_weights`` maps a linear layer (its ONNX node name, ``first`` or
+    ``last``) to the signed bits its float weights are rounded to
+    (:func:`hwgen.frontend.weights.round_weights`) instead of factored exactly.
+    """
+    for what, bits in (
+        ("--max-weight-bits", max_weight_bits),
+        ("--max-final-weight-bits", max_final_weight_bits),
+        ("--max-first-weight-bits", max_first_weight_bits),
+    ):
         if not 2 <= bits <= 16:
             raise TwnError(f"{what} must be between 2 and 16, not {bits}")
-    return _Reader(Path(path), max_weight_bits, max_final_weight_bits).read()
+    return _Reader(
+        Path(path), max_weight_bits, max_final_weight_bits, max_first_weight_bits, dict(quantize_weights or {})
+    ).read()

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwgen.errors import TwnError
+from hwgen.ir import WeightRounding
 
-__all__ = ["FactoredWeights", "factor_weights", "signed_bits"]
+__all__ = ["FactoredWeights", "factor_weights", "round_weights", "signed_bits"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,22 +44,40 @@ def _exact(w: np.ndarray, ints: np.ndarray, scale: float | np.ndarray) -> bool:
 
 
 def _integer_step(values: np.ndarray, limit: int) -> float | None:
-    """The largest step s with every value an integer multiple of s, |multiple| <= limit."""
+    """The largest step s with every value an integer multiple of s, |multiple| <= limit.
+
+    The smallest magnitude is ``k`` steps for some ``k`` in 1..limit: the
+    candidates ``k`` are filtered against every magnitude at once (vectorised,
+    so 16-bit limits cost no more than a few array passes), and the survivors
+    are tried in increasing order (largest step first) for an exact float32
+    reconstruction.
+    """
     mags = np.unique(np.abs(values[values != 0]))
     if len(mags) == 0:
         return 0.0
     smallest = float(mags[0])
-    for k in range(1, limit + 1):
-        step = smallest / k
-        ratios = mags / step
-        if np.all(np.abs(ratios - np.round(ratios)) <= 1e-6 * ratios) and np.round(ratios).max() <= limit:
-            ints = np.round(values / step).astype(np.int64)
-            # smallest / k is rarely the exporter's float32 scale itself when no
-            # weight is +-1 step (float32(k * s) / k != s): try the float32
-            # values around it too.
-            for candidate in _float32_neighbours(step):
-                if _exact(values, ints, candidate):
-                    return candidate
+    ratios = mags / smallest
+    if ratios[-1] > limit * (1 + 1e-6):
+        return None  # the largest magnitude alone needs more than ``limit`` steps
+    ks = np.arange(1, limit + 1, dtype=np.float64)
+    # Largest ratios first: they reject the most candidates.
+    for r in ratios[::-1]:
+        if len(ks) <= 64:
+            break
+        x = ks * r
+        ks = ks[(np.abs(x - np.round(x)) <= 1e-6 * x) & (np.round(x) <= limit)]
+    if len(ks):
+        x = ks[:, None] * ratios[None, :]
+        ks = ks[np.all((np.abs(x - np.round(x)) <= 1e-6 * x) & (np.round(x) <= limit), axis=1)]
+    for k in ks:
+        step = smallest / float(k)
+        ints = np.round(values / step).astype(np.int64)
+        # smallest / k is rarely the exporter's float32 scale itself when no
+        # weight is +-1 step (float32(k * s) / k != s): try the float32
+        # values around it too.
+        for candidate in _float32_neighbours(step):
+            if _exact(values, ints, candidate):
+                return candidate
     return None
 
 
@@ -70,11 +89,18 @@ def _float32_neighbours(step: float) -> list[float]:
     return [step, *(float(v) for v in (near, up, down, *further))]
 
 
-def factor_weights(w: np.ndarray, where: str, max_bits: int = 2) -> FactoredWeights:
+def factor_weights(
+    w: np.ndarray, where: str, max_bits: int = 2, option: str | None = None, hint: str = ""
+) -> FactoredWeights:
     """Split ``w`` [out, in] into integers and a per-row scale.
 
     ``max_bits`` is the widest signed integer accepted (2: ternary or binary
-    only). ``where`` names the node and tensor for error messages.
+    only). Of an exact per-tensor and an exact per-channel factoring, the one
+    with the narrower integers is taken (per tensor on a tie), so a
+    per-channel ternary layer never becomes a per-tensor multi-bit one.
+    ``where`` names the node and tensor for error messages; ``option`` is the
+    flag that raises the limit (named when the weights would fit one bit
+    more) and ``hint`` is appended to a refusal.
     """
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2:
@@ -90,37 +116,60 @@ def factor_weights(w: np.ndarray, where: str, max_bits: int = 2) -> FactoredWeig
         else f"weights that are integers of at most {max_bits} signed bits times a scale"
     )
 
-    # Prefer ternary/binary (one magnitude per tensor, then per channel), and
-    # only then wider integers: a per-channel ternary layer must not become a
-    # per-tensor multi-bit one.
+    tensor_step = _integer_step(w, limit)
+    tensor_peak = _peak(w, tensor_step)
     scale = np.zeros(w.shape[0])
-    for lim in sorted({1, limit}):
-        step = _integer_step(w, lim)
-        if step is not None:
-            scale[:] = step
-            break
-        steps = [_integer_step(w[r], lim) for r in range(w.shape[0])]
-        if all(st is not None for st in steps):
-            scale = np.array(steps, dtype=np.float64)
-            break
+    if tensor_step is not None and tensor_peak <= 1:
+        scale[:] = tensor_step  # ternary or binary per tensor: nothing is narrower
     else:
-        r = next(r for r in range(w.shape[0]) if _integer_step(w[r], limit) is None)
-        distinct = np.unique(np.abs(w[r][w[r] != 0]))
-        wider = ""
-        if max_bits > 2 and _integer_step(w[r], (1 << max_bits) - 1) is not None:
-            # e.g. int4 weights that use -8: b-bit weights here are symmetric, |w| <= 2**(b-1) - 1.
-            wider = (
-                f"; they fit {max_bits + 1} signed bits (weights here are symmetric, |w| <= {limit} at "
-                f"{max_bits} bits): raise --max-weight-bits (--max-final-weight-bits for the last layer)"
+        steps: list[float] = []
+        failed = None
+        for r in range(w.shape[0]):
+            step = _integer_step(w[r], limit)
+            if step is None:
+                failed = r
+                break
+            steps.append(step)
+        if failed is None:
+            channel_peak = max((_peak(w[r], st) for r, st in enumerate(steps)), default=0)
+            if tensor_step is not None and signed_bits(tensor_peak) <= signed_bits(channel_peak):
+                scale[:] = tensor_step
+            else:
+                scale = np.array(steps, dtype=np.float64)
+        elif tensor_step is not None:
+            scale[:] = tensor_step
+        else:
+            r = failed
+            distinct = np.unique(np.abs(w[r][w[r] != 0]))
+            wider = ""
+            if max_bits > 2 and _integer_step(w[r], (1 << max_bits) - 1) is not None:
+                # e.g. int4 weights that use -8: b-bit weights here are symmetric, |w| <= 2**(b-1) - 1.
+                raise_it = option or "--max-weight-bits (--max-final-weight-bits for the last layer)"
+                wider = (
+                    f"; they fit {max_bits + 1} signed bits (weights here are symmetric, |w| <= {limit} at "
+                    f"{max_bits} bits): raise {raise_it}"
+                )
+            raise TwnError(
+                f"{where}: output channel {r} has {len(distinct)} distinct weight magnitudes "
+                f"({_describe(distinct)}) that are not multiples of one step within {max_bits} bits; "
+                f"twngen accepts {accepted}, with one scale per tensor or per output channel{wider}{hint}"
             )
-        raise TwnError(
-            f"{where}: output channel {r} has {len(distinct)} distinct weight magnitudes "
-            f"({_describe(distinct)}) that are not multiples of one step within {max_bits} bits; "
-            f"twngen accepts {accepted}, with one scale per tensor or per output channel{wider}"
-        )
     safe = np.where(scale == 0, 1.0, scale)
     integers = np.round(w / safe[:, None]).astype(np.int64)
     assert _exact(w, integers, scale[:, None]), where
+    return _factored(integers, scale)
+
+
+def _peak(values: np.ndarray, step: float | None) -> int:
+    """Largest integer magnitude of ``values`` at ``step`` (0 for no step or an all-zero tensor)."""
+    if not step:
+        return 0
+    return int(np.abs(np.round(values / step)).max(initial=0))
+
+
+def _factored(integers: np.ndarray, scale: np.ndarray) -> FactoredWeights:
+    """Kind and width of an integer matrix; all-zero rows share a per-tensor scale."""
+    scale = scale.copy()
     used = scale[scale != 0]
     per_channel = len(np.unique(used)) > 1
     if not per_channel and len(used):
@@ -133,3 +182,33 @@ def factor_weights(w: np.ndarray, where: str, max_bits: int = 2) -> FactoredWeig
         bits = signed_bits(peak)
         kind = f"int{bits}"
     return FactoredWeights(integers, scale, kind, per_channel, bits)
+
+
+def round_weights(w: np.ndarray, where: str, bits: int) -> tuple[FactoredWeights, WeightRounding]:
+    """Round float weights [out, in] to ``bits``-bit signed integers times a per-output-channel scale.
+
+    Symmetric: channel ``r``'s scale is ``max|w[r]| / (2**(bits-1) - 1)``, so
+    its largest weight is exactly representable and codes stay within
+    ``+-(2**(bits-1) - 1)``; values are rounded half away from zero (2 bits:
+    ternary at half the channel's peak).
+    """
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2:
+        raise TwnError(f"{where}: weights must be a 2-D matrix, not shape {list(w.shape)}")
+    if not np.all(np.isfinite(w)):
+        bad = int(np.count_nonzero(~np.isfinite(w)))
+        raise TwnError(f"{where}: {bad} weights are NaN or infinite; weights must be finite")
+    if not 2 <= bits <= 16:
+        raise TwnError(f"{where}: --quantize-weights bits must be between 2 and 16, not {bits}")
+    w = w + 0.0
+    qmax = (1 << (bits - 1)) - 1
+    peak = np.abs(w).max(axis=1, initial=0.0)
+    scale = peak / qmax
+    safe = np.where(scale == 0, 1.0, scale)
+    x = w / safe[:, None]
+    integers = np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), -qmax, qmax).astype(np.int64)
+    error = integers * scale[:, None] - w
+    max_rel = float(np.max(np.abs(error).max(axis=1, initial=0.0) / np.where(peak == 0, 1.0, peak), initial=0.0))
+    norm = float(np.sqrt(np.sum(w * w)))
+    rms_rel = float(np.sqrt(np.sum(error * error)) / norm) if norm else 0.0
+    return _factored(integers, scale), WeightRounding(bits, max_rel, rms_rel)

@@ -12,6 +12,7 @@ from hwgen.ir.network import (
     PoolLayer,
     Requant,
     ThresholdRequant,
+    WeightRounding,
     signed_bits_for_range,
 )
 from hwgen.ir.quantizer import Quantizer
@@ -31,5 +32,6 @@ __all__ = [
     "Quantizer",
     "Requant",
     "ThresholdRequant",
+    "WeightRounding",
     "signed_bits_for_range",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "PoolLayer",
     "Requant",
     "ThresholdRequant",
+    "WeightRounding",
 ]
 
 
@@ -224,6 +225,27 @@ def _windows(
     return win[index]
 
 
+@dataclass(frozen=True)
+class WeightRounding:
+    """How ``--quantize-weights`` rounded a layer's float weights to ``bits``-bit integers.
+
+    ``max_rel_error``: the largest ``|rounded - w|`` over the layer, each
+    relative to its output channel's largest ``|w|``; ``rms_rel_error``:
+    ``||rounded - w|| / ||w||`` over the whole layer.
+    """
+
+    bits: int
+    max_rel_error: float
+    rms_rel_error: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bits": self.bits, "max_rel_error": self.max_rel_error, "rms_rel_error": self.rms_rel_error}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> WeightRounding:
+        return WeightRounding(int(d["bits"]), float(d["max_rel_error"]), float(d["rms_rel_error"]))
+
+
 @dataclass(frozen=True, eq=False)
 class LinearLayer:
     """A dense or convolution layer: y = clamp(scale * (W @ x) + bias).
@@ -265,6 +287,8 @@ class LinearLayer:
     #: channels (each serves its channels one per cycle, in the cycles a
     #: position leaves spare); 0: one requantiser per channel.
     requant_units: int = 0
+    #: Set when the frontend rounded float weights (``--quantize-weights``); None: factored exactly.
+    weight_rounding: WeightRounding | None = None
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -616,6 +640,7 @@ class Network:
                 "realisation": layer.realisation,
                 # Written only when shared, so the IR of every other layer reads as before.
                 **({"requant_units": layer.requant_units} if layer.requant_units else {}),
+                "weight_rounding": layer.weight_rounding.to_json() if layer.weight_rounding else None,
             }
 
         doc = {
@@ -681,6 +706,7 @@ class Network:
                 word_bits=int(d.get("word_bits", 0)),
                 realisation=str(d.get("realisation", "graph")),
                 requant_units=int(d.get("requant_units", 0)),
+                weight_rounding=WeightRounding.from_json(d["weight_rounding"]) if d.get("weight_rounding") else None,
             )
 
         fmt = doc["input_format"]

@@ -94,8 +94,8 @@ __all__ = [
 #: Part of the cache key: bump whenever the graphs produced change.
 ALGORITHM_VERSION = 1
 
-#: Largest weight magnitude accepted (the CLI limits users to 8 bits; the
-#: pass itself only needs the digits to fit comfortably in int64).
+#: Largest weight magnitude accepted (the frontend limits weights to 16 bits;
+#: the pass itself only needs the digits to fit comfortably in int64).
 _MAX_WEIGHT = 1 << 30
 
 _Int8Array = NDArray[np.int8]
