@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from amaranth.sim import Simulator
+from conftest import stderr_without_progress
 from make_conv_net import vgg1d
 from onnx import TensorProto, helper, numpy_helper
 
@@ -151,7 +152,7 @@ def _ternary(rng, shape):
 
 def _refusal(capsys, argv):
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = stderr_without_progress(capsys.readouterr().err)
     assert err.count("\n") == 1 and "Traceback" not in err, err
     return err
 
