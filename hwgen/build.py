@@ -184,7 +184,7 @@ def build(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
-    share_requantisers: bool = True,
+    share_requantisers: bool = False,
     part: str | None = None,
     pnr: bool = False,
     progress: Progress = SILENT,
@@ -301,7 +301,7 @@ def scheduled_network(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
-    share_requantisers: bool = True,
+    share_requantisers: bool = False,
     progress: Progress = SILENT,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision

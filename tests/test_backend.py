@@ -222,7 +222,7 @@ def test_dense_network_with_shared_requantisers_matches_golden(tmp_path, stall):
     from hwgen.passes.schedule import ScheduleDigitWidths
 
     net = built_network(write_mlp(tmp_path / "m.onnx", [12, 9, 5], seed=3))
-    net = run_passes(net, (ScheduleDigitWidths(4),))
+    net = run_passes(net, (ScheduleDigitWidths(4, share_requantisers=True),))
     assert any(layer.requant_units for layer in net.linear_layers)
     codes = _codes(net, 16, seed=4)
     plan, outputs, accepted, delivered = simulate(net, codes, stall=stall, seed=5)

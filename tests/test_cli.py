@@ -344,10 +344,14 @@ def test_build_reports_its_stages_on_stderr_and_quiet_silences_them(tmp_path):
         assert (tmp_path / "loud" / f).read_bytes() == (tmp_path / "quiet" / f).read_bytes(), f
 
 
-def test_verify_reports_the_compile_and_the_vectors_passed(built):
-    _, out = built
-    loud = run_cli("verify", out, "--simulator", "icarus", "--vectors", "6")
-    quiet = run_cli("verify", out, "--simulator", "icarus", "--vectors", "6", "--quiet")
+def test_verify_reports_the_compile_and_the_vectors_passed(built, tmp_path):
+    import shutil
+
+    out = tmp_path / "mlp"  # a fresh copy with no compiled model, not shared with other tests
+    shutil.copytree(built[1], out, ignore=shutil.ignore_patterns("sim"))
+    own = {"TWNGEN_SIM_CACHE": ""}
+    loud = run_cli("verify", out, "--simulator", "icarus", "--vectors", "6", env=own)
+    quiet = run_cli("verify", out, "--simulator", "icarus", "--vectors", "6", "--quiet", env=own)
     assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
     assert _finished_stages(loud.stderr) == [
         "compiling with Icarus Verilog",

@@ -106,12 +106,12 @@ def test_windows_a_stream_cannot_hold_are_refused(geometry, match):
 # -- components in Amaranth simulation ----------------------------------------
 
 
-def _prepared(tmp_path, model, ii_per_position=1, name="m.onnx"):
+def _prepared(tmp_path, model, ii_per_position=1, name="m.onnx", share=False):
     path = tmp_path / name
     onnx.save(model, str(path))
     net, _ = prepare_network(path, ArithmeticOptions())
     positions = int(np.prod(net.input_shape[1:]))
-    return run_passes(net, (ScheduleDigitWidths(positions * ii_per_position),))
+    return run_passes(net, (ScheduleDigitWidths(positions * ii_per_position, share_requantisers=share),))
 
 
 def _run_window_stage(stage: WindowStage, frames: np.ndarray, spacing_gaps: float, seed: int) -> list[np.ndarray]:
@@ -334,7 +334,10 @@ def frame_designs(tmp_path_factory):
         # One design emits the class index instead of the output vector.
         argmax = name == "conv1d_valid"
         precision = "incremental" if name.endswith("incremental") else "fixed"
-        out[name] = build(path, "zcu111", root / name, input_rate=rate, argmax=argmax, precision=precision).outdir
+        share = name == "vgg1d_shared"  # opt-in (--shared-requantisers)
+        out[name] = build(
+            path, "zcu111", root / name, input_rate=rate, argmax=argmax, precision=precision, share_requantisers=share
+        ).outdir
     return out
 
 
@@ -499,7 +502,7 @@ def test_verilog_is_the_same_however_many_workers(tmp_path):
 def test_serial_convolutions_share_requantisers_in_amaranth_sim(tmp_path, stall):
     """At a position every 8 cycles the convolutions share their requantisers; bit-exact, and the
     latency the plan states is what the gateware takes."""
-    net = _prepared(tmp_path, vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=12), 8)
+    net = _prepared(tmp_path, vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=12), 8, share=True)
     plan = plan_network(net)
     convs = [s for s in plan.stages if isinstance(s, WindowStage) and s.lp is not None]
     assert all(s.lp.shared_units for s in convs)
@@ -522,7 +525,7 @@ def test_fuzzed_serial_networks_with_shared_requantisers_in_amaranth_sim(tmp_pat
     spec = network_from_seed(seed)
     path = tmp_path / "m.onnx"
     onnx.save(to_onnx(spec), str(path))
-    net, _, _ = scheduled_network(path, ArithmeticOptions(), 250.0, input_rate=spec.input_rate)
+    net, _, _ = scheduled_network(path, ArithmeticOptions(), 250.0, input_rate=spec.input_rate, share_requantisers=True)
     plan = plan_network(net)
     assert any(lp.shared_units for lp in plan.layers), spec.describe()
     codes = make_vectors(net, 5, seed=seed)

@@ -197,6 +197,6 @@ class SharedRequantizer(wiring.Component):
             code = Signal(signed(plan.out_bits), name=f"u{u}_code")
             m.d.comb += code.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
             for j, ch in enumerate(unit.channels):
-                with m.If(v2 & (slot2 == j)):
+                with m.If(v2 & ((slot2 == j) if j else ~slot2.any())):  # not `== 0`: lint-clean
                     m.d.sync += outs[ch].eq(code)
         return m
