@@ -102,12 +102,7 @@ def factor_weights(
     flag that raises the limit (named when the weights would fit one bit
     more) and ``hint`` is appended to a refusal.
     """
-    w = np.asarray(w, dtype=np.float64)
-    if w.ndim != 2:
-        raise TwnError(f"{where}: weights must be a 2-D matrix, not shape {list(w.shape)}")
-    if not np.all(np.isfinite(w)):
-        bad = int(np.count_nonzero(~np.isfinite(w)))
-        raise TwnError(f"{where}: {bad} weights are NaN or infinite; weights must be finite")
+    w = _finite_matrix(w, where)
     w = w + 0.0  # -0.0 becomes +0.0
     limit = (1 << (max_bits - 1)) - 1 if max_bits > 2 else 1
     accepted = (
@@ -192,12 +187,7 @@ def round_weights(w: np.ndarray, where: str, bits: int) -> tuple[FactoredWeights
     ``+-(2**(bits-1) - 1)``; values are rounded half away from zero (2 bits:
     ternary at half the channel's peak).
     """
-    w = np.asarray(w, dtype=np.float64)
-    if w.ndim != 2:
-        raise TwnError(f"{where}: weights must be a 2-D matrix, not shape {list(w.shape)}")
-    if not np.all(np.isfinite(w)):
-        bad = int(np.count_nonzero(~np.isfinite(w)))
-        raise TwnError(f"{where}: {bad} weights are NaN or infinite; weights must be finite")
+    w = _finite_matrix(w, where)
     if not 2 <= bits <= 16:
         raise TwnError(f"{where}: --quantize-weights bits must be between 2 and 16, not {bits}")
     w = w + 0.0
@@ -212,3 +202,14 @@ def round_weights(w: np.ndarray, where: str, bits: int) -> tuple[FactoredWeights
     norm = float(np.sqrt(np.sum(w * w)))
     rms_rel = float(np.sqrt(np.sum(error * error)) / norm) if norm else 0.0
     return _factored(integers, scale), WeightRounding(bits, max_rel, rms_rel)
+
+
+def _finite_matrix(w: np.ndarray, where: str) -> np.ndarray:
+    """``w`` as a float64 2-D matrix of finite values, or a refusal naming ``where``."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2:
+        raise TwnError(f"{where}: weights must be a 2-D matrix, not shape {list(w.shape)}")
+    if not np.all(np.isfinite(w)):
+        bad = int(np.count_nonzero(~np.isfinite(w)))
+        raise TwnError(f"{where}: {bad} weights are NaN or infinite; weights must be finite")
+    return w
