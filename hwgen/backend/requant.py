@@ -8,7 +8,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.rom import constant_table
-from hwgen.backend.serial import padded_select
+from hwgen.backend.serial import mux_tree
 from hwgen.ir import Requant
 from hwgen.plan.dense import SHARED_REQUANT_LATENCY, LayerPlan
 
@@ -178,7 +178,7 @@ class SharedRequantizer(wiring.Component):
             offset = Signal(signed(unit.offset_bits), name=f"u{u}_offset", reset_less=True)
             shift = Signal(range(max(2, 1 << unit.shift_bits)), name=f"u{u}_shift", reset_less=True)
             m.d.sync += [
-                value.eq(padded_select(bank, slot) if len(bank) > 1 else bank[0]),
+                value.eq(mux_tree(bank, slot) if len(bank) > 1 else bank[0]),
                 mult.eq(constant_table(mults, unit.mult_bits, slot)),
                 offset.eq(constant_table(offsets, unit.offset_bits, slot)),
                 shift.eq(constant_table(shifts, len(shift) + 1, slot)),

@@ -47,6 +47,20 @@ def padded_select(values: list[Value], index: Value) -> Value:
     return Array(padded)[index]
 
 
+def mux_tree(values: list[Value], index: Value) -> Value:
+    """``values[index]`` as a balanced tree of 2:1 multiplexers on the bits of ``index`` (the list
+    padded with its last value), which Yosys writes as continuous assignments.
+
+    Unlike :func:`padded_select` (a ``case`` in an ``always @*`` block), Icarus evaluates it from
+    time zero, so a select whose index and inputs have not changed yet reads the right value,
+    not X (docs/architecture.md, "Simulator quirks").
+    """
+    level = list(values) + [values[-1]] * ((1 << len(index)) - len(values))
+    for bit in range(len(index)):
+        level = [Mux(index[bit], level[k + 1], level[k]) for k in range(0, len(level), 2)]
+    return level[0]
+
+
 def _check_positive(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, not {value!r}")
