@@ -14,7 +14,6 @@ else is refused with the node, the op and what would be accepted.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +158,42 @@ def _initializer_array(init: onnx.TensorProto) -> np.ndarray:
         ) from None
 
 
+#: Custom-domain quantisers whose output has their first input's shape (ONNX shape inference
+#: stops at them: it does not know the ops).
+_SHAPE_PRESERVING = ("Quant", "BipolarQuant", "MultiThreshold")
+
+
+def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference, carried through the custom quantisers, so that a flatten written as
+    ``Shape -> Gather -> Concat -> Reshape`` after a ``Quant`` folds like one after a ``Relu``.
+    A model that shape inference cannot handle is read without it."""
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # any failure only means no inferred shapes
+        return model
+    for _ in range(sum(1 for n in model.graph.node if n.op_type in _SHAPE_PRESERVING)):
+        known = {vi.name: vi for vi in [*model.graph.value_info, *model.graph.input]}
+        added = False
+        for node in model.graph.node:
+            if node.op_type not in _SHAPE_PRESERVING or node.domain in ("", "ai.onnx"):
+                continue
+            src = known.get(node.input[0])
+            if src is None or not node.output or node.output[0] in known:
+                continue
+            vi = onnx.ValueInfoProto()
+            vi.CopyFrom(src)
+            vi.name = node.output[0]
+            model.graph.value_info.append(vi)
+            added = True
+        if not added:
+            break
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:
+            break
+    return model
+
+
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
     dims: list[int | str] = []
     for d in value_info.type.tensor_type.shape.dim:
@@ -243,9 +278,7 @@ class _Reader:
         self.quantize_weights = quantize_weights
         model = _load_model(path)
         self.opset = _opset(model, path)
-        # A model that shape inference cannot handle is read without it.
-        with contextlib.suppress(Exception):
-            model = onnx.shape_inference.infer_shapes(model)
+        model = _infer_shapes(model)
         self.graph = model.graph
         self.consts = _initializers(self.graph)
         self.value_shapes = {vi.name: _dims(vi) for vi in [*self.graph.value_info, *self.graph.input]}
