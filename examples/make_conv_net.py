@@ -15,6 +15,7 @@ Concat -> Reshape), which twngen constant-folds.
 
     python examples/make_conv_net.py vgg1d.onnx --channels 64 --length 1024 --convs 7
     python examples/make_conv_net.py tw64.onnx --final-peak 3.375 --first-bits 8   # like the real checkpoint
+    python examples/make_conv_net.py incra128.onnx --channels 128 --act-bits 1,2,4,8,16,16,1  # TW-INCRA-128
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import argparse
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+#: The QONNX operator domain (Brevitas exports its ``Quant`` nodes there).
+QONNX = "qonnx.custom_op.general"
 
 
 class _Builder:
@@ -83,7 +87,25 @@ class _Builder:
         target = self.node("Concat", [batch1, self.const(np.array([-1], dtype=np.int64), "minus1")], axis=0)
         return self.node("Reshape", [x, target])
 
-    def model(self, x_shape: list[object], out: str, out_dim: int, opset: int = 13) -> onnx.ModelProto:
+    def quant(self, x: str, bits: int, peak: float) -> str:
+        """A QONNX ``Quant`` of ``x`` to unsigned ``bits``-bit codes covering [0, peak]."""
+        args = [
+            self.const(np.float32(peak / ((1 << bits) - 1)), "act_scale"),
+            self.const(np.float32(0.0), "act_zero"),
+            self.const(np.float32(bits), "act_bits"),
+        ]
+        out = self.name("quant")
+        self.nodes.append(
+            helper.make_node(
+                "Quant", [x, *args], [out], name=f"/{out}/Quant", domain=QONNX, signed=0, narrow=0,
+                rounding_mode="ROUND",
+            )
+        )  # fmt: skip
+        return out
+
+    def model(
+        self, x_shape: list[object], out: str, out_dim: int, opset: int = 13, domains: tuple[str, ...] = ()
+    ) -> onnx.ModelProto:
         self.nodes[-1].output[0] = "logits"
         graph = helper.make_graph(
             self.nodes,
@@ -93,7 +115,9 @@ class _Builder:
             self.inits,
         )
         model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="twngen-examples"
+            graph,
+            opset_imports=[helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains],
+            producer_name="twngen-examples",
         )
         model.ir_version = 8
         onnx.checker.check_model(model)
@@ -112,6 +136,7 @@ def vgg1d(
     final_step: float = 1 / 64,
     final_peak: float | None = None,
     first_bits: int | None = None,
+    act_bits: tuple[int, ...] | None = None,
 ) -> onnx.ModelProto:
     """The modulation classifier's shape (see the module docstring).
 
@@ -119,8 +144,14 @@ def vgg1d(
     ``final_step``; None: integers within +-127 steps, about +-1 at 1/64).
     ``first_bits``: the first convolution as integers of that many signed bits
     (None: ternary like the rest).
+    ``act_bits``: one width per convolution, its ReLU output quantised by a
+    QONNX ``Quant`` node (unsigned, round half to even) of that many bits, as
+    Brevitas exports a network trained with those activation precisions
+    (the published incremental design: 1, 2, 4, 8, 16, 16, 1).
     """
     b = _Builder(seed)
+    if act_bits is not None and len(act_bits) != convs:
+        raise ValueError(f"act_bits needs one width per convolution ({convs}), not {len(act_bits)}")
     x, c_in, size = "input", 2, length
     for k in range(convs):
         # The first layer sees only 2 input channels: keep it dense-ish.
@@ -132,6 +163,8 @@ def vgg1d(
         x = b.node("MaxPool", [x], kernel_shape=[2], strides=[2])
         x = b.batchnorm(x, channels)
         x = b.node("Relu", [x])
+        if act_bits is not None:
+            x = b.quant(x, act_bits[k], peak=2.5)
         c_in, size = channels, size // 2
     x = b.flatten_view(x)
     features = c_in * size
@@ -152,7 +185,7 @@ def vgg1d(
         w = ints * final_step
     bias = b.rng.normal(0, 0.1, classes).astype(np.float32)
     b.node("Gemm", [x, b.const(w.astype(np.float32), "out_w"), b.const(bias, "out_b")], transB=1)
-    return b.model(["batch", 2, length], "logits", classes)
+    return b.model(["batch", 2, length], "logits", classes, domains=(QONNX,) if act_bits is not None else ())
 
 
 def stack(
@@ -268,6 +301,12 @@ def main() -> None:
         help="largest final-layer weight magnitude, at 1/64 steps (the published checkpoints: 3.375, 9 bits)",
     )
     ap.add_argument("--first-bits", type=int, default=None, help="first convolution as integers of this many bits")
+    ap.add_argument(
+        "--act-bits",
+        default=None,
+        help="per-convolution activation widths as QONNX Quant nodes, e.g. 1,2,4,8,16,16,1 (the published "
+        "incremental precisions); default: float activations",
+    )
     ap.add_argument("--spec", help="any layer chain instead of vgg1d (see stack()), e.g. c8k3p1,m2,d16,o5")
     ap.add_argument("--shape", default="2,64", help="input [channels, *spatial] for --spec, e.g. 3,16,16")
     args = ap.parse_args()
@@ -286,6 +325,7 @@ def main() -> None:
         args.seed,
         final_peak=args.final_peak,
         first_bits=args.first_bits,
+        act_bits=tuple(int(v) for v in args.act_bits.split(",")) if args.act_bits else None,
     )
     onnx.save(model, args.output)
     print(f"wrote {args.output}")

@@ -71,6 +71,9 @@ class ArithmeticOptions:
     #: Per-layer activation value bits overriding act_bits (``--layer-act-bits``;
     #: what ``--precision incremental`` resolves to, recorded in report.json).
     layer_act_bits: tuple[tuple[str, int], ...] = ()
+    #: How the graph's own activation quantisers are built (``--graph-quantizers``): "auto",
+    #: "thresholds" or "affine" (hwgen.passes.quantize.GRAPH_QUANTIZER_FORMS).
+    graph_quantizers: str = "auto"
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -149,6 +152,7 @@ def quantized_network(
             headroom=options.headroom,
             out_bits=options.out_bits,
             layer_act_bits=options.layer_act_bits,
+            graph_quantizers=options.graph_quantizers,
         ),
     )
     with progress.stage("quantising activations"):
@@ -184,7 +188,7 @@ def build(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
-    share_requantisers: bool = False,
+    share_requantisers: bool = True,
     part: str | None = None,
     pnr: bool = False,
     progress: Progress = SILENT,
@@ -301,7 +305,7 @@ def scheduled_network(
     argmax: bool | None = None,
     precision: str = "fixed",
     min_act_bits: int = 1,
-    share_requantisers: bool = False,
+    share_requantisers: bool = True,
     progress: Progress = SILENT,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision

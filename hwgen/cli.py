@@ -32,7 +32,7 @@ SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse", "make-fragment")
 def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     from hwgen.build import ArithmeticOptions
     from hwgen.passes.adder_graphs import ADDER_GRAPH_METHODS
-    from hwgen.passes.quantize import RANGE_METHODS
+    from hwgen.passes.quantize import GRAPH_QUANTIZER_FORMS, RANGE_METHODS
 
     d = ArithmeticOptions()
 
@@ -77,6 +77,14 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         help="naive pruned trees or merged common subexpressions (default %(default)s)",
     )
     g.add_argument("--max-depth", type=int, default=None, help="adder-graph depth limit for merging")
+    g.add_argument(
+        "--graph-quantizers",
+        choices=GRAPH_QUANTIZER_FORMS,
+        default=dflt(d.graph_quantizers),
+        help="the model's own activation quantisers: one multiply where their steps are affine and "
+        "comparators would cost more (auto), always threshold comparators, or a multiply wherever "
+        "exact (affine); the codes are the same (default %(default)s)",
+    )
     g.add_argument(
         "--layer-act-bits",
         metavar="LAYER=BITS,...",
@@ -154,6 +162,7 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         max_first_weight_bits=args.max_first_weight_bits,
         quantize_weights=tuple(args.quantize_weights or ()),
         layer_act_bits=args.layer_act_bits,
+        graph_quantizers=args.graph_quantizers,
     )
 
 
@@ -214,10 +223,10 @@ def _cmd_build(argv: list[str]) -> int:
     rate.add_argument(
         "--shared-requantisers",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help="where a layer has cycles to spare per vector, share its requantisers (DSPs) in time across its "
-        "channels when the estimate finds that cheaper (default: off, one per channel: sharing is new and "
-        "not yet through the fuzz campaign)",
+        "channels when the estimate finds that cheaper (default: on; --no-shared-requantisers keeps one per "
+        "channel)",
     )
     p.add_argument(
         "--argmax",

@@ -38,6 +38,7 @@ __all__ = [
     "PARTS",
     "Estimate",
     "Resources",
+    "dsp_count",
     "estimate_layer",
     "estimate_network",
     "estimate_parts",
@@ -147,7 +148,7 @@ def _chunks(bits: int, port: int) -> int:
     return 1 if bits <= port else 1 + math.ceil((bits - port) / (port - 1))
 
 
-def _dsp_count(a_bits: int, b_bits: int) -> int:
+def dsp_count(a_bits: int, b_bits: int) -> int:
     """DSP48E2s for a signed a x b product (27x18 signed multiplier each)."""
     return min(
         _chunks(a_bits, DSP_A_BITS) * _chunks(b_bits, DSP_B_BITS),
@@ -251,7 +252,7 @@ def requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
             continue
         if not _is_power_of_two(mult):
             # The offset add rides on the DSP's post-adder; the clamp remains.
-            dsp += _dsp_count(in_value_bits, abs(int(mult)).bit_length() + 1)
+            dsp += dsp_count(in_value_bits, abs(int(mult)).bit_length() + 1)
             lut += lp.out_bits
         else:
             ff += lp.product_bits[i]
@@ -292,7 +293,7 @@ def shared_requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
     slot_bits = max(slots - 1, 1).bit_length()
     for unit in lp.shared_units:
         ff += sum(lp.value_bits[lp.graph.outputs[ch].value] for ch in unit.channels)  # type: ignore[union-attr]
-        dsp += _dsp_count(in_value_bits, unit.mult_bits)
+        dsp += dsp_count(in_value_bits, unit.mult_bits)
         lut += SHARED_LUT_PER_SELECT_BIT * unit.value_bits * (len(unit.channels) - 1)
         lut += unit.sum_bits * (1 + unit.shift_bits) + lp.out_bits
         ff += 2 * (unit.offset_bits + unit.shift_bits)
@@ -373,7 +374,7 @@ def mac_parts(stage: MacStage) -> Parts:
     accumulators = Resources(
         lut=acc + (0 if stage.ternary else n_out * stage.weight_bits),
         ff=2 * acc,
-        dsp=0 if stage.ternary else n_out * _dsp_count(stage.in_bits, stage.weight_bits),
+        dsp=0 if stage.ternary else n_out * dsp_count(stage.in_bits, stage.weight_bits),
     )
     # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8).
     select = Resources(lut=widest * math.ceil(n_out / 4))
@@ -381,7 +382,7 @@ def mac_parts(stage: MacStage) -> Parts:
     requant = Resources(
         lut=(stage.mult_bits + stage.offset_bits + 5) * math.ceil(n_out / 64) + 2 * stage.product_bits,
         ff=widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16,
-        dsp=_dsp_count(widest, stage.mult_bits),
+        dsp=dsp_count(widest, stage.mult_bits),
     )
     width = n_out * stage.weight_bits
     memory = Resources(bram=math.ceil(width / 72) * math.ceil(n_in / 512))

@@ -38,7 +38,9 @@ def _shared_text(lp: LayerPlan) -> str:
 def _requant_text(lp: LayerPlan) -> str:
     if lp.thresholds is not None:
         return "thresholds"
-    return f"multiply, shift ({_shared_text(lp)})" if lp.shared_units else "multiply, shift"
+    # A graph quantiser whose steps are affine in the accumulator (hwgen.passes.code_ladder).
+    text = "multiply, shift" + (" for the graph quantiser's steps" if lp.layer.quantizer is not None else "")
+    return f"{text} ({_shared_text(lp)})" if lp.shared_units else text
 
 
 def make_report(
@@ -274,8 +276,7 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "digit_bits": max(stage.acc_bits),
         "arithmetic": (
             f"weights in memory ({stage.weight_bits}-bit), one input element per cycle into "
-            f"{layer.out_features} accumulators"
-            + ("" if stage.ternary else ", a multiplier (DSP) each")
+            f"{layer.out_features} accumulators" + ("" if stage.ternary else ", a multiplier (DSP) each")
         ),
         "word_bits": max(stage.acc_bits),
         "positions_per_frame": 1,

@@ -24,9 +24,14 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.errors import TwnError
+from hwgen.estimate import dsp_count
 from hwgen.ir import FixedFormat, Layer, LinearLayer, Network, PoolLayer, Quantizer, Requant, ThresholdRequant
+from hwgen.ir.widths import signed_bits_for_range
+from hwgen.passes.code_ladder import ChannelLadder, affine_requant, channel_ladders, ladder_thresholds
+from hwgen.passes.schedule import LUT_PER_DSP
 
 __all__ = [
+    "GRAPH_QUANTIZER_FORMS",
     "MULTIPLIER_BITS",
     "RANGE_METHODS",
     "SYNTHETIC_SAMPLES",
@@ -48,6 +53,10 @@ def synthetic_batch(features: int) -> np.ndarray:
 MULTIPLIER_BITS = 18
 #: Largest requantisation shift.
 MAX_SHIFT = 40
+#: Multiplier widths tried, in order, for a graph quantiser's exact affine form: a DSP's B port,
+#: its A port, then two DSPs. A 16-bit quantiser over a wide accumulator needs more than 18 bits
+#: to place all its steps exactly.
+AFFINE_MULTIPLIER_BITS = (18, 27, 35)
 
 
 def frac_bits_for(max_abs: float, bits: int) -> int:
@@ -131,61 +140,59 @@ def _levels(q: Quantizer) -> tuple[int, int]:
     return 1, q.code_hi - q.code_lo
 
 
-def threshold_requant(layer: LinearLayer, fmt: FixedFormat) -> ThresholdRequant:
-    """Integer accumulator thresholds that reproduce the layer's float chain exactly.
+#: How a graph quantiser is built: "auto" (one multiply when its ladder is affine and the
+#: comparators would cost more), "thresholds" (always comparators) or "affine" (one multiply
+#: wherever the ladder is affine).
+GRAPH_QUANTIZER_FORMS = ("auto", "thresholds", "affine")
+
+
+def graph_quantizer_requant(layer: LinearLayer, fmt: FixedFormat, form: str = "auto") -> Requant | ThresholdRequant:
+    """The layer's graph quantiser as integer arithmetic on the accumulator, exactly.
 
     The chain acc -> scale * acc * resolution + bias -> ReLU -> quantiser is
     monotone in acc per channel, so each code step happens at one integer
-    accumulator value, found by binary search over the reachable range with
-    the chain evaluated in float64.
+    accumulator value (:mod:`hwgen.passes.code_ladder`, the chain evaluated in
+    float64). Those thresholds are a :class:`ThresholdRequant`, one comparator
+    per step; when every channel's steps are affine in the accumulator they are
+    also a :class:`Requant` (one multiply, offset and shift), which ``form``
+    "auto" takes when the comparators would cost more (a DSP weighed as
+    ``LUT_PER_DSP`` LUTs, a comparator about half a LUT per accumulator bit).
+    Both give the same code on every reachable accumulator.
     """
     q = layer.quantizer
     assert q is not None
-    channels = layer.out_features
     acc_lo, acc_hi = _accumulator_ranges(layer, fmt)
     stride, _ = _levels(q)
-    scale = layer.scale * fmt.resolution
-
-    # One channel's quantiser, so each evaluation costs O(1), not O(channels).
-    per_channel = [q.channel(c) for c in range(channels)]
-
-    def code(c: int, acc: int) -> int:
-        y = scale[c] * acc + layer.bias[c]
-        if layer.relu:
-            y = max(y, 0.0)
-        return int(per_channel[c].codes(np.array([[y]]))[0, 0])
-
-    bases, thresholds, rising = [], [], []
-    for c in range(channels):
-        lo, hi = int(acc_lo[c]), int(acc_hi[c])
-        up = scale[c] >= 0
-        first, final = (code(c, lo), code(c, hi)) if up else (code(c, hi), code(c, lo))
-        ts = []
-        for level in range(first + stride, final + 1, stride):
-            a, b = lo, hi  # invariant on the searched side: code reaches `level` at b (up) / a (down)
-            if up:
-                while a < b:
-                    mid = (a + b) // 2
-                    if code(c, mid) >= level:
-                        b = mid
-                    else:
-                        a = mid + 1
-                ts.append(a)
-            else:
-                while a < b:
-                    mid = (a + b + 1) // 2
-                    if code(c, mid) >= level:
-                        a = mid
-                    else:
-                        b = mid - 1
-                ts.append(a)
-        bases.append(first)
-        thresholds.append(tuple(sorted(ts)))
-        rising.append(bool(up))
-    code_lo = min(bases)
-    code_hi = max(b + stride * len(t) for b, t in zip(bases, thresholds, strict=True))
+    ladders = channel_ladders(layer, fmt, acc_lo, acc_hi, stride)
+    code_lo = min(ladder.first for ladder in ladders)
+    code_hi = max(ladder.first + stride * ladder.levels for ladder in ladders)
     out = FixedFormat.for_codes(code_lo, code_hi, q.step)
-    return ThresholdRequant(tuple(bases), stride, tuple(thresholds), tuple(rising), out)
+    if form != "thresholds":
+        comparators = _comparator_lut(ladders)
+        for bits in AFFINE_MULTIPLIER_BITS:
+            used = sum(1 for ladder in ladders if ladder.levels)
+            multiplies = LUT_PER_DSP * used * dsp_count(max(_acc_bits(ladder) for ladder in ladders), bits)
+            if form == "auto" and multiplies >= comparators:
+                break
+            affine = affine_requant(ladders, out, out.lo >= 0, bits, MAX_SHIFT)
+            if affine is not None:
+                return affine
+    return ThresholdRequant(
+        tuple(ladder.first for ladder in ladders),
+        stride,
+        tuple(ladder_thresholds(ladder) for ladder in ladders),
+        tuple(ladder.rising for ladder in ladders),
+        out,
+    )
+
+
+def _acc_bits(ladder: ChannelLadder) -> int:
+    return signed_bits_for_range(ladder.lo, ladder.hi)
+
+
+def _comparator_lut(ladders: list[ChannelLadder]) -> int:
+    """LUTs of the layer's threshold comparators: about half a LUT per accumulator bit each."""
+    return sum(ladder.levels * math.ceil(_acc_bits(ladder) / 2) for ladder in ladders)
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,8 @@ class QuantizeActivations:
     #: output ``p`` signed bits (at least 2). Chosen by
     #: :mod:`hwgen.passes.precision` for ``--precision incremental``.
     layer_act_bits: tuple[tuple[str, int], ...] = ()
+    #: How the graph's own activation quantisers are built (:data:`GRAPH_QUANTIZER_FORMS`).
+    graph_quantizers: str = "auto"
 
     def apply(self, network: Network) -> Network:
         for what, bits in (
@@ -222,6 +231,10 @@ class QuantizeActivations:
         ):
             if not 2 <= bits <= 32:
                 raise TwnError(f"{what} must be between 2 and 32, not {bits}")
+        if self.graph_quantizers not in GRAPH_QUANTIZER_FORMS:
+            raise TwnError(
+                f"--graph-quantizers must be one of {', '.join(GRAPH_QUANTIZER_FORMS)}, not {self.graph_quantizers!r}"
+            )
         if self.ranges not in RANGE_METHODS:
             raise TwnError(f"--ranges must be one of {', '.join(RANGE_METHODS)}, not {self.ranges!r}")
         if not (math.isfinite(self.headroom) and self.headroom >= 1):
@@ -278,7 +291,7 @@ class QuantizeActivations:
                 continue
             requant: Requant | ThresholdRequant
             if layer.quantizer is not None:
-                requant = threshold_requant(layer, current)
+                requant = graph_quantizer_requant(layer, current, self.graph_quantizers)
                 out = requant.out
             else:
                 if layer.name in chosen:

@@ -165,7 +165,7 @@ class ScheduleDigitWidths:
     name: ClassVar[str] = "schedule-digit-widths"
     initiation_interval: int = 1
     #: Share requantisers in time where a layer has cycles to spare (see the module docstring).
-    share_requantisers: bool = False
+    share_requantisers: bool = True
 
     def apply(self, network: Network) -> Network:
         ii = self.initiation_interval
