@@ -324,6 +324,12 @@ def frame_designs(tmp_path_factory):
         "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
         # A position every 8 cycles: requantisers shared in time by the convolutions' channels.
         "vgg1d_shared": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=17), 0.125),
+        # The model's own activation quantisers (QONNX Quant, 2, 8 and 16 bits): comparators for
+        # 2 bits, one exact multiply for 8 and 16 (hwgen.passes.code_ladder), shared at this rate.
+        "vgg1d_quant": (
+            vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=18, act_bits=(2, 8, 16)),
+            0.25,
+        ),
         # Incremental precision: activations widen as pooling lowers the rate.
         "vgg1d_incremental": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=16), 0.25),
     }
@@ -334,10 +340,7 @@ def frame_designs(tmp_path_factory):
         # One design emits the class index instead of the output vector.
         argmax = name == "conv1d_valid"
         precision = "incremental" if name.endswith("incremental") else "fixed"
-        share = name == "vgg1d_shared"  # opt-in (--shared-requantisers)
-        out[name] = build(
-            path, "zcu111", root / name, input_rate=rate, argmax=argmax, precision=precision, share_requantisers=share
-        ).outdir
+        out[name] = build(path, "zcu111", root / name, input_rate=rate, argmax=argmax, precision=precision).outdir
     return out
 
 
@@ -353,6 +356,7 @@ def frame_designs(tmp_path_factory):
         "vgg1d_mac",
         "vgg1d_incremental",
         "vgg1d_shared",
+        "vgg1d_quant",
     ],
 )
 def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, design, simulator):
@@ -374,6 +378,14 @@ def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
     # Layers need different widths: the scheduler picks them per layer.
     assert len({la["arithmetic"] for la in convs}) >= 2
     assert any(la["arithmetic"].startswith("digit-serial") for la in convs)
+
+
+def test_graph_quantisers_of_many_levels_are_built_as_one_multiply(frame_designs):
+    report = json.loads((frame_designs["vgg1d_quant"] / "report.json").read_text())
+    convs = [la for la in report["layers"] if la["op"] == "Conv"]
+    assert [la["quantizer"] for la in convs] == ["uniform"] * 3
+    assert convs[0]["requant"] == "thresholds"
+    assert all(la["requant"].startswith("multiply, shift for the graph quantiser's steps") for la in convs[1:])
 
 
 def test_shared_requantiser_design_reports_its_units_and_fewer_dsps(frame_designs, tmp_path):
