@@ -159,6 +159,8 @@ class PointTask:
     clock_mhz: float | None
     command: str
     build_dir: str
+    #: ``build_dir`` as the rows give it: under OUTDIR as the caller named it, like the command's ``-o``.
+    shown_dir: str
     keep: bool
     emit_rtl: bool
     synth_estimate: bool
@@ -228,7 +230,7 @@ def run_point(task: PointTask) -> dict[str, object]:
     except Exception as exc:  # a defect in twngen: still one row, the sweep goes on
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return failed_row(point, reason, time.perf_counter() - started, task.command)
-    build_dir = task.build_dir if task.keep else ""
+    build_dir = task.shown_dir if task.keep else ""
     return row_from_report(point, result.report, requested, time.perf_counter() - started, task.command, build_dir)
 
 
@@ -457,6 +459,7 @@ def explore(
                 clock_mhz=clock_mhz,
                 command=shlex.join(cmd),
                 build_dir=str(build_dir.absolute()),
+                shown_dir=str(build_dir),
                 keep=keep,
                 emit_rtl=emit_rtl,
                 synth_estimate=synth_estimate,
