@@ -472,7 +472,7 @@ def _numbers(text: str) -> list[float]:
 
 def _cmd_explore(argv: list[str]) -> int:
     from hwgen.explore import explore
-    from hwgen.explore.sweep import DEFAULT_RATES
+    from hwgen.explore.sweep import DEFAULT_RATES, DENSE_HALVINGS
 
     p = argparse.ArgumentParser(
         prog="twngen explore",
@@ -487,9 +487,10 @@ def _cmd_explore(argv: list[str]) -> int:
         type=_numbers,
         default=None,
         metavar="R,...",
-        help="input rates to sweep, as --input-rate counts them (default "
+        help="input rates to sweep, as --input-rate counts them (default: "
         + ",".join(f"{r:g}" for r in DEFAULT_RATES)
-        + ")",
+        + " positions a cycle for a streamed network; for a dense one, its whole input vector a cycle "
+        f"and {DENSE_HALVINGS} halvings below it)",
     )
     speed.add_argument("--target-fps", type=_numbers, default=None, metavar="F,...", help="frame rates to sweep")
     p.add_argument(

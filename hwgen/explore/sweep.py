@@ -50,10 +50,23 @@ from hwgen.ir import Network
 from hwgen.passes.precision import PRECISION_MODES
 from hwgen.paths import file_sha256
 
-__all__ = ["DEFAULT_RATES", "ExploreResult", "Point", "PointTask", "default_jobs", "explore", "grid", "run_point"]
+__all__ = [
+    "DEFAULT_RATES",
+    "ExploreResult",
+    "Point",
+    "PointTask",
+    "default_jobs",
+    "default_rates",
+    "explore",
+    "grid",
+    "run_point",
+]
 
-#: Input rates swept when neither rates nor target frame rates are given.
+#: Input rates (positions a cycle) swept for a streamed network when neither rates nor target
+#: frame rates are given: a quarter of a position a cycle up to four lanes.
 DEFAULT_RATES = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: A dense network's default sweep: its whole input vector a cycle and this many halvings below.
+DENSE_HALVINGS = 6
 
 #: Memory one point's build may take, for the default number of local workers: a floor
 #: (Python, numpy, onnxruntime, the IR) plus a multiple of the model file (the merged
@@ -115,6 +128,15 @@ def _positive(values: Sequence[float], what: str) -> list[float]:
     if not out:
         raise TwnError(f"{what}: give at least one value")
     return out
+
+
+def default_rates(network: Network) -> tuple[float, ...]:
+    """What to sweep without ``--rates``: :data:`DEFAULT_RATES` positions a cycle for a streamed
+    network; for a dense one, where ``--input-rate`` counts input elements, one vector a cycle
+    (the fully parallel design) and :data:`DENSE_HALVINGS` halvings of it."""
+    if network.has_conv:
+        return DEFAULT_RATES
+    return tuple(network.in_features / 2**k for k in range(DENSE_HALVINGS, -1, -1))
 
 
 def grid(
@@ -416,7 +438,6 @@ def explore(
     if not model_path.is_file():
         raise TwnError(f"{model}: no such file")
     board_list = [b.strip() for b in boards.split(",")] if isinstance(boards, str) else list(boards)
-    points = grid(board_list, precisions, rates, target_fps)
     board_objs = {name: load_board(name) for name in board_list}
     refs = [r if isinstance(r, Reference) else Reference.parse(r) for r in references]
     if jobs is not None and jobs < 1:
@@ -428,7 +449,7 @@ def explore(
     # The model is parsed once here: a file twngen cannot read is one error, not a failed row a point.
     from hwgen.frontend import load_onnx
 
-    load_onnx(
+    network = load_onnx(
         model_path,
         options.max_weight_bits,
         options.max_final_weight_bits,
@@ -436,6 +457,9 @@ def explore(
         dict(options.quantize_weights),
     )
 
+    if rates is None and target_fps is None:
+        rates = default_rates(network)
+    points = grid(board_list, precisions, rates, target_fps)
     out = Path(outdir) if outdir is not None else Path("build") / f"{model_path.stem}-explore"
     out.mkdir(parents=True, exist_ok=True)
     if keep:
