@@ -40,9 +40,16 @@ def _log_if_wide(values: Sequence[float]) -> str:
     return "log" if positive and len(positive) == len(values) and max(positive) > 10 * min(positive) else "linear"
 
 
+#: The staircase joins the designs within this much top-1 agreement of the sweep's best: the
+#: speed-area front of the designs that keep the accuracy (the rings mark the full Pareto set).
+FRONT_ACCURACY_SLACK = 0.01
+
+
 def _front_2d(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
-    """The ok points no other is as fast and as small as (and better in one), by LUTs."""
+    """The accurate ok points no other accurate one is as fast and as small as (and better in one), by LUTs."""
     ok = [r for r in rows if r["status"] == "ok"]
+    best = max((float(r["top1_agreement"]) for r in ok), default=1.0)  # type: ignore[arg-type]
+    ok = [r for r in ok if float(r["top1_agreement"]) >= best - FRONT_ACCURACY_SLACK]  # type: ignore[arg-type]
 
     def dominated(r: dict[str, object]) -> bool:
         return any(
@@ -108,6 +115,7 @@ def plot_sweep(
         )
     front = _front_2d(ok)
     if len(front) > 1:
+        floor = 100 * (max(float(r["top1_agreement"]) for r in ok) - FRONT_ACCURACY_SLACK)  # type: ignore[arg-type]
         ax.step(
             _luts(front),
             _fps(front),
@@ -116,7 +124,7 @@ def plot_sweep(
             linestyle="--",
             linewidth=1,
             zorder=2,
-            label="Pareto front (frames/s against LUT)",
+            label=f"frames/s-LUT front, top-1 \u2265 {floor:.0f}%",
         )
     if other:
         ax.scatter(
@@ -129,11 +137,12 @@ def plot_sweep(
             label="does not fit / rate not met",
         )
     for r in measured:
+        # Below the marker for incremental points: fixed and incremental often share a place.
         ax.annotate(
             _rate_label(r),
             (r["lut"], r["frames_per_s"]),  # type: ignore[arg-type]
             textcoords="offset points",
-            xytext=(6, 4),
+            xytext=(6, 4) if r["precision"] == "fixed" else (6, -11),
             fontsize=7,
             color="0.25",
         )
@@ -153,7 +162,7 @@ def plot_sweep(
     ys = _fps(measured) + [ref.frames_per_s for ref in references]
     ax.set_xscale(_log_if_wide(xs))
     ax.set_yscale(_log_if_wide(ys))
-    ax.set_xlabel("LUTs (twngen estimate)")
+    ax.set_xlabel("LUTs (twngen estimate); numbers: the input rate (--input-rate) or target")
     ax.set_ylabel("frames/s")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", linewidth=0.5, alpha=0.5)
@@ -162,15 +171,10 @@ def plot_sweep(
     handles, labels = ax.get_legend_handles_labels()
     # The precision markers in the legend in a neutral colour: the colour is the accuracy.
     for i, label in enumerate(labels):
-        if label in _MARKERS or label not in (
-            "Pareto-optimal (frames/s, LUT, accuracy)",
-            "Pareto front (frames/s against LUT)",
-            "does not fit / rate not met",
-            "published designs",
-        ):
+        if label in _MARKERS or label in {str(r["precision"]) for r in ok}:
             handles[i] = Line2D([], [], marker=_MARKERS.get(label, "D"), linestyle="", color="0.35", markersize=7)
     if handles:
-        ax.legend(handles, labels, fontsize=8, loc="best")
+        ax.legend(handles, labels, fontsize=8, loc="lower right")  # the dominated corner: usually empty
     notes = []
     if failed:
         notes.append(f"{failed} point(s) failed to build (explore.md says why)")
