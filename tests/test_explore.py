@@ -27,7 +27,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _without_times(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "build_s"} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("build_s", "stage_s")} for row in rows]
 
 
 def _check_plot(out: Path) -> None:
@@ -68,6 +68,7 @@ def test_rows_are_the_reports_numbers(local_sweep: tuple[Path, subprocess.Comple
         assert row["fits"] == report["fits"]
         assert row["top1_agreement"] == report["accuracy"]["top1_agreement"]
         assert row["max_abs_error"] == report["accuracy"]["max_abs_error"]
+        assert {"merging adder graphs", "accuracy check against onnxruntime"} <= set(row["stage_s"])
         # The row's command is the one the point's build recorded: it rebuilds that folder.
         assert row["command"] == report["command"]
         args = shlex.split(row["command"])

@@ -217,12 +217,27 @@ def _requested_fps(point: Point, report: dict, network: Network) -> float:  # ty
     return point.input_rate * float(report["clock_mhz"]) * 1e6 / elements
 
 
+class _StageTimes(Progress):
+    """Seconds in each stage of a point's build (summed over repeats: ``incremental`` quantises twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+
+    def _finished(self, stage: Stage) -> None:
+        # "parsing model.onnx", "writing /tmp/...": the stage, not its object.
+        name = stage.name.split(" ")[0] if stage.name.startswith(("parsing ", "writing ")) else stage.name
+        took = time.monotonic() - stage.started
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + took, 3)
+
+
 def run_point(task: PointTask) -> dict[str, object]:
     """Build one point and return its row; a build error is the row's reason, never an exception."""
     started = time.perf_counter()
     # Share this sweep's merge cache, wherever the worker was started.
     os.environ["TWNGEN_CACHE"] = task.cache_dir
     point = task.point.to_json()
+    times = _StageTimes()
     try:
         with tempfile.TemporaryDirectory(prefix="twngen-explore-") as tmp:
             model = _local_copy(task.model, task.model_content, Path(tmp))
@@ -245,6 +260,7 @@ def run_point(task: PointTask) -> dict[str, object]:
                 precision=task.point.precision,
                 emit_rtl=task.emit_rtl or task.synth_estimate,
                 jobs=task.jobs,
+                progress=times,
             )
             requested = _requested_fps(task.point, result.report, result.network)
     except TwnError as exc:
@@ -253,7 +269,10 @@ def run_point(task: PointTask) -> dict[str, object]:
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return failed_row(point, reason, time.perf_counter() - started, task.command)
     build_dir = task.shown_dir if task.keep else ""
-    return row_from_report(point, result.report, requested, time.perf_counter() - started, task.command, build_dir)
+    row = row_from_report(point, result.report, requested, time.perf_counter() - started, task.command, build_dir)
+    # explore.json only (explore.csv keeps to COLUMNS): where the point's time went.
+    row["stage_s"] = times.seconds
+    return row
 
 
 def _ignore_sigint() -> None:
