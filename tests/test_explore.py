@@ -153,7 +153,8 @@ def test_failed_points_are_rows_and_an_interrupt_keeps_what_finished(tmp_path: P
             on_row=interrupt_after_two,
         )
     doc = json.loads((tmp_path / "sweep" / "explore.json").read_text())
-    assert doc["complete"] is False and (doc["points"], doc["finished"]) == (3, 2)
+    assert doc["complete"] is False and doc["state"] == "interrupted"
+    assert (doc["points"], doc["finished"]) == (3, 2)
     slow, impossible = doc["rows"]
     assert slow["status"] == "does not fit" and slow["fits"] is False
     assert slow["reason"].startswith("does not fit icebreaker") and "FF" in slow["reason"]

@@ -533,7 +533,8 @@ def explore(
     files = [out / name for name in ("explore.json", "explore.csv", "explore.md", "explore.png", "explore.svg")]
     title = f"{model_path.name} on {', '.join(summary['grid']['boards'])}"  # type: ignore[index]
 
-    def write(complete: bool, plot: bool, executor_text: str) -> None:
+    def write(state: str, plot: bool, executor_text: str) -> None:
+        """Rewrite OUTDIR's files; ``state``: running, complete or interrupted."""
         ordered = [rows[i] for i in sorted(rows)]
         front = set(pareto_front(ordered))
         for k, row in enumerate(ordered):
@@ -541,7 +542,8 @@ def explore(
         info = {
             **summary,
             "executor": executor_text,
-            "complete": complete,
+            "complete": state == "complete",
+            "state": state,
             "finished": len(ordered),
             "elapsed_s": round(time.monotonic() - started, 3),
         }
@@ -593,7 +595,7 @@ def explore(
                     stage_cm.__exit__(None, None, None)
                     overall.update(len(rows))
                     plot_now = time.monotonic() - last_plot > PLOT_INTERVAL_S
-                    write(False, plot_now, pool.description)
+                    write("running", plot_now, pool.description)
                     if plot_now:
                         last_plot = time.monotonic()
                     if on_row is not None:
@@ -603,7 +605,7 @@ def explore(
             for _, cm, _stage in running.values():
                 cm.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
             pool.close(interrupted=True)
-            write(False, True, pool.description)
+            write("interrupted", True, pool.description)
             raise
         finally:
             if not interrupted:
@@ -613,6 +615,6 @@ def explore(
             for s in ("ok", "does not fit", "rate not met", "failed")
             if (n := sum(r["status"] == s for r in rows.values()))
         )
-        write(True, True, pool.description)
+        write("complete", True, pool.description)
     ordered = [rows[i] for i in sorted(rows)]
     return ExploreResult(out, ordered, files, True, time.monotonic() - started, pool.description)

@@ -215,7 +215,11 @@ def _md_cell(text: object) -> str:
 def render_markdown(summary: dict[str, object], rows: Sequence[dict[str, object]], plot: str | None) -> str:
     """explore.md: what was swept, the plot, one table row a point, and why points failed."""
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    state = "complete" if summary.get("complete") else "interrupted: the points that finished"
+    state = {
+        "complete": "complete",
+        "running": "still running: the points finished so far",
+        "interrupted": "interrupted: the points that finished",
+    }[str(summary["state"])]
     lines = [
         f"# twngen explore: {summary['model']}",
         "",
