@@ -9,6 +9,7 @@ and keeps the sweep's files in ``bench/results/explore_classifier/`` (explore.js
 .png, .svg) with the wall time and the machine in ``bench/results/explore_classifier.json``:
 
     python bench/explore_classifier.py [--rates 0.5,1,2,4] [--precision fixed,incremental] [--jobs N]
+    python bench/explore_classifier.py --replot     # the plot again from the kept explore.json
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--warm-cache", action="store_true", help="use the user's merge cache instead of a fresh one")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "explore_classifier"))
+    ap.add_argument(
+        "--replot", action="store_true", help="only draw the plot and explore.md again from the kept explore.json"
+    )
     args = ap.parse_args()
+    if args.replot:
+        from hwgen.explore import replot
+
+        print("\n".join(str(p) for p in replot(args.out)))
+        return
 
     import onnx
     from make_conv_net import vgg1d

@@ -12,7 +12,17 @@ An entry point like :mod:`hwgen.build` and :mod:`hwgen.cli`: it may import any p
 - :mod:`hwgen.explore.pareto_plot`: the plot (matplotlib, no display needed).
 """
 
-from hwgen.explore.sweep import ExploreResult, Point, default_jobs, explore, grid
+from hwgen.explore.sweep import ExploreResult, Point, default_jobs, explore, grid, replot
 from hwgen.explore.tables import COLUMNS, Reference, pareto_front
 
-__all__ = ["COLUMNS", "ExploreResult", "Point", "Reference", "default_jobs", "explore", "grid", "pareto_front"]
+__all__ = [
+    "COLUMNS",
+    "ExploreResult",
+    "Point",
+    "Reference",
+    "default_jobs",
+    "explore",
+    "grid",
+    "pareto_front",
+    "replot",
+]

@@ -2,7 +2,7 @@
 
 Drawn with matplotlib's object API on a bare :class:`~matplotlib.figure.Figure` (Agg for
 PNG, the SVG backend for SVG), so it needs no display and leaves pyplot's global state
-alone. Axes are logarithmic where the values span more than a decade. Markers: the
+alone. Axes are logarithmic where the values span more than two octaves. Markers: the
 precision mode (circle fixed, square incremental); the rate is written beside each
 point. Pareto-optimal points are ringed and the frames/s-against-LUT front is drawn as a
 staircase; points that do not fit or miss their rate are grey crosses; published designs
@@ -35,9 +35,15 @@ def _fps(rows: Sequence[dict[str, object]]) -> list[float]:
     return [float(r["frames_per_s"]) for r in rows]  # type: ignore[arg-type]
 
 
+#: An axis is logarithmic when its values span more than this factor (two octaves): rates
+#: double from point to point, and a log axis spaces them evenly.
+LOG_SPAN = 4.0
+
+
 def _log_if_wide(values: Sequence[float]) -> str:
     positive = [v for v in values if v > 0]
-    return "log" if positive and len(positive) == len(values) and max(positive) > 10 * min(positive) else "linear"
+    wide = positive and len(positive) == len(values) and max(positive) > LOG_SPAN * min(positive)
+    return "log" if wide else "linear"
 
 
 #: The staircase joins the designs within this much top-1 agreement of the sweep's best: the
@@ -73,6 +79,7 @@ def plot_sweep(
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import EngFormatter
 
     measured = [r for r in rows if r.get("lut") is not None]
     ok = [r for r in measured if r["status"] == "ok"]
@@ -160,8 +167,15 @@ def plot_sweep(
             ax.annotate(ref.name, (ref.lut, ref.frames_per_s), textcoords="offset points", xytext=(7, -10), fontsize=8)
     xs = _luts(measured) + [ref.lut for ref in references]
     ys = _fps(measured) + [ref.frames_per_s for ref in references]
-    ax.set_xscale(_log_if_wide(xs))
-    ax.set_yscale(_log_if_wide(ys))
+    for axis, values, set_scale in ((ax.xaxis, xs, ax.set_xscale), (ax.yaxis, ys, ax.set_yscale)):
+        scale = _log_if_wide(values)
+        set_scale(scale)
+        # 200k, 1M rather than 2x10^5; on a log axis of less than a decade or two, label the
+        # minor ticks too (else two labels at most).
+        axis.set_major_formatter(EngFormatter(sep=""))
+        if scale == "log" and max(values) < 30 * min(values):
+            axis.set_minor_formatter(EngFormatter(sep=""))
+        axis.set_tick_params(which="both", labelsize=8)
     ax.set_xlabel("LUTs (twngen estimate); numbers: the input rate (--input-rate) or target")
     ax.set_ylabel("frames/s")
     ax.set_title(title, fontsize=10)

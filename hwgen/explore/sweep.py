@@ -59,6 +59,7 @@ __all__ = [
     "default_rates",
     "explore",
     "grid",
+    "replot",
     "run_point",
 ]
 
@@ -618,3 +619,24 @@ def explore(
         write("complete", True, pool.description)
     ordered = [rows[i] for i in sorted(rows)]
     return ExploreResult(out, ordered, files, True, time.monotonic() - started, pool.description)
+
+
+def replot(outdir: str | Path) -> list[Path]:
+    """Draw OUTDIR's plot and explore.md again from its explore.json (after a change to the
+    drawing, or to a sweep's references), without building anything."""
+    import json
+
+    from hwgen.explore.pareto_plot import plot_sweep
+
+    out = Path(outdir)
+    try:
+        doc = json.loads((out / "explore.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise TwnError(f"{out}: no sweep to plot ({exc})") from None
+    rows = doc.pop("rows")
+    refs = [Reference(r["name"], r["lut"], r["frames_per_s"]) for r in doc.get("references", [])]
+    paths = [out / "explore.md", out / "explore.png", out / "explore.svg"]
+    write_text_atomically(paths[0], render_markdown(doc, rows, paths[1].name))
+    title = f"{doc['model']} on {', '.join(doc['grid']['boards'])}: {len(rows)} of {doc['points']} points"
+    plot_sweep(rows, refs, title, paths[1:])
+    return paths

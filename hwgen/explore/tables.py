@@ -219,7 +219,7 @@ def render_markdown(summary: dict[str, object], rows: Sequence[dict[str, object]
         "complete": "complete",
         "running": "still running: the points finished so far",
         "interrupted": "interrupted: the points that finished",
-    }[str(summary["state"])]
+    }[str(summary.get("state") or ("complete" if summary.get("complete") else "interrupted"))]
     lines = [
         f"# twngen explore: {summary['model']}",
         "",
