@@ -549,7 +549,8 @@ def _cmd_explore(argv: list[str]) -> int:
             out = args.outdir or f"build/{Path(args.model).stem}-explore"
             print(f"twngen: interrupted; the points that finished are in {out}/explore.csv", file=sys.stderr)
             return 130
-    print(f"twngen: explored {len(result.rows)} points of {Path(args.model).name} in {result.elapsed_s:.1f}s")
+    points = f"{len(result.rows)} point{'' if len(result.rows) == 1 else 's'}"
+    print(f"twngen: explored {points} of {Path(args.model).name} in {result.elapsed_s:.1f}s")
     print(f"  {'point':<34} {'status':<13} {'II':>7} {'frames/s':>14} {'LUT':>10} {'top-1':>7}")
     for row in result.rows:
         if row["status"] == "failed":

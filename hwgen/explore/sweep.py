@@ -570,7 +570,8 @@ def explore(
     running: dict[cf.Future[dict[str, object]], tuple[int, AbstractContextManager[Stage], Stage]] = {}
     last_plot = time.monotonic()
     interrupted = False
-    with progress.stage(f"exploring {len(points)} points on {pool.description}", len(points), "points") as overall:
+    what = f"exploring {len(points)} point{'' if len(points) == 1 else 's'} on {pool.description}"
+    with progress.stage(what, len(points), "points") as overall:
         try:
             while order or running:
                 limit = 1 if warm_up else pool.jobs
