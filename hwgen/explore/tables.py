@@ -251,6 +251,22 @@ def render_markdown(summary: dict[str, object], rows: Sequence[dict[str, object]
             f"{r['max_abs_error']:.3g} | {_md_cell(r['act_bits'])} | {r['build_s']} | "
             f"{'yes' if r['pareto'] else ''} |"
         )
+    stages: dict[str, float] = {}
+    for r in rows:
+        for name, seconds in (r.get("stage_s") or {}).items():  # type: ignore[attr-defined]
+            stages[name] = stages.get(name, 0.0) + seconds
+    total = sum(stages.values())
+    if total > 0:
+        lines += [
+            "",
+            "Build time by stage, summed over the points: "
+            + ", ".join(
+                f"{name} {seconds:.1f}s ({100 * seconds / total:.0f}%)"
+                for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1])
+                if seconds >= 0.01 * total
+            )
+            + ".",
+        ]
     refs = summary.get("references") or []
     if refs:
         lines += ["", "Published designs plotted for comparison:", ""]
