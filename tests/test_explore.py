@@ -18,7 +18,7 @@ from conftest import PROGRESS_LINE, REPO
 
 from hwgen.cli import main
 from hwgen.errors import TwnError
-from hwgen.explore import COLUMNS, Reference, explore, grid, pareto_front
+from hwgen.explore import COLUMNS, Reference, explore, grid, pareto_front, replot
 
 MODEL = REPO / "examples" / "mlp_ternary.onnx"
 # Rate 1000 elements a cycle is beyond the 64-input MLP's one vector a cycle: "rate not met".
@@ -166,6 +166,10 @@ def test_failed_points_are_rows_and_an_interrupt_keeps_what_finished(tmp_path: P
     with open(tmp_path / "sweep" / "explore.csv", newline="") as f:
         assert [r["point"] for r in csv.DictReader(f)] == [slow["point"], impossible["point"]]
     assert "interrupted" in (tmp_path / "sweep" / "explore.md").read_text()
+    _check_plot(tmp_path / "sweep")
+    # Redrawn from explore.json alone, as after a change to the drawing.
+    (tmp_path / "sweep" / "explore.png").unlink()
+    replot(tmp_path / "sweep")
     _check_plot(tmp_path / "sweep")
 
 
