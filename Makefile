@@ -16,7 +16,7 @@ FLAGS  ?=
 # make pnr builds for an open-toolchain board: icebreaker unless BOARD is given.
 PNR_BOARD := $(if $(filter command line environment,$(origin BOARD)),$(BOARD),icebreaker)
 
-.PHONY: setup demo test verilog verify lint synth-estimate pnr bench fuzz clean help iverilog
+.PHONY: setup demo test verilog verify lint synth-estimate pnr explore bench fuzz clean help iverilog
 
 help:
 	@echo "make demo     set up .venv, build $(MODEL) for $(BOARD), verify on both simulators"
@@ -26,6 +26,8 @@ help:
 	@echo "make lint     ruff on the package, verilator --lint-only on the generated RTL"
 	@echo "make synth-estimate MODEL=... BOARD=...   build with Yosys synth_xilinx counts in the report"
 	@echo "make pnr      MODEL=... BOARD=icebreaker|ulx3s-85f FLAGS=...   Yosys + nextpnr to a bitstream, fmax in the report"
+	@echo "make explore  MODEL=... BOARD=... [RATES=...] [PRECISION=fixed,incremental] [EXPLORE_DIR=...] [FLAGS=...]"
+	@echo "              sweep rate and precision: table and Pareto plot in EXPLORE_DIR (twngen explore)"
 	@echo "make bench    long benchmarks (bench/)"
 	@echo "make fuzz     FUZZ_NETWORKS=N FUZZ_MINUTES=M   differential fuzzing campaign; failures -> tests/fixtures/fuzz"
 
@@ -76,6 +78,15 @@ synth-estimate: setup
 
 pnr: setup
 	$(BIN)/twngen $(MODEL) --board $(PNR_BOARD) -o $(OUTDIR) --pnr $(FLAGS)
+
+# Design-space exploration: one estimate-only build a point, side by side; explore.{json,csv,md,png,svg}
+# in EXPLORE_DIR. RATES empty: twngen explore's default grid for the network (see --help).
+RATES       ?=
+PRECISION   ?= fixed,incremental
+EXPLORE_DIR ?= build/$(basename $(notdir $(MODEL)))-explore
+explore: setup
+	$(BIN)/twngen explore $(MODEL) --board $(BOARD) $(if $(RATES),--rates $(RATES)) --precision $(PRECISION) \
+	  -o $(EXPLORE_DIR) $(FLAGS)
 
 bench: setup
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) -m bench

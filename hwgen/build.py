@@ -113,12 +113,12 @@ def prepare_network(
     return _with_graphs(network, options, progress), calib
 
 
-def _with_graphs(network: Network, options: ArithmeticOptions, progress: Progress) -> Network:
+def _with_graphs(network: Network, options: ArithmeticOptions, progress: Progress, jobs: int | None = None) -> Network:
     linear = sum(isinstance(layer, LinearLayer) for layer in network.layers)
     with progress.stage(
         "merging adder graphs" if options.adder_graph == "merged" else "adder trees", linear, "layers"
     ) as s:
-        graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth, on_layer=s.update)
+        graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth, jobs=jobs, on_layer=s.update)
         return run_passes(network, (graphs,))
 
 
@@ -192,6 +192,8 @@ def build(
     part: str | None = None,
     pnr: bool = False,
     progress: Progress = SILENT,
+    emit_rtl: bool = True,
+    jobs: int | None = None,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
 
@@ -212,13 +214,20 @@ def build(
     from the rate by :mod:`hwgen.passes.precision`).
     ``share_requantisers``: let layers with cycles to spare share their
     requantisers in time (:mod:`hwgen.passes.schedule`); False keeps one per channel.
+    ``emit_rtl=False`` stops after the estimate and the accuracy check: OUTDIR gets only
+    report.json, report.md and network.json (each point of ``twngen explore``; not with
+    ``synth_estimate`` or ``pnr``, which need the Verilog). ``jobs``: worker processes for
+    merging adder graphs and for a frame network's Verilog (default: the machine's cores;
+    1 where the process may not start children, such as a Dask worker).
     """
     from hwgen.backend import TOP_NAME, generate_verilog
     from hwgen.estimate import estimate_parts
     from hwgen.flow.vendor import resolve_part
     from hwgen.plan import plan_network
-    from hwgen.report import make_report, render_markdown
+    from hwgen.report import make_report
 
+    if not emit_rtl and (synth_estimate or pnr):
+        raise TwnError("--synth-estimate and --pnr need the RTL: they cannot run on an estimate-only build")
     model = Path(model)
     board_obj = resolve_part(board if isinstance(board, Board) else load_board(board), part)
     if pnr:
@@ -231,7 +240,17 @@ def build(
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
     network, calib, options = scheduled_network(
-        model, options, clock, input_rate, target_fps, argmax, precision, min_act_bits, share_requantisers, progress
+        model,
+        options,
+        clock,
+        input_rate,
+        target_fps,
+        argmax,
+        precision,
+        min_act_bits,
+        share_requantisers,
+        progress,
+        jobs,
     )
     hold_for_test("planned")
     with progress.stage("planning and estimating resources"):
@@ -268,8 +287,10 @@ def build(
             )
             + "; use --allow-overflow to write the RTL anyway"
         )
+    if not emit_rtl:
+        return _write_reports(out, network, report, {"network.json": network.to_json() + "\n"}, progress)
     with progress.stage("emitting Verilog", unit="modules") as s:
-        verilog = generate_verilog(plan, on_module=s.update)
+        verilog = generate_verilog(plan, jobs=jobs, on_module=s.update)
     if synth_estimate:
         with progress.stage("synthesis with Yosys (--synth-estimate)"):
             report["synthesis"] = _synthesize(verilog, board_obj)
@@ -289,6 +310,15 @@ def build(
             files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, verilog))
     else:
         files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, None))
+    return _write_reports(out, network, report, files, progress)
+
+
+def _write_reports(
+    out: Path, network: Network, report: dict[str, object], files: dict[str, str | bytes], progress: Progress
+) -> BuildResult:
+    """Add report.json and report.md to ``files``, write them all to ``out`` atomically."""
+    from hwgen.report import render_markdown
+
     files["report.json"] = _json_text(report)
     files["report.md"] = render_markdown(report)
     with progress.stage(f"writing {out}"):
@@ -307,6 +337,7 @@ def scheduled_network(
     min_act_bits: int = 1,
     share_requantisers: bool = True,
     progress: Progress = SILENT,
+    jobs: int | None = None,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision
     the mode gives), folded for the rate, with adder graphs and per-layer digit widths.
@@ -320,12 +351,12 @@ def scheduled_network(
     if precision == "incremental" and options.layer_act_bits:
         raise TwnError("give --precision incremental or --layer-act-bits, not both")
     model = Path(model)
-    network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
+    network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress, jobs)
     if precision == "incremental":
         with progress.stage("choosing activation precision (--precision incremental)"):
             bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
         options = replace(options, layer_act_bits=tuple(bits.items()))
-        network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
+        network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress, jobs)
     schedule = ScheduleDigitWidths(ii, share_requantisers=share_requantisers)
     with progress.stage("scheduling digit widths"):
         return run_passes(network, (schedule, ThreeInputAdders())), calib, options
@@ -339,6 +370,7 @@ def _graphs_at_rate(
     target_fps: float | None,
     argmax: bool | None,
     progress: Progress,
+    jobs: int | None = None,
 ) -> tuple[Network, np.ndarray | None, int]:
     """Quantised network, folded into lanes for the rate, with adder graphs; its calibration batch and II."""
     network, calib = quantized_network(model, options, progress)
@@ -349,7 +381,7 @@ def _graphs_at_rate(
     if lanes > 1:
         network, lanes = _fold(network, lanes)
         ii = math.prod(network.stream_shape[1:])  # folded: one beat of lanes per cycle
-    return _with_graphs(network, options, progress), calib, ii
+    return _with_graphs(network, options, progress, jobs), calib, ii
 
 
 def _axis_wrapper(model_name: str, plan: object) -> str:

@@ -5,6 +5,7 @@
     twngen golden MODEL.onnx --inputs X.npy --outputs Y.npy [arithmetic options]
     twngen inspect MODEL.onnx
     twngen boards
+    twngen explore MODEL.onnx --board B[,B...] [--rates R,... | --target-fps F,...] [--precision fixed,incremental]
 
 Bad input exits with status 2 and a one-paragraph message, never a traceback.
 ``build`` and ``verify`` report their stages on stderr (a live display on a
@@ -26,7 +27,7 @@ from hwgen.errors import TwnError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse", "make-fragment")
+SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse", "make-fragment", "explore")
 
 
 def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -470,6 +471,109 @@ def _cmd_make_fragment(argv: list[str]) -> int:
     return 0
 
 
+def _numbers(text: str) -> list[float]:
+    """``0.25,0.5,1`` -> [0.25, 0.5, 1.0]."""
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_explore(argv: list[str]) -> int:
+    from hwgen.explore import explore
+    from hwgen.explore.sweep import DEFAULT_RATES, DENSE_HALVINGS
+
+    p = argparse.ArgumentParser(
+        prog="twngen explore",
+        description="Sweep rate, precision and board: one build a point (estimate only unless asked), "
+        "in parallel; writes OUTDIR/explore.{json,csv,md} and the plot explore.{png,svg}.",
+    )
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--board", required=True, help="board preset(s), comma-separated (see `twngen boards`)")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument(
+        "--rates",
+        type=_numbers,
+        default=None,
+        metavar="R,...",
+        help="input rates to sweep, as --input-rate counts them (default: "
+        + ",".join(f"{r:g}" for r in DEFAULT_RATES)
+        + " positions a cycle for a streamed network; for a dense one, its whole input vector a cycle "
+        f"and {DENSE_HALVINGS} halvings below it)",
+    )
+    speed.add_argument("--target-fps", type=_numbers, default=None, metavar="F,...", help="frame rates to sweep")
+    p.add_argument(
+        "--precision",
+        default="fixed",
+        metavar="MODE,...",
+        help="precision modes to sweep: fixed, incremental (default %(default)s)",
+    )
+    p.add_argument("-o", "--outdir", default=None, help="output folder (default build/<model stem>-explore)")
+    p.add_argument("--clock-mhz", type=float, default=None, help="target clock (default: each board's)")
+    p.add_argument("--keep", action="store_true", help="keep each point's build folder in OUTDIR/points/")
+    p.add_argument("--rtl", action="store_true", help="a full build at each point, Verilog included (slower)")
+    p.add_argument(
+        "--synth-estimate", action="store_true", help="synthesise each point with Yosys too (implies --rtl; slow)"
+    )
+    p.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=LUT@FPS",
+        help="a published design to plot beside the sweep (repeatable)",
+    )
+    p.add_argument("--jobs", type=int, default=None, help="local worker processes (default: cores, memory permitting)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the points on this Dask scheduler's workers (needs twngen[explore])",
+    )
+    _add_quiet(p)
+    _add_arithmetic_options(p)
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    with _progress(args, started) as progress:
+        try:
+            result = explore(
+                args.model,
+                args.board,
+                rates=args.rates,
+                target_fps=args.target_fps,
+                precisions=[m.strip() for m in args.precision.split(",") if m.strip()],
+                options=_options_from(args),
+                clock_mhz=args.clock_mhz,
+                outdir=args.outdir,
+                keep=args.keep,
+                emit_rtl=args.rtl,
+                synth_estimate=args.synth_estimate,
+                references=args.reference,
+                jobs=args.jobs,
+                scheduler=args.scheduler,
+                command="twngen explore " + shlex.join(a for a in argv if a not in ("-q", "--quiet")),
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            progress.close()
+            out = args.outdir or f"build/{Path(args.model).stem}-explore"
+            print(f"twngen: interrupted; the points that finished are in {out}/explore.csv", file=sys.stderr)
+            return 130
+    points = f"{len(result.rows)} point{'' if len(result.rows) == 1 else 's'}"
+    print(f"twngen: explored {points} of {Path(args.model).name} in {result.elapsed_s:.1f}s")
+    print(f"  {'point':<34} {'status':<13} {'II':>7} {'frames/s':>14} {'LUT':>10} {'top-1':>7}")
+    for row in result.rows:
+        if row["status"] == "failed":
+            print(f"  {row['point']:<34} failed: {row['reason']}")
+            continue
+        print(
+            f"  {row['point']:<34} {row['status']:<13} {row['ii_cycles']:>7} {row['frames_per_s']:>14,.0f} "
+            f"{row['lut']:>10,} {100 * row['top1_agreement']:>6.1f}%" + ("  Pareto" if row["pareto"] else "")  # type: ignore[operator]
+        )
+    print(f"  table: {result.outdir / 'explore.md'} (explore.csv, explore.json)")
+    print(f"  plot:  {result.outdir / 'explore.png'} (explore.svg)")
+    return 0
+
+
 def _cmd_cse(argv: list[str]) -> int:
     try:
         from hwgen.cse_tool import cse_main
@@ -487,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "boards": _cmd_boards,
         "cse": _cmd_cse,
         "make-fragment": _cmd_make_fragment,
+        "explore": _cmd_explore,
     }
     try:
         if argv and argv[0] in commands:
