@@ -293,6 +293,8 @@ class _Extraction:
     """
 
     _CHUNK = 1 << 17
+    #: Cells (rows x columns) counted at once when a new column's pairs are counted.
+    _ROW_CELLS = 1 << 22
 
     def __init__(
         self,
@@ -504,19 +506,56 @@ class _Extraction:
         self.freq[a] -= k
         self.freq[b] -= k
         self.pairs.append((a, b, rel))
-        # The new column's pairs, counted once on its own rows.
+        # The new column's pairs, counted once on its own rows: row by row
+        # when it has few rows, else with bitsets over its rows, so memory
+        # stays linear in the columns (rows x columns at once was gigabytes
+        # on a transposed 4608-input layer). Both count the same.
+        if len(rows) * c <= self._ROW_CELLS and len(rows) <= 4 * self.words:
+            same_counts, opp_counts = self._new_counts_by_rows(rows, sign, c, d)
+        else:
+            same_counts, opp_counts = self._new_counts_by_bits(c, d)
+        for r, counts in ((1, same_counts), (-1, opp_counts)):
+            others = np.flatnonzero(counts >= 2)
+            self._push(others, np.full(len(others), c), np.full(len(others), r, np.int8), counts[others])
+        return c
+
+    def _new_counts_by_rows(
+        self, rows: _Int64Array, sign: _Int8Array, c: int, d: int
+    ) -> tuple[_Int64Array, _Int64Array]:
+        """Rows sharing each old column with new column ``c`` (same sign, opposite sign)."""
         uses = self.matrix[rows, :c] * sign[:, None]
         same, opp = uses == 1, uses == -1
         if (2 << self.depth_max) > self.budget - self.kraft_max:
             delta = self._delta(self.depth[:c], np.full(c, d))
-            fits = (self.kraft[rows][:, None] + delta[None, :]) <= self.budget
+            fits = self.kraft[rows][:, None] <= self.budget - delta[None, :]
             same &= fits
             opp &= fits
-        for r, hit in ((1, same), (-1, opp)):
-            counts = hit.sum(axis=0)
-            others = np.flatnonzero(counts >= 2)
-            self._push(others, np.full(len(others), c), np.full(len(others), r, np.int8), counts[others])
-        return c
+        return same.sum(axis=0), opp.sum(axis=0)
+
+    def _new_counts_by_bits(self, c: int, d: int) -> tuple[_Int64Array, _Int64Array]:
+        """As :meth:`_new_counts_by_rows`, from the bitsets (for columns used in many rows)."""
+        pc, nc = self.pos[c], self.neg[c]
+        same_counts = np.empty(c, np.int64)
+        opp_counts = np.empty(c, np.int64)
+        tight = (2 << self.depth_max) > self.budget - self.kraft_max
+        delta = self._delta(self.depth[:c], np.full(c, d)) if tight else None
+        slack = self.budget - self.kraft_max
+        step = max(1, self._ROW_CELLS // (8 * self.words))
+        for lo in range(0, c, step):
+            hi = min(c, lo + step)
+            pj, nj = self.pos[lo:hi], self.neg[lo:hi]
+            same = (pj & pc) | (nj & nc)
+            opp = (pj & nc) | (nj & pc)
+            if delta is not None:
+                part = delta[lo:hi]
+                for value in np.unique(part[part > slack]).tolist():
+                    mask = self._to_bits(self._fit_int(value))
+                    pick = part == value
+                    same[pick] &= mask
+                    opp[pick] &= mask
+            same_counts[lo:hi] = _popcount(same)
+            opp_counts[lo:hi] = _popcount(opp)
+        return same_counts, opp_counts
 
     # -- the search ------------------------------------------------------------
 
