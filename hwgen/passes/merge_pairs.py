@@ -605,28 +605,35 @@ class _Extraction:
         _, group, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         n_groups = len(group)
-        by_group = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[by_group], np.arange(n_groups + 1))
-        cols = [
-            np.unique(np.concatenate([a[by_group[lo:hi]], b[by_group[lo:hi]]]))
-            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-        ]
-        size = np.array([len(c) for c in cols])
-        fkey = np.array([float(self.freq[c].mean()) for c in cols])
+        # The columns of each group, sorted and unique, all groups at once.
+        gid = np.concatenate([inverse, inverse])
+        col = np.concatenate([a, b]).astype(np.int64)
+        by_col = np.lexsort((col, gid))
+        gid, col = gid[by_col], col[by_col]
+        first = np.ones(len(col), np.bool_)
+        first[1:] = (gid[1:] != gid[:-1]) | (col[1:] != col[:-1])
+        gid, col = gid[first], col[first]
+        starts = np.searchsorted(gid, np.arange(n_groups + 1))
+        size = np.diff(starts)
+        # Mean frequency of a group's columns (integer sums: exact in any order).
+        fkey = np.add.reduceat(self.freq[col], starts[:-1]) / size
         order = np.lexsort((self.rng.random(n_groups), fkey, -size))
         shuffled = "random-blocks" in self.ablate
         if shuffled:
             order = self.rng.permutation(n_groups)
         heap = [(0 if shuffled else -int(size[g]), rank, int(g)) for rank, g in enumerate(order.tolist())]
         heapq.heapify(heap)
+        pos_int, neg_int = self.pos_int, self.neg_int
         while heap:
             neg_size, rank, g = heapq.heappop(heap)
-            rows_bits, plus = keys[group[g], : self.words], keys[group[g], self.words :]
+            rows_bits = self._to_int(keys[group[g], : self.words])
+            plus = self._to_int(keys[group[g], self.words :])
             minus = rows_bits & ~plus
-            c = cols[g]
-            pc, nc = self.pos[c] & rows_bits, self.neg[c] & rows_bits
-            ok = ((pc == plus) & (nc == minus)).all(axis=1) | ((pc == minus) & (nc == plus)).all(axis=1)
-            block = c[ok]
+            block = []
+            for c in col[starts[g] : starts[g + 1]].tolist():
+                pc, nc = pos_int[c] & rows_bits, neg_int[c] & rows_bits
+                if (pc == plus and nc == minus) or (pc == minus and nc == plus):
+                    block.append(c)
             if len(block) < 2:
                 continue
             if len(block) < -neg_size and not shuffled:
@@ -643,7 +650,7 @@ class _Extraction:
         if top.any():
             self._pair_level(level, a[top], b[top], rel[top])
 
-    def _extract_block(self, block: np.ndarray, level: int) -> None:
+    def _extract_block(self, block: list[int], level: int) -> None:
         """Sum a block of columns shared by the same rows, shallowest terms first."""
         items = [(int(self.depth[c]), int(c)) for c in block]
         heapq.heapify(items)
