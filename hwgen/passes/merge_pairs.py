@@ -905,7 +905,7 @@ def _column_blocks(w: _Int64Array, budget: int) -> list[tuple[int, int]]:
 
 
 def _merged_in_blocks(
-    w: _Int64Array, limit: int, spans: list[tuple[int, int]], effort: str, seed: int
+    w: _Int64Array, limit: int, spans: list[tuple[int, int]], effort: str, seed: int, budget: int
 ) -> AdderGraph:
     """Merge each block of columns on its own, then add the blocks' partial sums per output.
 
@@ -919,7 +919,7 @@ def _merged_in_blocks(
     for lo, hi in spans:
         sub = w[:, lo:hi]
         sub_limit = max(min_depth(sub), limit - extra)
-        graph = _merged_whole(sub, sub_limit, seed, effort)
+        graph = _merged_whole(sub, sub_limit, seed, effort, budget)
         value = list(range(lo, hi))
         for node in graph.nodes:
             a = Operand(value[node.a.value], node.a.negate, node.a.shift)
@@ -933,49 +933,115 @@ def _merged_in_blocks(
     return builder.graph([builder.sum(terms) for terms in partial])
 
 
-def _merged_whole(w: _Int64Array, limit: int, seed: int, effort: str) -> AdderGraph:
-    """The portfolio of search runs on the whole matrix (see the module docstring)."""
+@dataclass(frozen=True)
+class _Search:
+    """Everything one search run needs; shared with forked workers through :data:`_FORKED`."""
+
+    direct: _Terms
+    transposed: _Terms
+    limit: int
+    seed: int
+    shape: tuple[int, int]
+
+    def run(self, orientation: str, run: int, block_level: int) -> AdderGraph | None:
+        m, n = self.shape
+        run_seed = (self.seed % (1 << 32)) * 1024 + run
+        if orientation == "direct":
+            ext = _Extraction(self.direct.matrix, self.limit, run_seed, block_level).run()
+            return _direct_graph(ext, self.direct, n)
+        uses = np.count_nonzero(self.transposed.matrix, axis=0).tolist()
+        tracker = _TransposeDepth(uses, self.transposed.slot_input, m, self.limit)
+        # The search's own depth does not matter here: the tracker bounds
+        # the depth of the transposed graph, which is the one kept.
+        ext = _Extraction(self.transposed.matrix, _UNBOUNDED, run_seed, block_level, transpose_depth=tracker).run()
+        graph = _transposed_graph(ext, self.transposed, n, m)
+        return None if graph.depth > self.limit else graph  # cannot be deeper; a safety net
+
+
+_Attempt = tuple[str, int, int]
+_FORKED: _Search | None = None
+
+
+def _forked_attempt(attempt: _Attempt) -> AdderGraph | None:
+    assert _FORKED is not None
+    return _FORKED.run(*attempt)
+
+
+#: Signed-digit terms from which the runs of a portfolio go to worker processes.
+_PARALLEL_TERMS = 20_000
+
+
+def _workers(terms: int, run_bytes: int, budget: int) -> int:
+    """Processes for the runs of one matrix: the cores this process may use, within the memory budget.
+
+    Only on Linux (fork: workers share the matrices without copying), never
+    inside a daemonic worker (which may not have children), and only for
+    matrices whose runs take a second or more.
+    """
+    import multiprocessing
+
+    if terms < _PARALLEL_TERMS or not hasattr(os, "sched_getaffinity") or sys.platform != "linux":
+        return 1
+    if multiprocessing.current_process().daemon:
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, budget // max(1, run_bytes)))
+
+
+def _run_all(search: _Search, attempts: list[_Attempt], workers: int) -> list[AdderGraph | None]:
+    """Graphs of the attempts, in order (the same with any number of workers)."""
+    if workers <= 1 or len(attempts) <= 1:
+        return [search.run(*a) for a in attempts]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
+    _FORKED = search
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(attempts)), mp_context=context) as pool:
+            return list(pool.map(_forked_attempt, attempts))
+    finally:
+        _FORKED = None
+
+
+def _merged_whole(w: _Int64Array, limit: int, seed: int, effort: str, budget: int | None = None) -> AdderGraph:
+    """The portfolio of search runs on the whole matrix (see the module docstring).
+
+    Runs are independent: with several cores they run side by side (as many
+    as the memory budget allows), and the graph kept is the one a single
+    process would keep, since results are compared in the same order.
+    """
     m, n = w.shape
     if m == 0 or n == 0 or not w.any() or int(_row_terms(w).max()) <= 1:
         return _trivial_graph(w)
-    best: AdderGraph | None = None
-    direct = _expand(w)
-    transposed = _expand(np.ascontiguousarray(w.T))
-    terms = int(np.count_nonzero(direct.matrix))
+    search = _Search(_expand(w), _expand(np.ascontiguousarray(w.T)), limit, seed, (m, n))
+    terms = int(np.count_nonzero(search.direct.matrix))
     runs = max(2, min(_MAX_RUNS, math.ceil(_RUNS_SCALE / math.sqrt(terms))))
+    run_bytes = max(_search_bytes(search.direct.matrix), _search_bytes(search.transposed.matrix))
+    workers = _workers(terms, run_bytes, default_memory_budget() if budget is None else budget)
+    best: AdderGraph | None = None
     scores: dict[str, int] = {}
 
-    def attempt(orientation: str, run: int, block_level: int) -> None:
+    def keep(attempts: list[_Attempt]) -> None:
         nonlocal best
-        run_seed = (seed % (1 << 32)) * 1024 + run
-        if orientation == "direct":
-            ext = _Extraction(direct.matrix, limit, run_seed, block_level).run()
-            graph = _direct_graph(ext, direct, n)
-        else:
-            uses = np.count_nonzero(transposed.matrix, axis=0).tolist()
-            tracker = _TransposeDepth(uses, transposed.slot_input, m, limit)
-            # The search's own depth does not matter here: the tracker bounds
-            # the depth of the transposed graph, which is the one kept.
-            ext = _Extraction(transposed.matrix, _UNBOUNDED, run_seed, block_level, transpose_depth=tracker).run()
-            graph = _transposed_graph(ext, transposed, n, m)
-            if graph.depth > limit:  # cannot happen; a safety net
-                return
-        scores[orientation] = min(scores.get(orientation, graph.adders), graph.adders)
-        if _better(graph, best):
-            best = graph
+        for (orientation, _, _), graph in zip(attempts, _run_all(search, attempts, workers), strict=True):
+            if graph is None:
+                continue
+            scores[orientation] = min(scores.get(orientation, graph.adders), graph.adders)
+            if _better(graph, best):
+                best = graph
 
-    attempt("direct", 0, 3)
-    attempt("transposed", 0, 3)
+    keep([("direct", 0, 3), ("transposed", 0, 3)])
     favourite = "transposed" if scores.get("transposed", 1 << 62) < scores["direct"] else "direct"
-    for run in range(1, runs - 1):  # the two first runs were one per orientation
-        attempt(favourite, run, 3 + run % 2)
+    # The two first runs were one per orientation.
+    keep([(favourite, run, 3 + run % 2) for run in range(1, runs - 1)])
     if effort == "high":
         # Restarts from other seeds and block thresholds, two in three on the
         # better orientation; they only replace the default graph if better.
         other = "direct" if favourite == "transposed" else "transposed"
         extra = max(_HIGH_EFFORT_MIN_RUNS, _HIGH_EFFORT_FACTOR * runs)
-        for k in range(extra):
-            attempt(other if k % 3 == 2 else favourite, runs + k, 2 + k % 4)
+        keep([(other if k % 3 == 2 else favourite, runs + k, 2 + k % 4) for k in range(extra)])
     assert best is not None
     return best
 
@@ -1028,7 +1094,7 @@ def merged_adder_graph(
         raise TwnError(f"merge effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     spans = _merge_plan(w, memory_budget, name)
     if len(spans) == 1:
-        best = _merged_whole(w, limit, seed, effort)
+        best = _merged_whole(w, limit, seed, effort, memory_budget)
     else:
         if notice is None:
             notice = _stderr_notice
@@ -1038,7 +1104,7 @@ def merged_adder_graph(
             f"merge memory budget of {_gb(budget)}: merging it in {len(spans)} blocks of about "
             f"{w.shape[1] // len(spans)} inputs instead (fewer shared adders; --merge-memory GB raises the budget)"
         )
-        best = _merged_in_blocks(w, limit, spans, effort, seed)
+        best = _merged_in_blocks(w, limit, spans, effort, seed, budget)
         if best.depth > limit:
             raise TwnError(
                 f"{_what(w, name)}: merged in {len(spans)} blocks of inputs to fit the merge memory budget, its "
