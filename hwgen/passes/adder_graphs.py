@@ -69,7 +69,8 @@ class BuildAdderGraphs:
                 graphs.append(naive_adder_graph(linear_layer.weights))
                 self._done(len(graphs), len(linear))
         else:
-            graphs = self._merged_graphs([layer.weights for layer in linear], [layer.name for layer in linear])
+            names = [f"layer {layer.name}" for layer in linear]
+            graphs = self._merged_graphs([layer.weights for layer in linear], names)
         by_name = dict(zip((layer.name for layer in linear), graphs, strict=True))
         layers: list[Layer] = []
         for layer in network.layers:

@@ -1080,7 +1080,7 @@ def merged_adder_graph(
         adders shared), and ``notice`` is told; if even the smallest blocks
         do not fit, :class:`~hwgen.errors.TwnError`.
     name:
-        What to call the matrix in messages (a layer name).
+        What to call the matrix in messages (``"layer conv4"``, a file name).
     notice:
         Called with a one-line message when the bounded strategy is taken;
         default: printed on stderr.
@@ -1118,7 +1118,7 @@ def merged_adder_graph(
 
 def _what(w: _Int64Array, name: str | None) -> str:
     size = f"a {w.shape[0]} x {w.shape[1]} weight matrix ({w.shape[1]} inputs, {w.shape[0]} outputs)"
-    return f"layer {name}, {size}," if name else size
+    return f"{name}, {size}," if name else size
 
 
 def _merge_plan(w: _Int64Array, memory_budget: int | None, name: str | None) -> list[tuple[int, int]]:
