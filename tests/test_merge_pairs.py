@@ -496,8 +496,8 @@ def test_parallel_runs_give_the_same_graphs() -> None:
         merge_pairs._expand(w), merge_pairs._expand(np.ascontiguousarray(w.T)), default_max_depth(w), 0, w.shape
     )
     attempts = [("direct", 0, 3), ("transposed", 0, 3), ("direct", 1, 4)]
-    one = merge_pairs._run_all(search, attempts, 1)
-    two = merge_pairs._run_all(search, attempts, 2)
+    one = list(merge_pairs._run_all(search, attempts, 1))
+    two = list(merge_pairs._run_all(search, attempts, 2))
     assert [g.to_json() for g in one if g] == [g.to_json() for g in two if g]
 
 

@@ -76,7 +76,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -988,10 +988,11 @@ def _workers(terms: int, run_bytes: int, budget: int) -> int:
     return max(1, min(cores, budget // max(1, run_bytes)))
 
 
-def _run_all(search: _Search, attempts: list[_Attempt], workers: int) -> list[AdderGraph | None]:
-    """Graphs of the attempts, in order (the same with any number of workers)."""
+def _run_all(search: _Search, attempts: list[_Attempt], workers: int) -> Iterator[AdderGraph | None]:
+    """Graphs of the attempts, in order (the same with any number of workers), one at a time."""
     if workers <= 1 or len(attempts) <= 1:
-        return [search.run(*a) for a in attempts]
+        yield from (search.run(*a) for a in attempts)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -1000,7 +1001,7 @@ def _run_all(search: _Search, attempts: list[_Attempt], workers: int) -> list[Ad
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(attempts)), mp_context=context) as pool:
-            return list(pool.map(_forked_attempt, attempts))
+            yield from pool.map(_forked_attempt, attempts)
     finally:
         _FORKED = None
 
