@@ -547,7 +547,9 @@ def scale(args: argparse.Namespace) -> int:
     done: dict[str, dict[str, object]] = {}
     if args.resume is not None and args.resume.is_file():
         done = json.loads(args.resume.read_text())
-    for name, make, efforts in SCALE:
+    models = [(n, (lambda w=w: w), ("default", "high")) for n, w in model_layers([])] if args.models else []
+    work = [*SCALE, *models]
+    for name, make, efforts in work:
         if args.only and args.only not in name:
             continue
         w = make()
@@ -575,13 +577,94 @@ def scale(args: argparse.Namespace) -> int:
         if args.resume is not None:
             args.resume.write_text(json.dumps(done, indent=1))
     json_path.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
-    table_text = scale_table(done, args)
+    order = [name for name, _, _ in work]
+    table_text = scale_table(done, args, order) + "\n\n" + scale_summary(done)
     (out_dir / "cse_scale.md").write_text(table_text + "\n")
     print(table_text)
+    if args.docs:
+        update_docs(table_text)
     return 0
 
 
-def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace) -> str:
+_DOCS = REPO / "docs" / "cse.md"
+_BEGIN, _END = "<!-- bench/cse.py --scale: begin -->", "<!-- bench/cse.py --scale: end -->"
+
+
+def update_docs(text: str) -> None:
+    """Put the generated table between the markers in docs/cse.md (numbers are never typed in)."""
+    doc = _DOCS.read_text()
+    if _BEGIN not in doc or _END not in doc:
+        raise SystemExit(f"{_DOCS}: the markers {_BEGIN!r} and {_END!r} are missing")
+    head, rest = doc.split(_BEGIN, 1)
+    _, tail = rest.split(_END, 1)
+    _DOCS.write_text(f"{head}{_BEGIN}\n\n```\n{text.splitlines()[0]}\n```\n\n{chr(10).join(text.splitlines()[2:])}\n\n{_END}{tail}")
+
+
+def scale_summary(rows: dict[str, dict[str, object]]) -> str:
+    """The issue's targets, read off the rows."""
+
+    def get(name: str, effort: str) -> dict[str, float] | None:
+        r = rows.get(name, {}).get(effort)
+        return r if isinstance(r, dict) and "error" not in r else None  # type: ignore[return-value]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    out = []
+    for name, limit_s in (("random 576x128, 50% zeros", 5.0), ("trained-like 512x512, 50% zeros", 10.0)):
+        d = get(name, "default")
+        if d:
+            out.append(
+                f"- {name}, default: {d['seconds']:.1f} s wall, {d['cpu_seconds']:.1f} s CPU on "
+                f"{os.cpu_count()} cores (target < {limit_s:g} s: {met(d['seconds'] < limit_s)} on this shared "
+                f"machine; {met(d['cpu_seconds'] / 2 < limit_s)} for CPU time over two idle cores)"
+            )
+    d = get("trained-like 2304x256, 75% zeros", "default")
+    if d:
+        peak = d["peak_mb"] + d["worker_peak_mb"]
+        out.append(
+            f"- trained-like 2304x256, default: {peak:.0f} MB peak (process and worker added up; target < 6 GB: "
+            f"{met(peak < 6144)}), {d['seconds']:.0f} s (target < 3 minutes: {met(d['seconds'] < 180)})"
+        )
+    d = get("trained-like 4608x512, 75% zeros", "default")
+    if d:
+        blocks = rows["trained-like 4608x512, 75% zeros"]["default"].get("stderr")  # type: ignore[union-attr]
+        out.append(
+            f"- trained-like 4608x512, default: {'in blocks' if blocks else 'whole'}, "
+            f"{d['peak_mb'] + d['worker_peak_mb']:.0f} MB peak, {d['seconds']:.0f} s"
+        )
+    high = [(n, get(n, "default"), get(n, "high")) for n in rows]
+    pairs = [(n, d, h) for n, d, h in high if d and h]
+    if pairs:
+        worse = [n for n, d, h in pairs if h["adders"] > d["adders"]]
+        out.append(f"- high effort at or below default on {len(pairs) - len(worse)} of {len(pairs)} matrices")
+        ratios = [
+            (n, h["adders"] / rows[n]["greedy"])  # type: ignore[operator]
+            for n, _, h in pairs
+            if isinstance(rows[n].get("greedy"), int)
+        ]
+        if ratios:
+            out.append(
+                "- high / greedy: "
+                + ", ".join(f"{n} {r:.3f}" for n, r in ratios)
+                + f"; at or below 0.92: {sum(r <= 0.92 for _, r in ratios)} of {len(ratios)}"
+            )
+        times = [h["seconds"] / d["seconds"] for _, d, h in pairs]
+        out.append(f"- high effort took {min(times):.1f}x to {max(times):.1f}x the default's time")
+    da = [
+        (n, get(n, "default"), rows[n]["da4ml"])
+        for n in rows
+        if isinstance(rows[n].get("da4ml"), int) and get(n, "default")
+    ]
+    if da:
+        out.append(
+            "- default against da4ml (adders): "
+            + ", ".join(f"{n} {d['adders']} vs {x}" for n, d, x in da)  # type: ignore[index]
+        )
+    return "\n".join(out)
+
+
+def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace, order: list[str]) -> str:
     def eff(row: dict[str, object], effort: str, key: str, fmt: str) -> str:
         r = row.get(effort)
         if not isinstance(r, dict):
@@ -604,7 +687,7 @@ def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace) ->
         head,
         "|---|" + "---:|" * 11,
     ]
-    for name, _, _ in SCALE:
+    for name in order:
         row = rows.get(name)
         if row is None:
             continue
@@ -622,13 +705,13 @@ def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace) ->
         )
     notes = [
         name
-        for name, _, _ in SCALE
+        for name in order
         for effort in ("default", "high")
         if isinstance(rows.get(name, {}).get(effort), dict) and rows[name][effort].get("stderr")  # type: ignore[union-attr]
     ]
     if notes:
         lines += ["", "Merged in blocks (stderr of the merge):"]
-        for name in notes:
+        for name in dict.fromkeys(notes):
             for effort in ("default", "high"):
                 r = rows[name].get(effort)
                 if isinstance(r, dict) and r.get("stderr"):
@@ -653,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablations", action="store_true", help="only the table of what each heuristic is worth")
     p.add_argument("--scale", action="store_true", help="image-network layer sizes: time, peak memory, effort")
     p.add_argument("--merge-memory", type=float, default=None, metavar="GB", help="--scale: the merge's budget")
+    p.add_argument("--docs", action="store_true", help="--scale: also put the table into docs/cse.md")
+    p.add_argument("--models", action="store_true", help="--scale: also the shared models' layers")
     args = p.parse_args(argv)
     if args.scale:
         if args.da4ml and not da4ml_available():
