@@ -974,15 +974,18 @@ _PARALLEL_TERMS = 20_000
 def _workers(terms: int, run_bytes: int, budget: int) -> int:
     """Processes for the runs of one matrix: the cores this process may use, within the memory budget.
 
-    Only on Linux (fork: workers share the matrices without copying), never
-    inside a daemonic worker (which may not have children), and only for
-    matrices whose runs take a second or more.
+    Only on Linux (fork: workers share the matrices without copying), only
+    from a single-threaded process (forking one with threads, a live
+    progress display for instance, can deadlock the child), never inside a
+    daemonic worker (which may not have children), and only for matrices
+    whose runs take a second or more.
     """
     import multiprocessing
+    import threading
 
     if terms < _PARALLEL_TERMS or not hasattr(os, "sched_getaffinity") or sys.platform != "linux":
         return 1
-    if multiprocessing.current_process().daemon:
+    if multiprocessing.current_process().daemon or threading.active_count() > 1:
         return 1
     cores = len(os.sched_getaffinity(0))
     return max(1, min(cores, budget // max(1, run_bytes)))
