@@ -704,7 +704,7 @@ def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace, or
         lines.append(
             f"| {name} | {row['naive']} | {row.get('greedy', '-')} | {row.get('da4ml', '-')} "
             f"| {eff(row, 'default', 'adders', '{}')} | {eff(row, 'high', 'adders', '{}')} | {ratio(ha, da)} "
-            f"| {ratio(ha if ha is not None else da, row.get('greedy'))} "
+            f"| {ratio(ha, row.get('greedy'))} "
             f"| {eff(row, 'default', 'seconds', '{:.1f}')} ({eff(row, 'default', 'cpu_seconds', '{:.1f}')}) "
             f"| {eff(row, 'high', 'seconds', '{:.1f}')} ({eff(row, 'high', 'cpu_seconds', '{:.1f}')}) "
             f"| {eff(row, 'default', 'peak_mb', '{:.0f}')} ({eff(row, 'default', 'worker_peak_mb', '{:.0f}')}) "
