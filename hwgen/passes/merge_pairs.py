@@ -58,7 +58,14 @@ machinery unchanged (the shift is free wiring).
    candidates and two block thresholds, first one per orientation, then the
    rest on the better one; the graph with fewest adders (then least depth)
    wins. Small layers get many runs, a 512x512 layer two. The number of runs
-   depends only on the matrix, so the result is deterministic.
+   depends only on the matrix, so the result is deterministic. Runs go side
+   by side to forked workers on large matrices (the same graph either way);
+   ``effort="high"`` adds about nine times as many runs after them.
+8. **Memory.** One run's peak is predicted before it starts
+   (:func:`merge_memory_estimate`: expected candidate pairs, columns, a
+   fixed part); a matrix over the budget is merged in blocks of inputs, each
+   on its own, and the outputs add the blocks' partial sums (see
+   ``docs/cse.md``, "Scale").
 
 Against the anchors: the published generator is step 1 alone (then a tree
 per row), with a quadratic rescan per step and arbitrary ties; da4ml weighs
