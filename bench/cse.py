@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand  # noqa: E402
-from hwgen.passes.merge_pairs import default_max_depth, merged_adder_graph  # noqa: E402
+from hwgen.passes.merge_pairs import default_max_depth, merge_memory_estimate, merged_adder_graph  # noqa: E402
 from hwgen.passes.naive_tree import naive_adder_count  # noqa: E402
 
 MODELS = Path("/work/shared/models")
@@ -558,6 +558,7 @@ def scale(args: argparse.Namespace) -> int:
         w = make()
         row = done.get(name, {})
         row.update({"naive": naive_adder_count(w), "nonzeros": int(np.count_nonzero(w))})
+        row["estimate_mb"] = merge_memory_estimate(w) / (1 << 20)  # what the budget is checked against
         for effort in efforts:
             if effort in row and "error" not in row[effort]:  # type: ignore[operator]
                 continue
@@ -685,14 +686,14 @@ def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace, or
 
     head = (
         "| matrix (in x out) | naive | greedy | da4ml | default | high | high/default | high/greedy "
-        "| default s (CPU s) | high s (CPU s) | default peak MB (worker) | high peak MB (worker) |"
+        "| default s (CPU s) | high s (CPU s) | estimate MB | default peak MB (worker) | high peak MB (worker) |"
     )
     lines = [
         f"twngen bench/cse.py --scale: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
         f"budgets: greedy {args.greedy_budget:g} s, da4ml {args.da4ml_budget:g} s per matrix",
         "",
         head,
-        "|---|" + "---:|" * 11,
+        "|---|" + "---:|" * 12,
     ]
     for name in order:
         row = rows.get(name)
@@ -707,6 +708,7 @@ def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace, or
             f"| {ratio(ha, row.get('greedy'))} "
             f"| {eff(row, 'default', 'seconds', '{:.1f}')} ({eff(row, 'default', 'cpu_seconds', '{:.1f}')}) "
             f"| {eff(row, 'high', 'seconds', '{:.1f}')} ({eff(row, 'high', 'cpu_seconds', '{:.1f}')}) "
+            f"| {row.get('estimate_mb', 0):.0f} "
             f"| {eff(row, 'default', 'peak_mb', '{:.0f}')} ({eff(row, 'default', 'worker_peak_mb', '{:.0f}')}) "
             f"| {eff(row, 'high', 'peak_mb', '{:.0f}')} ({eff(row, 'high', 'worker_peak_mb', '{:.0f}')}) |"
         )
