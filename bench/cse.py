@@ -12,6 +12,14 @@ layer with 576 inputs and 128 outputs, i.e. a 128 x 576 weight matrix.
     .venv/bin/python bench/cse.py            # everything (tens of minutes)
     .venv/bin/python bench/cse.py --quick    # small matrices only
     .venv/bin/python bench/cse.py --no-da4ml
+    .venv/bin/python bench/cse.py --scale    # image-network layer sizes: time, peak memory, effort
+
+``--scale`` merges trained-like layers of 1152 to 4608 inputs (and the two
+speed-target matrices) each in a child process, at the default and the high
+effort, and records wall and CPU seconds, the peak resident memory (the
+child's ``ru_maxrss`` and that of its largest forked worker) and the adders,
+with the greedy anchor (and da4ml where it finishes) beside them; results go
+to ``bench/results/cse_scale.json`` and the table to ``bench/results/cse_scale.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand  # noqa: E402
-from hwgen.passes.merge_pairs import default_max_depth, merged_adder_graph  # noqa: E402
+from hwgen.passes.merge_pairs import default_max_depth, merge_memory_estimate, merged_adder_graph  # noqa: E402
 from hwgen.passes.naive_tree import naive_adder_count  # noqa: E402
 
 MODELS = Path("/work/shared/models")
@@ -79,6 +87,21 @@ def structured_ternary(seed: int = 0) -> list[tuple[str, np.ndarray]]:
         w[redraw] = rng.choice([-1, 0, 1], size=int(redraw.sum()), p=[0.15, 0.7, 0.15])
         out.append((f"8-prototype {inputs}x{outputs}", w.astype(np.int64)))
     return out
+
+
+def trained_like(inputs: int, outputs: int, zeros: float, seed: int = 0, taps: int = 9) -> np.ndarray:
+    """A stand-in for a trained ternary 3x3 convolution (outputs x inputs, inputs = channels x 9).
+
+    Filters share structure (a rank-16 component), input channels differ in
+    importance (a log-normal gain per channel, the same for its 9 taps), and
+    the smallest magnitudes become zeros, as threshold ternarisation does.
+    """
+    rng = np.random.default_rng(seed)
+    channels = -(-inputs // taps)
+    x = rng.normal(size=(outputs, 16)) @ rng.normal(size=(16, inputs)) / 4.0
+    x += rng.normal(size=(outputs, inputs))
+    x *= np.repeat(rng.lognormal(0.0, 0.5, size=channels), taps)[:inputs][None, :]
+    return _ternarize(x, zeros)
 
 
 def _integer_levels(w: np.ndarray) -> np.ndarray | None:
@@ -466,6 +489,245 @@ def ablations(skipped: list[str]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------
+# --scale: layers of image networks, each merged in a child process
+
+#: (name, maker, efforts[, merge memory GB]); inputs x outputs as everywhere in this file.
+SCALE: list[tuple] = [  # type: ignore[type-arg]
+    ("random 576x128, 50% zeros", lambda: random_ternary(576, 128, 0.5), ("default", "high")),
+    ("trained-like 512x512, 50% zeros", lambda: trained_like(512, 512, 0.5), ("default", "high")),
+    ("trained-like 1152x128, 75% zeros", lambda: trained_like(1152, 128, 0.75), ("default", "high")),
+    ("trained-like 1152x256, 75% zeros", lambda: trained_like(1152, 256, 0.75), ("default",)),
+    ("trained-like 2304x256, 75% zeros", lambda: trained_like(2304, 256, 0.75), ("default", "high")),
+    ("trained-like 4608x512, 75% zeros", lambda: trained_like(4608, 512, 0.75), ("default",)),
+    # The bounded strategy: the 1152x128 layer with a budget below its estimate.
+    ("trained-like 1152x128, 75% zeros, --merge-memory 0.1", lambda: trained_like(1152, 128, 0.75), ("default",), 0.1),
+]
+
+_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from hwgen.passes.merge_pairs import merged_adder_graph
+w = np.load(sys.argv[1])
+kwargs = {"effort": sys.argv[2]}
+if len(sys.argv) > 4:
+    kwargs["memory_budget"] = int(float(sys.argv[4]) * (1 << 30))
+start, cpu = time.perf_counter(), time.process_time()
+graph = merged_adder_graph(w, **kwargs)
+wall = time.perf_counter() - start
+own = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({
+    "adders": graph.adders, "depth": graph.depth, "seconds": wall,
+    "cpu_seconds": time.process_time() - cpu + kids.ru_utime + kids.ru_stime,
+    "peak_mb": own.ru_maxrss / 1024, "worker_peak_mb": kids.ru_maxrss / 1024,
+}))
+"""
+
+
+def run_child(w: np.ndarray, effort: str, memory_gb: float | None) -> dict[str, object]:
+    """Merge in a fresh process: its peak memory is the merge's alone (plus the interpreter)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "w.npy"
+        np.save(path, w)
+        argv = [sys.executable, "-c", _CHILD, str(path), effort, str(REPO)]
+        if memory_gb is not None:
+            argv.append(str(memory_gb))
+        r = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    result: dict[str, object] = json.loads(r.stdout)
+    result["stderr"] = r.stderr.strip()
+    return result
+
+
+def scale(args: argparse.Namespace) -> int:
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "cse_scale.json"
+    done: dict[str, dict[str, object]] = {}
+    if args.resume is not None and args.resume.is_file():
+        done = json.loads(args.resume.read_text())
+    models = [(n, (lambda w=w: w), ("default", "high")) for n, w in model_layers([])] if args.models else []
+    work = [*SCALE, *models]
+    for name, make, efforts, *memory in work:
+        if args.only and args.only not in name:
+            continue
+        memory_gb = memory[0] if memory else args.merge_memory
+        w = make()
+        row = done.get(name, {})
+        row.update({"naive": naive_adder_count(w), "nonzeros": int(np.count_nonzero(w))})
+        row["estimate_mb"] = merge_memory_estimate(w) / (1 << 20)  # what the budget is checked against
+        for effort in efforts:
+            if effort in row and "error" not in row[effort]:  # type: ignore[operator]
+                continue
+            print(f"  {name}: {effort} ...", file=sys.stderr, flush=True)
+            row[effort] = run_child(w, effort, memory_gb)
+            print(f"  {name}: {effort} {row[effort]}", file=sys.stderr, flush=True)
+        twin = name.split(", --merge-memory")[0]
+        for anchor in ("greedy", "greedy_s", "da4ml"):
+            if anchor not in row and anchor in done.get(twin, {}):
+                row[anchor] = done[twin][anchor]  # the same matrix as another row
+        if "greedy" not in row and w.shape[1] > 2304:
+            row["greedy"] = "not run"  # its dense pair counts and heap would need gigabytes
+        if "greedy" not in row:
+            t = time.perf_counter()
+            g = greedy_pairs(w, args.greedy_budget)
+            row["greedy"] = g.adders if g is not None else "timeout"
+            row["greedy_s"] = time.perf_counter() - t
+        if args.da4ml and "da4ml" not in row and w.shape[1] > 1152:
+            row["da4ml"] = "not run"  # more than 300 s already at 512x512
+        if args.da4ml and "da4ml" not in row:
+            res = run_da4ml(w, args.da4ml_budget)
+            row["da4ml"] = int(res["adders"]) if isinstance(res, dict) else res  # type: ignore[call-overload]
+        done[name] = row
+        if args.resume is not None:
+            args.resume.write_text(json.dumps(done, indent=1))
+    json_path.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
+    order = [entry[0] for entry in work]
+    table_text = scale_table(done, args, order) + "\n\n" + scale_summary(done)
+    (out_dir / "cse_scale.md").write_text(table_text + "\n")
+    print(table_text)
+    if args.docs:
+        update_docs(table_text)
+    return 0
+
+
+_DOCS = REPO / "docs" / "cse.md"
+_BEGIN, _END = "<!-- bench/cse.py --scale: begin -->", "<!-- bench/cse.py --scale: end -->"
+
+
+def update_docs(text: str) -> None:
+    """Put the generated table between the markers in docs/cse.md (numbers are never typed in)."""
+    doc = _DOCS.read_text()
+    if _BEGIN not in doc or _END not in doc:
+        raise SystemExit(f"{_DOCS}: the markers {_BEGIN!r} and {_END!r} are missing")
+    head, rest = doc.split(_BEGIN, 1)
+    _, tail = rest.split(_END, 1)
+    _DOCS.write_text(f"{head}{_BEGIN}\n\n```\n{text.splitlines()[0]}\n```\n\n{chr(10).join(text.splitlines()[2:])}\n\n{_END}{tail}")
+
+
+def scale_summary(rows: dict[str, dict[str, object]]) -> str:
+    """The issue's targets, read off the rows."""
+
+    def get(name: str, effort: str) -> dict[str, float] | None:
+        r = rows.get(name, {}).get(effort)
+        return r if isinstance(r, dict) and "error" not in r else None  # type: ignore[return-value]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    out = []
+    for name, limit_s in (("random 576x128, 50% zeros", 5.0), ("trained-like 512x512, 50% zeros", 10.0)):
+        d = get(name, "default")
+        if d:
+            out.append(
+                f"- {name}, default: {d['seconds']:.1f} s wall, {d['cpu_seconds']:.1f} s CPU on "
+                f"{os.cpu_count()} cores (target < {limit_s:g} s: {met(d['seconds'] < limit_s)} on this shared "
+                f"machine; {met(d['cpu_seconds'] / 2 < limit_s)} for CPU time over two idle cores)"
+            )
+    d = get("trained-like 2304x256, 75% zeros", "default")
+    if d:
+        peak = d["peak_mb"] + d["worker_peak_mb"]
+        out.append(
+            f"- trained-like 2304x256, default: {peak:.0f} MB peak (process and worker added up; target < 6 GB: "
+            f"{met(peak < 6144)}), {d['seconds']:.0f} s (target < 3 minutes: {met(d['seconds'] < 180)})"
+        )
+    d = get("trained-like 4608x512, 75% zeros", "default")
+    if d:
+        blocks = rows["trained-like 4608x512, 75% zeros"]["default"].get("stderr")  # type: ignore[union-attr]
+        out.append(
+            f"- trained-like 4608x512, default: {'in blocks' if blocks else 'whole'}, "
+            f"{d['peak_mb'] + d['worker_peak_mb']:.0f} MB peak, {d['seconds']:.0f} s"
+        )
+    high = [(n, get(n, "default"), get(n, "high")) for n in rows]
+    pairs = [(n, d, h) for n, d, h in high if d and h]
+    if pairs:
+        worse = [n for n, d, h in pairs if h["adders"] > d["adders"]]
+        out.append(f"- high effort at or below default on {len(pairs) - len(worse)} of {len(pairs)} matrices")
+        ratios = [
+            (n, h["adders"] / rows[n]["greedy"])  # type: ignore[operator]
+            for n, _, h in pairs
+            if isinstance(rows[n].get("greedy"), int)
+        ]
+        if ratios:
+            out.append(
+                "- high / greedy: "
+                + ", ".join(f"{n} {r:.3f}" for n, r in ratios)
+                + f"; at or below 0.92: {sum(r <= 0.92 for _, r in ratios)} of {len(ratios)}"
+            )
+        times = [h["seconds"] / d["seconds"] for _, d, h in pairs]
+        out.append(f"- high effort took {min(times):.1f}x to {max(times):.1f}x the default's time")
+    da = [
+        (n, get(n, "default"), rows[n]["da4ml"])
+        for n in rows
+        if isinstance(rows[n].get("da4ml"), int) and get(n, "default")
+    ]
+    if da:
+        out.append(
+            "- default against da4ml (adders): "
+            + ", ".join(f"{n} {d['adders']} vs {x}" for n, d, x in da)  # type: ignore[index]
+        )
+    return "\n".join(out)
+
+
+def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace, order: list[str]) -> str:
+    def eff(row: dict[str, object], effort: str, key: str, fmt: str) -> str:
+        r = row.get(effort)
+        if not isinstance(r, dict):
+            return "-"
+        if "error" in r:
+            return "error"
+        return fmt.format(r[key])
+
+    def ratio(a: object, b: object) -> str:
+        return f"{a / b:.3f}" if isinstance(a, int) and isinstance(b, int) and b else "-"  # type: ignore[operator]
+
+    head = (
+        "| matrix (in x out) | naive | greedy | da4ml | default | high | high/default | high/greedy "
+        "| default s (CPU s) | high s (CPU s) | estimate MB | default peak MB (worker) | high peak MB (worker) |"
+    )
+    lines = [
+        f"twngen bench/cse.py --scale: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"budgets: greedy {args.greedy_budget:g} s, da4ml {args.da4ml_budget:g} s per matrix",
+        "",
+        head,
+        "|---|" + "---:|" * 12,
+    ]
+    for name in order:
+        row = rows.get(name)
+        if row is None:
+            continue
+        d = row.get("default", {})
+        h = row.get("high", {})
+        da, ha = (x.get("adders") if isinstance(x, dict) else None for x in (d, h))
+        lines.append(
+            f"| {name} | {row['naive']} | {row.get('greedy', '-')} | {row.get('da4ml', '-')} "
+            f"| {eff(row, 'default', 'adders', '{}')} | {eff(row, 'high', 'adders', '{}')} | {ratio(ha, da)} "
+            f"| {ratio(ha, row.get('greedy'))} "
+            f"| {eff(row, 'default', 'seconds', '{:.1f}')} ({eff(row, 'default', 'cpu_seconds', '{:.1f}')}) "
+            f"| {eff(row, 'high', 'seconds', '{:.1f}')} ({eff(row, 'high', 'cpu_seconds', '{:.1f}')}) "
+            f"| {row.get('estimate_mb', 0):.0f} "
+            f"| {eff(row, 'default', 'peak_mb', '{:.0f}')} ({eff(row, 'default', 'worker_peak_mb', '{:.0f}')}) "
+            f"| {eff(row, 'high', 'peak_mb', '{:.0f}')} ({eff(row, 'high', 'worker_peak_mb', '{:.0f}')}) |"
+        )
+    notes = [
+        name
+        for name in order
+        for effort in ("default", "high")
+        if isinstance(rows.get(name, {}).get(effort), dict) and rows[name][effort].get("stderr")  # type: ignore[union-attr]
+    ]
+    if notes:
+        lines += ["", "Merged in blocks (stderr of the merge):"]
+        for name in dict.fromkeys(notes):
+            for effort in ("default", "high"):
+                r = rows[name].get(effort)
+                if isinstance(r, dict) and r.get("stderr"):
+                    lines.append(f"- {name}, {effort}: {r['stderr']}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small random matrices and the model layers only")
@@ -481,7 +743,15 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON lines of finished matrices: reuse them, append new ones (to run the bench in pieces)",
     )
     p.add_argument("--ablations", action="store_true", help="only the table of what each heuristic is worth")
+    p.add_argument("--scale", action="store_true", help="image-network layer sizes: time, peak memory, effort")
+    p.add_argument("--merge-memory", type=float, default=None, metavar="GB", help="--scale: the merge's budget")
+    p.add_argument("--docs", action="store_true", help="--scale: also put the table into docs/cse.md")
+    p.add_argument("--models", action="store_true", help="--scale: also the shared models' layers")
     args = p.parse_args(argv)
+    if args.scale:
+        if args.da4ml and not da4ml_available():
+            args.da4ml = False
+        return scale(args)
     if args.ablations:
         print(f"twngen bench/cse.py --ablations: Python {platform.python_version()}, {os.cpu_count()} CPUs")
         print()

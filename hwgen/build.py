@@ -62,6 +62,11 @@ class ArithmeticOptions:
     calibrate: str | None = None
     adder_graph: str = "merged"
     max_depth: int | None = None
+    #: ``--merge-effort``: "default", or "high" (about ten times the merge time, never more adders).
+    merge_effort: str = "default"
+    #: ``--merge-memory``: gigabytes the merge may use (default: half the memory available); a
+    #: layer needing more is merged in blocks of inputs (the graph changes, what it computes does not).
+    merge_memory: float | None = None
     max_weight_bits: int = MAX_WEIGHT_BITS
     max_final_weight_bits: int = MAX_FINAL_WEIGHT_BITS
     max_first_weight_bits: int = MAX_FIRST_WEIGHT_BITS
@@ -118,7 +123,15 @@ def _with_graphs(network: Network, options: ArithmeticOptions, progress: Progres
     with progress.stage(
         "merging adder graphs" if options.adder_graph == "merged" else "adder trees", linear, "layers"
     ) as s:
-        graphs = BuildAdderGraphs(method=options.adder_graph, max_depth=options.max_depth, jobs=jobs, on_layer=s.update)
+        budget = None if options.merge_memory is None else int(options.merge_memory * (1 << 30))
+        graphs = BuildAdderGraphs(
+            method=options.adder_graph,
+            max_depth=options.max_depth,
+            jobs=jobs,
+            effort=options.merge_effort,
+            memory_budget=budget,
+            on_layer=s.update,
+        )
         return run_passes(network, (graphs,))
 
 

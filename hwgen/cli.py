@@ -33,6 +33,7 @@ SUBCOMMANDS = ("verify", "golden", "inspect", "boards", "cse", "make-fragment", 
 def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     from hwgen.build import ArithmeticOptions
     from hwgen.passes.adder_graphs import ADDER_GRAPH_METHODS
+    from hwgen.passes.merge_pairs import EFFORTS
     from hwgen.passes.quantize import GRAPH_QUANTIZER_FORMS, RANGE_METHODS
 
     d = ArithmeticOptions()
@@ -87,6 +88,20 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         "exact (affine); the codes are the same (default %(default)s)",
     )
     g.add_argument(
+        "--merge-effort",
+        choices=EFFORTS,
+        default=dflt(d.merge_effort),
+        help="high: about ten times the merge time for fewer adders, never more (default %(default)s)",
+    )
+    g.add_argument(
+        "--merge-memory",
+        type=_positive_gigabytes,
+        default=None,
+        metavar="GB",
+        help="memory the merge may use; a layer needing more is merged in blocks of inputs and a line on "
+        "stderr says so (default: half the memory available)",
+    )
+    g.add_argument(
         "--layer-act-bits",
         metavar="LAYER=BITS,...",
         type=_layer_bits,
@@ -134,6 +149,16 @@ def _progress(args: argparse.Namespace, started: float | None = None):  # type: 
     return progress_for(args.quiet, started=started)
 
 
+def _positive_gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of gigabytes, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of gigabytes, not {text!r}")
+    return value
+
+
 def _layer_bits(text: str) -> tuple[tuple[str, int], ...]:
     """``conv1=2,conv2=4`` -> (("conv1", 2), ("conv2", 4)); layer names may contain '='."""
     out = []
@@ -158,6 +183,8 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         calibrate=args.calibrate,
         adder_graph=args.adder_graph,
         max_depth=args.max_depth,
+        merge_effort=args.merge_effort,
+        merge_memory=args.merge_memory,
         max_weight_bits=args.max_weight_bits,
         max_final_weight_bits=args.max_final_weight_bits,
         max_first_weight_bits=args.max_first_weight_bits,

@@ -18,7 +18,7 @@ from typing import NoReturn
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.passes.merge_pairs import merged_adder_graph, merged_adder_graph_cached
+from hwgen.passes.merge_pairs import EFFORTS, merged_adder_graph, merged_adder_graph_cached
 from hwgen.passes.naive_tree import naive_adder_count
 
 __all__ = ["cse_main", "load_matrix"]
@@ -42,7 +42,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-depth", type=int, default=None, metavar="D", help="adder depth limit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the merge cache")
+    p.add_argument(
+        "--merge-effort",
+        choices=EFFORTS,
+        default="default",
+        help="high: about ten times the search time for fewer adders, never more (default %(default)s)",
+    )
+    p.add_argument(
+        "--merge-memory",
+        type=_gigabytes,
+        default=None,
+        metavar="GB",
+        help="memory the merge may use; a matrix needing more is merged in blocks of inputs "
+        "(default: half the memory available)",
+    )
     return p
+
+
+def _gigabytes(text: str) -> int:
+    """``--merge-memory GB`` in bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of gigabytes, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of gigabytes, not {text!r}")
+    return int(value * (1 << 30))
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -109,10 +134,11 @@ def cse_main(argv: list[str]) -> int:
     try:
         w = load_matrix(args.matrix, args.transpose)
         start = time.perf_counter()
+        options = {"effort": args.merge_effort, "memory_budget": args.merge_memory, "name": args.matrix.name}
         if args.no_cache:
-            graph = merged_adder_graph(w, max_depth=args.max_depth)
+            graph = merged_adder_graph(w, max_depth=args.max_depth, **options)
         else:
-            graph = merged_adder_graph_cached(w, max_depth=args.max_depth)
+            graph = merged_adder_graph_cached(w, max_depth=args.max_depth, **options)
         seconds = time.perf_counter() - start
     except TwnError as e:
         print(f"twngen: error: {e}", file=sys.stderr)

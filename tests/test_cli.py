@@ -168,6 +168,11 @@ def _sigmoid_model(path: Path) -> Path:
             "not both",
         ),
         (
+            "merge memory too small",
+            ["{example}", "--board", "zcu111", "--merge-memory", "0.001"],
+            "cannot be merged within the merge memory budget of 0.00 GB",
+        ),
+        (
             "bad precision bounds",
             ["{example}", "--board", "zcu111", "--precision", "incremental", "--min-act-bits", "20"],
             "--min-act-bits",

@@ -377,3 +377,152 @@ def test_cse_help(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run_cse(capsys, "--help")
     assert status == 0
     assert "--max-depth" in out
+
+
+# --------------------------------------------------------------------------
+# Scale: the memory budget, the bounded strategy, effort, parallel runs
+
+MODELS = REPO / "tests" / "fixtures" / "models"
+
+
+def model_matrices() -> dict[str, np.ndarray]:
+    """The weight matrices of the shared trained models (quantised, no adder graphs)."""
+    from hwgen.build import ArithmeticOptions, quantized_network
+    from hwgen.ir import LinearLayer
+
+    out = {}
+    for file in ("tfc_2w2a_qonnx.onnx", "bnn_cnn_mnist_plain.onnx"):
+        network, _ = quantized_network(MODELS / file, ArithmeticOptions())
+        for layer in network.layers:
+            if isinstance(layer, LinearLayer):
+                out[f"{Path(file).stem}:{layer.name}"] = np.asarray(layer.weights, np.int64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, np.ndarray]:
+    return model_matrices()
+
+
+@pytest.mark.parametrize("layer", ["tfc_2w2a_qonnx:MatMul_32", "bnn_cnn_mnist_plain:Conv_14"])
+@pytest.mark.parametrize("orientation", ["direct", "transposed"])
+def test_memory_estimate_covers_the_measured_peak(trained: dict[str, np.ndarray], layer: str, orientation: str) -> None:
+    """One search run never allocates more than the model the budget is checked against."""
+    import tracemalloc
+
+    w = trained[layer]
+    search = merge_pairs._Search(
+        merge_pairs._expand(w), merge_pairs._expand(np.ascontiguousarray(w.T)), default_max_depth(w), 0, w.shape
+    )
+    terms = search.direct if orientation == "direct" else search.transposed
+    tracemalloc.start()
+    try:
+        graph = search.run(orientation, 0, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert graph is not None
+    check_graph(graph, w)
+    assert peak <= merge_pairs._search_bytes(terms.matrix)
+    assert merge_pairs._search_bytes(terms.matrix) <= merge_pairs.merge_memory_estimate(w)
+
+
+def test_candidate_pair_estimate_is_close_to_the_count() -> None:
+    w = random_matrix((64, 300), [-1, 1], seed=21, zeros=0.75)
+    f = w.astype(np.float32)
+    both, agree = np.abs(f).T @ np.abs(f), f.T @ f
+    exact = sum(int(np.count_nonzero(np.triu(np.rint(c / 2), 1) >= 2)) for c in (both + agree, both - agree))
+    assert abs(merge_pairs._candidate_pairs(w) - exact) <= 0.05 * exact
+
+
+def test_over_budget_layer_is_merged_in_blocks_and_says_so(trained: dict[str, np.ndarray]) -> None:
+    w = trained["bnn_cnn_mnist_plain:Conv_14"]
+    budget = merge_pairs.merge_memory_estimate(w) - 1
+    said: list[str] = []
+    graph = merged_adder_graph(w, memory_budget=budget, name="layer Conv_14", notice=said.append)
+    check_graph(graph, w)
+    assert len(said) == 1
+    assert "layer Conv_14, a 32 x 288 weight matrix" in said[0]
+    assert "in 2 blocks of about 144 inputs" in said[0] and "--merge-memory" in said[0]
+    # Whole again once the budget allows.
+    assert merge_pairs._merge_plan(w, budget + 1, None) == [(0, 288)]
+
+
+def test_blocks_keep_an_explicit_depth_limit() -> None:
+    w = random_matrix((24, 160), [-1, 1], seed=22, zeros=0.5)
+    limit = min_depth(w) + 1
+    budget = merge_pairs.merge_memory_estimate(w[:, :40]) + 1  # four blocks of 40 inputs
+    said: list[str] = []
+    graph = merged_adder_graph(w, max_depth=limit, memory_budget=budget, notice=said.append)
+    check_graph(graph, w, max_depth=limit)
+    assert "in 4 blocks" in said[0]
+
+
+def test_budget_too_small_for_any_block_is_a_twn_error() -> None:
+    w = random_matrix((20, 64), [-1, 1], seed=23, zeros=0.5)
+    with pytest.raises(TwnError, match=r"layer fc9, a 20 x 64 weight matrix .*--merge-memory \d"):
+        merged_adder_graph(w, memory_budget=1 << 20, name="layer fc9")
+    with pytest.raises(TwnError, match="--adder-graph naive"):
+        merged_adder_graph_cached(w, memory_budget=1 << 20)
+
+
+def test_high_effort_never_has_more_adders(trained: dict[str, np.ndarray]) -> None:
+    w = trained["bnn_cnn_mnist_plain:Conv_6"]
+    default = merged_adder_graph(w)
+    high = merged_adder_graph(w, effort="high")
+    check_graph(high, w)
+    assert high.adders <= default.adders
+
+
+def test_unknown_effort_is_refused() -> None:
+    with pytest.raises(TwnError, match="merge effort must be one of default, high, not 'max'"):
+        merged_adder_graph(np.eye(3, dtype=np.int64), effort="max")
+
+
+def test_default_cache_key_is_unchanged_and_effort_is_part_of_it(tmp_path: Path) -> None:
+    import hashlib
+
+    w = random_matrix((10, 14), [-1, 1], seed=25, zeros=0.5)
+    old = hashlib.sha256(f"twngen-merge-v1|{w.shape}|None|".encode() + w.astype("<i8").tobytes()).hexdigest()
+    assert merge_pairs._cache_key(w, None) == old  # existing caches stay valid
+    merged_adder_graph_cached(w, cache_dir=tmp_path)
+    merged_adder_graph_cached(w, cache_dir=tmp_path, effort="high")
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == sorted([old, merge_pairs._cache_key(w, None, "high")])
+
+
+def test_parallel_runs_give_the_same_graphs() -> None:
+    w = random_matrix((30, 50), [-1, 1], seed=26, zeros=0.5)
+    search = merge_pairs._Search(
+        merge_pairs._expand(w), merge_pairs._expand(np.ascontiguousarray(w.T)), default_max_depth(w), 0, w.shape
+    )
+    attempts = [("direct", 0, 3), ("transposed", 0, 3), ("direct", 1, 4)]
+    one = list(merge_pairs._run_all(search, attempts, 1))
+    two = list(merge_pairs._run_all(search, attempts, 2))
+    assert [g.to_json() for g in one if g] == [g.to_json() for g in two if g]
+
+
+def test_cse_effort_and_memory_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    w = random_matrix((20, 120), [-1, 1], seed=27, zeros=0.5)
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "small.npy", random_matrix((16, 24), [-1, 1], seed=30, zeros=0.4))
+    status, out, err = run_cse(capsys, str(tmp_path / "small.npy"), "--json", "--merge-effort", "high")
+    assert status == 0, err
+    assert json.loads(out)["adders"] == 122  # the default finds 127
+    gb = (merge_pairs.merge_memory_estimate(w) - 1) / (1 << 30)
+    status, out, err = run_cse(capsys, str(tmp_path / "w.npy"), "--json", "--no-cache", "--merge-memory", f"{gb:.9f}")
+    assert status == 0, err
+    assert err.startswith("twngen: w.npy, a 20 x 120 weight matrix") and "blocks" in err
+    blocks = merged_adder_graph(w, memory_budget=int(gb * (1 << 30)), notice=lambda _: None)
+    assert json.loads(out)["adders"] == blocks.adders
+    status, out, err = run_cse(capsys, str(tmp_path / "w.npy"), "--no-cache", "--merge-memory", "0.001")
+    assert status == 2 and out == ""
+    assert err.startswith("twngen: error: w.npy, a 20 x 120 weight matrix") and "--merge-memory" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--merge-effort", "max"], ["--merge-memory", "0"], ["--merge-memory", "lots"]])
+def test_cse_bad_scale_options(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    np.save(tmp_path / "w.npy", random_matrix((4, 16), [-1, 1], seed=28))
+    status, _, err = run_cse(capsys, str(tmp_path / "w.npy"), "--no-cache", *argv)
+    assert status == 2
+    assert err.startswith("twngen: error:") and err.count("\n") == 1

@@ -25,6 +25,9 @@ import numpy as np
 
 __all__ = ["AddNode", "AdderGraph", "Operand"]
 
+#: Integers held at once while re-expanding a graph (:meth:`AdderGraph.coefficients`): 64 MB.
+_COEFFICIENT_CELLS = 1 << 23
+
 
 @dataclass(frozen=True, order=True)
 class Operand:
@@ -115,19 +118,45 @@ class AdderGraph:
         return np.stack(outs, axis=-1) if outs else np.zeros((*x.shape[:-1], 0), dtype=object)
 
     def coefficients(self) -> np.ndarray:
-        """Re-expand the graph into the integer matrix it computes ([out, in])."""
-        rows: list[np.ndarray] = [np.eye(self.n_inputs, dtype=np.int64)[j] for j in range(self.n_inputs)]
+        """Re-expand the graph into the integer matrix it computes ([out, in]).
 
-        def get(op: Operand) -> np.ndarray:
-            v = rows[op.value] << op.shift
-            return -v if op.negate else v
-
-        for node in self.nodes:
-            rows.append(sum((get(op) for op in node.operands[1:]), get(node.a)))
-        zero = np.zeros(self.n_inputs, dtype=np.int64)
-        return np.array([get(o) if o is not None else zero for o in self.outputs], dtype=np.int64).reshape(
-            len(self.outputs), self.n_inputs
+        Evaluated on the unit vectors of a block of inputs at a time, one
+        vectorised step per adder depth, so memory stays near
+        ``_COEFFICIENT_CELLS`` integers whatever the size of the graph (the
+        whole matrix at once is quadratic in the inputs times the nodes).
+        """
+        n, m = self.n_inputs, len(self.outputs)
+        out = np.zeros((m, n), dtype=np.int64)
+        if n == 0 or m == 0:
+            return out
+        # Value n_values is a constant zero: absent operands and outputs point at it.
+        zero = self.n_values
+        width = max((len(node.operands) for node in self.nodes), default=2)
+        index = np.full((width, len(self.nodes)), zero, dtype=np.int64)
+        factor = np.zeros((width, len(self.nodes)), dtype=np.int64)
+        for k, node in enumerate(self.nodes):
+            for s, op in enumerate(node.operands):
+                index[s, k] = op.value
+                factor[s, k] = -(1 << op.shift) if op.negate else 1 << op.shift
+        out_index = np.array([zero if o is None else o.value for o in self.outputs], dtype=np.int64)
+        out_factor = np.array(
+            [0 if o is None else (-(1 << o.shift) if o.negate else 1 << o.shift) for o in self.outputs],
+            dtype=np.int64,
         )
+        node_depth = np.array(self.depths[n:], dtype=np.int64)
+        levels = [np.flatnonzero(node_depth == d) for d in range(1, int(node_depth.max(initial=0)) + 1)]
+        block = max(1, min(n, _COEFFICIENT_CELLS // (zero + 1)))
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            vals = np.zeros((zero + 1, hi - lo), dtype=np.int64)
+            vals[np.arange(lo, hi), np.arange(hi - lo)] = 1
+            for level in levels:
+                acc = vals[index[0, level]] * factor[0, level][:, None]
+                for s in range(1, width):
+                    acc += vals[index[s, level]] * factor[s, level][:, None]
+                vals[n + level] = acc
+            out[:, lo:hi] = vals[out_index] * out_factor[:, None]
+        return out
 
     def value_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """Interval of every value when each input lies in ``[lo, hi]``.

@@ -21,15 +21,19 @@ __all__ = ["ADDER_GRAPH_METHODS", "BuildAdderGraphs"]
 ADDER_GRAPH_METHODS = ("naive", "merged")
 
 
-def _merged(weights, max_depth: int | None) -> AdderGraph:  # type: ignore[no-untyped-def]
+def _merged(  # type: ignore[no-untyped-def]
+    weights, max_depth: int | None, effort: str, memory_budget: int | None, name: str
+) -> AdderGraph:
     from hwgen.passes.merge_pairs import merged_adder_graph_cached
 
-    return merged_adder_graph_cached(weights, max_depth=max_depth)
+    return merged_adder_graph_cached(
+        weights, max_depth=max_depth, effort=effort, memory_budget=memory_budget, name=name
+    )
 
 
-def _merged_job(job: tuple[int, object, int | None]) -> tuple[int, AdderGraph]:
-    k, weights, max_depth = job
-    return k, _merged(weights, max_depth)
+def _merged_job(job: tuple[int, object, int | None, str, int | None, str]) -> tuple[int, AdderGraph]:
+    k, weights, max_depth, effort, memory_budget, name = job
+    return k, _merged(weights, max_depth, effort, memory_budget, name)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class BuildAdderGraphs:
     result does not depend on the number of workers (each graph is a pure
     function of its weights).
 
+    ``effort`` is the merge effort (``"default"`` or ``"high"``,
+    :func:`~hwgen.passes.merge_pairs.merged_adder_graph`); ``memory_budget``
+    the bytes all merges together may use (default: half the memory
+    available), shared equally by the workers running side by side.
+
     ``on_layer(done, total)`` is called (in this process) each time a layer's graph is
     ready, for progress displays; it does not change the result."""
 
@@ -46,6 +55,8 @@ class BuildAdderGraphs:
     method: str = "merged"
     max_depth: int | None = None
     jobs: int | None = None
+    effort: str = "default"
+    memory_budget: int | None = None
     on_layer: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
     def apply(self, network: Network) -> Network:
@@ -58,7 +69,8 @@ class BuildAdderGraphs:
                 graphs.append(naive_adder_graph(linear_layer.weights))
                 self._done(len(graphs), len(linear))
         else:
-            graphs = self._merged_graphs([layer.weights for layer in linear])
+            names = [f"layer {layer.name}" for layer in linear]
+            graphs = self._merged_graphs([layer.weights for layer in linear], names)
         by_name = dict(zip((layer.name for layer in linear), graphs, strict=True))
         layers: list[Layer] = []
         for layer in network.layers:
@@ -73,12 +85,17 @@ class BuildAdderGraphs:
         if self.on_layer is not None:
             self.on_layer(done, total)
 
-    def _merged_graphs(self, matrices: list) -> list[AdderGraph]:  # type: ignore[type-arg]
+    def _merged_graphs(self, matrices: list, names: list[str]) -> list[AdderGraph]:  # type: ignore[type-arg]
         import os
 
+        from hwgen.passes.merge_pairs import EFFORTS, default_memory_budget
+
+        if self.effort not in EFFORTS:
+            raise TwnError(f"--merge-effort must be one of {', '.join(EFFORTS)}, not {self.effort!r}")
         # Small layers are not worth a process; large ones run side by side.
         big = [k for k, w in enumerate(matrices) if w.size >= 20_000]
         workers = min(len(big), self.jobs or os.cpu_count() or 1)
+        budget = default_memory_budget() if self.memory_budget is None else self.memory_budget
         graphs: dict[int, AdderGraph] = {}
         if workers > 1:
             import multiprocessing
@@ -87,12 +104,15 @@ class BuildAdderGraphs:
             order = sorted(big, key=lambda k: -matrices[k].size)
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 # Counted here, in the parent, as each worker hands back a layer.
-                jobs = [(k, matrices[k], self.max_depth) for k in order]
+                # Each worker gets its share of the memory budget.
+                jobs = [
+                    (k, matrices[k], self.max_depth, self.effort, budget // workers, names[k]) for k in order
+                ]
                 for k, graph in pool.imap_unordered(_merged_job, jobs, chunksize=1):
                     graphs[k] = graph
                     self._done(len(graphs), len(matrices))
         for k, w in enumerate(matrices):
             if k not in graphs:
-                graphs[k] = _merged(w, self.max_depth)
+                graphs[k] = _merged(w, self.max_depth, self.effort, budget, names[k])
                 self._done(len(graphs), len(matrices))
         return [graphs[k] for k in range(len(matrices))]

@@ -58,7 +58,14 @@ machinery unchanged (the shift is free wiring).
    candidates and two block thresholds, first one per orientation, then the
    rest on the better one; the graph with fewest adders (then least depth)
    wins. Small layers get many runs, a 512x512 layer two. The number of runs
-   depends only on the matrix, so the result is deterministic.
+   depends only on the matrix, so the result is deterministic. Runs go side
+   by side to forked workers on large matrices (the same graph either way);
+   ``effort="high"`` adds about nine times as many runs after them.
+8. **Memory.** One run's peak is predicted before it starts
+   (:func:`merge_memory_estimate`: expected candidate pairs, columns, a
+   fixed part); a matrix over the budget is merged in blocks of inputs, each
+   on its own, and the outputs add the blocks' partial sums (see
+   ``docs/cse.md``, "Scale").
 
 Against the anchors: the published generator is step 1 alone (then a tree
 per row), with a quadratic rescan per step and arbitrary ties; da4ml weighs
@@ -70,10 +77,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import math
 import os
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +95,10 @@ from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand
 
 __all__ = [
     "ALGORITHM_VERSION",
+    "EFFORTS",
     "default_max_depth",
+    "default_memory_budget",
+    "merge_memory_estimate",
     "merged_adder_graph",
     "merged_adder_graph_cached",
     "min_depth",
@@ -293,6 +306,8 @@ class _Extraction:
     """
 
     _CHUNK = 1 << 17
+    #: Cells (rows x columns) counted at once when a new column's pairs are counted.
+    _ROW_CELLS = 1 << 22
 
     def __init__(
         self,
@@ -504,19 +519,56 @@ class _Extraction:
         self.freq[a] -= k
         self.freq[b] -= k
         self.pairs.append((a, b, rel))
-        # The new column's pairs, counted once on its own rows.
+        # The new column's pairs, counted once on its own rows: row by row
+        # when it has few rows, else with bitsets over its rows, so memory
+        # stays linear in the columns (rows x columns at once was gigabytes
+        # on a transposed 4608-input layer). Both count the same.
+        if len(rows) * c <= self._ROW_CELLS and len(rows) <= 4 * self.words:
+            same_counts, opp_counts = self._new_counts_by_rows(rows, sign, c, d)
+        else:
+            same_counts, opp_counts = self._new_counts_by_bits(c, d)
+        for r, counts in ((1, same_counts), (-1, opp_counts)):
+            others = np.flatnonzero(counts >= 2)
+            self._push(others, np.full(len(others), c), np.full(len(others), r, np.int8), counts[others])
+        return c
+
+    def _new_counts_by_rows(
+        self, rows: _Int64Array, sign: _Int8Array, c: int, d: int
+    ) -> tuple[_Int64Array, _Int64Array]:
+        """Rows sharing each old column with new column ``c`` (same sign, opposite sign)."""
         uses = self.matrix[rows, :c] * sign[:, None]
         same, opp = uses == 1, uses == -1
         if (2 << self.depth_max) > self.budget - self.kraft_max:
             delta = self._delta(self.depth[:c], np.full(c, d))
-            fits = (self.kraft[rows][:, None] + delta[None, :]) <= self.budget
+            fits = self.kraft[rows][:, None] <= self.budget - delta[None, :]
             same &= fits
             opp &= fits
-        for r, hit in ((1, same), (-1, opp)):
-            counts = hit.sum(axis=0)
-            others = np.flatnonzero(counts >= 2)
-            self._push(others, np.full(len(others), c), np.full(len(others), r, np.int8), counts[others])
-        return c
+        return same.sum(axis=0), opp.sum(axis=0)
+
+    def _new_counts_by_bits(self, c: int, d: int) -> tuple[_Int64Array, _Int64Array]:
+        """As :meth:`_new_counts_by_rows`, from the bitsets (for columns used in many rows)."""
+        pc, nc = self.pos[c], self.neg[c]
+        same_counts = np.empty(c, np.int64)
+        opp_counts = np.empty(c, np.int64)
+        tight = (2 << self.depth_max) > self.budget - self.kraft_max
+        delta = self._delta(self.depth[:c], np.full(c, d)) if tight else None
+        slack = self.budget - self.kraft_max
+        step = max(1, self._ROW_CELLS // (8 * self.words))
+        for lo in range(0, c, step):
+            hi = min(c, lo + step)
+            pj, nj = self.pos[lo:hi], self.neg[lo:hi]
+            same = (pj & pc) | (nj & nc)
+            opp = (pj & nc) | (nj & pc)
+            if delta is not None:
+                part = delta[lo:hi]
+                for value in np.unique(part[part > slack]).tolist():
+                    mask = self._to_bits(self._fit_int(value))
+                    pick = part == value
+                    same[pick] &= mask
+                    opp[pick] &= mask
+            same_counts[lo:hi] = _popcount(same)
+            opp_counts[lo:hi] = _popcount(opp)
+        return same_counts, opp_counts
 
     # -- the search ------------------------------------------------------------
 
@@ -560,28 +612,35 @@ class _Extraction:
         _, group, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         n_groups = len(group)
-        by_group = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[by_group], np.arange(n_groups + 1))
-        cols = [
-            np.unique(np.concatenate([a[by_group[lo:hi]], b[by_group[lo:hi]]]))
-            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-        ]
-        size = np.array([len(c) for c in cols])
-        fkey = np.array([float(self.freq[c].mean()) for c in cols])
+        # The columns of each group, sorted and unique, all groups at once.
+        gid = np.concatenate([inverse, inverse])
+        col = np.concatenate([a, b]).astype(np.int64)
+        by_col = np.lexsort((col, gid))
+        gid, col = gid[by_col], col[by_col]
+        first = np.ones(len(col), np.bool_)
+        first[1:] = (gid[1:] != gid[:-1]) | (col[1:] != col[:-1])
+        gid, col = gid[first], col[first]
+        starts = np.searchsorted(gid, np.arange(n_groups + 1))
+        size = np.diff(starts)
+        # Mean frequency of a group's columns (integer sums: exact in any order).
+        fkey = np.add.reduceat(self.freq[col], starts[:-1]) / size
         order = np.lexsort((self.rng.random(n_groups), fkey, -size))
         shuffled = "random-blocks" in self.ablate
         if shuffled:
             order = self.rng.permutation(n_groups)
         heap = [(0 if shuffled else -int(size[g]), rank, int(g)) for rank, g in enumerate(order.tolist())]
         heapq.heapify(heap)
+        pos_int, neg_int = self.pos_int, self.neg_int
         while heap:
             neg_size, rank, g = heapq.heappop(heap)
-            rows_bits, plus = keys[group[g], : self.words], keys[group[g], self.words :]
+            rows_bits = self._to_int(keys[group[g], : self.words])
+            plus = self._to_int(keys[group[g], self.words :])
             minus = rows_bits & ~plus
-            c = cols[g]
-            pc, nc = self.pos[c] & rows_bits, self.neg[c] & rows_bits
-            ok = ((pc == plus) & (nc == minus)).all(axis=1) | ((pc == minus) & (nc == plus)).all(axis=1)
-            block = c[ok]
+            block = []
+            for c in col[starts[g] : starts[g + 1]].tolist():
+                pc, nc = pos_int[c] & rows_bits, neg_int[c] & rows_bits
+                if (pc == plus and nc == minus) or (pc == minus and nc == plus):
+                    block.append(c)
             if len(block) < 2:
                 continue
             if len(block) < -neg_size and not shuffled:
@@ -598,7 +657,7 @@ class _Extraction:
         if top.any():
             self._pair_level(level, a[top], b[top], rel[top])
 
-    def _extract_block(self, block: np.ndarray, level: int) -> None:
+    def _extract_block(self, block: list[int], level: int) -> None:
         """Sum a block of columns shared by the same rows, shallowest terms first."""
         items = [(int(self.depth[c]), int(c)) for c in block]
         heapq.heapify(items)
@@ -758,7 +817,256 @@ def _better(g: AdderGraph, best: AdderGraph | None) -> bool:
     return best is None or (g.adders, g.depth) < (best.adders, best.depth)
 
 
-def merged_adder_graph(weights: np.ndarray, max_depth: int | None = None, seed: int = 0) -> AdderGraph:
+#: ``effort="high"``: extra runs per default run (other seeds, block thresholds
+#: 2..5, both orientations), after the default portfolio, whose graph they can
+#: only improve on. About ten times the default's time.
+_HIGH_EFFORT_FACTOR = 9
+_HIGH_EFFORT_MIN_RUNS = 12
+
+#: Memory model of one search run, bytes (calibrated with tracemalloc on
+#: trained-like layers of 576..4608 inputs, with margin): per candidate pair
+#: (``_PAIR_BYTES + _PAIR_WORD_BYTES`` per 64 rows), per column of the
+#: growing matrix (``_COLUMN_ROW_BYTES`` per row, plus its bitsets), and a
+#: fixed part.
+_PAIR_BYTES = 120
+_PAIR_WORD_BYTES = 24
+_COLUMN_ROW_BYTES = 3
+_FIXED_BYTES = 48 << 20
+#: Smallest block of inputs the bounded strategy merges on its own.
+_MIN_BLOCK_COLUMNS = 16
+
+EFFORTS = ("default", "high")
+
+
+def _candidate_pairs(t: _Int8Array) -> float:
+    """Expected number of signed column pairs occurring in two rows or more.
+
+    Pairs with frequencies ``f_i, f_j`` in ``m`` rows meet in about
+    ``f_i f_j / m`` rows, half of them with each relative sign; Poisson tails
+    of that give the count the seeding will hold (within 1% of the exact
+    count on the layers measured), from a histogram of the frequencies in
+    time independent of the number of pairs.
+    """
+    m, n = t.shape
+    if m < 2 or n < 2:
+        return 0.0
+    freq = np.count_nonzero(t, axis=0)
+    values, counts = np.unique(freq, return_counts=True)
+    lam = np.outer(values, values).astype(np.float64) / (2.0 * m)
+    at_least_two = 1.0 - np.exp(-lam) * (1.0 + lam)
+    ordered = np.outer(counts, counts).astype(np.float64) - np.diag(counts)
+    return float((ordered * at_least_two).sum())
+
+
+def _search_bytes(t: _Int8Array) -> int:
+    """Estimated peak memory of one search run on the ternary matrix ``t``."""
+    m, n = t.shape
+    words = max(1, (m + 63) // 64)
+    nonzeros = int(np.count_nonzero(t))
+    columns = 1 << max(4, (n + nonzeros // 4).bit_length())
+    per_column = _COLUMN_ROW_BYTES * m + 48 * words + 64
+    pairs = _candidate_pairs(t) * (_PAIR_BYTES + _PAIR_WORD_BYTES * words)
+    return int(_FIXED_BYTES + pairs + columns * per_column)
+
+
+def merge_memory_estimate(weights: np.ndarray) -> int:
+    """Estimated peak memory (bytes) of merging ``weights`` whole: its larger orientation."""
+    w = _as_int_matrix(weights)
+    if w.size == 0:
+        return _FIXED_BYTES
+    return max(_search_bytes(_expand(w).matrix), _search_bytes(_expand(np.ascontiguousarray(w.T)).matrix))
+
+
+def default_memory_budget() -> int:
+    """Bytes the merge may use by default: half the memory available now (Linux), else 4 GB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 << 30
+
+
+def _gb(n: float) -> str:
+    return f"{n / (1 << 30):.2f} GB"
+
+
+def _stderr_notice(message: str) -> None:
+    print(f"twngen: {message}", file=sys.stderr, flush=True)
+
+
+def _column_blocks(w: _Int64Array, budget: int) -> list[tuple[int, int]]:
+    """Fewest equal blocks of columns each of which fits ``budget`` ([(lo, hi)]); [] if none does."""
+    n = w.shape[1]
+    blocks = 1
+    while True:
+        edges = [round(k * n / blocks) for k in range(blocks + 1)]
+        spans = list(itertools.pairwise(edges))
+        if all(merge_memory_estimate(w[:, lo:hi]) <= budget for lo, hi in spans):
+            return spans
+        if n // (blocks * 2) < _MIN_BLOCK_COLUMNS:
+            return []
+        blocks *= 2
+
+
+def _merged_in_blocks(
+    w: _Int64Array, limit: int, spans: list[tuple[int, int]], effort: str, seed: int, budget: int
+) -> AdderGraph:
+    """Merge each block of columns on its own, then add the blocks' partial sums per output.
+
+    Each block's graph gets ``limit - ceil(log2(blocks))`` levels (or its own
+    least depth if that is more), so the final shallowest-first sums meet
+    ``limit`` whenever the blocks do.
+    """
+    extra = math.ceil(math.log2(len(spans)))
+    builder = _GraphBuilder(w.shape[1])
+    partial: list[list[Operand]] = [[] for _ in range(w.shape[0])]
+    for lo, hi in spans:
+        sub = w[:, lo:hi]
+        sub_limit = max(min_depth(sub), limit - extra)
+        graph = _merged_whole(sub, sub_limit, seed, effort, budget)
+        value = list(range(lo, hi))
+        for node in graph.nodes:
+            a = Operand(value[node.a.value], node.a.negate, node.a.shift)
+            b = Operand(value[node.b.value], node.b.negate, node.b.shift)
+            builder.nodes.append(AddNode(a, b))
+            builder.depths.append(1 + max(builder.depths[a.value], builder.depths[b.value]))
+            value.append(builder.n_inputs + len(builder.nodes) - 1)
+        for r, out in enumerate(graph.outputs):
+            if out is not None:
+                partial[r].append(Operand(value[out.value], out.negate, out.shift))
+    return builder.graph([builder.sum(terms) for terms in partial])
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Everything one search run needs; shared with forked workers through :data:`_FORKED`."""
+
+    direct: _Terms
+    transposed: _Terms
+    limit: int
+    seed: int
+    shape: tuple[int, int]
+
+    def run(self, orientation: str, run: int, block_level: int) -> AdderGraph | None:
+        m, n = self.shape
+        run_seed = (self.seed % (1 << 32)) * 1024 + run
+        if orientation == "direct":
+            ext = _Extraction(self.direct.matrix, self.limit, run_seed, block_level).run()
+            return _direct_graph(ext, self.direct, n)
+        uses = np.count_nonzero(self.transposed.matrix, axis=0).tolist()
+        tracker = _TransposeDepth(uses, self.transposed.slot_input, m, self.limit)
+        # The search's own depth does not matter here: the tracker bounds
+        # the depth of the transposed graph, which is the one kept.
+        ext = _Extraction(self.transposed.matrix, _UNBOUNDED, run_seed, block_level, transpose_depth=tracker).run()
+        graph = _transposed_graph(ext, self.transposed, n, m)
+        return None if graph.depth > self.limit else graph  # cannot be deeper; a safety net
+
+
+_Attempt = tuple[str, int, int]
+_FORKED: _Search | None = None
+
+
+def _forked_attempt(attempt: _Attempt) -> AdderGraph | None:
+    assert _FORKED is not None
+    return _FORKED.run(*attempt)
+
+
+#: Signed-digit terms from which the runs of a portfolio go to worker processes.
+_PARALLEL_TERMS = 20_000
+
+
+def _workers(terms: int, run_bytes: int, budget: int) -> int:
+    """Processes for the runs of one matrix: the cores this process may use, within the memory budget.
+
+    Only on Linux (fork: workers share the matrices without copying), only
+    from a single-threaded process (forking one with threads, a live
+    progress display for instance, can deadlock the child), never inside a
+    daemonic worker (which may not have children), and only for matrices
+    whose runs take a second or more.
+    """
+    import multiprocessing
+    import threading
+
+    if terms < _PARALLEL_TERMS or not hasattr(os, "sched_getaffinity") or sys.platform != "linux":
+        return 1
+    if multiprocessing.current_process().daemon or threading.active_count() > 1:
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, budget // max(1, run_bytes)))
+
+
+def _run_all(search: _Search, attempts: list[_Attempt], workers: int) -> Iterator[AdderGraph | None]:
+    """Graphs of the attempts, in order (the same with any number of workers), one at a time."""
+    if workers <= 1 or len(attempts) <= 1:
+        yield from (search.run(*a) for a in attempts)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
+    _FORKED = search
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(attempts)), mp_context=context) as pool:
+            yield from pool.map(_forked_attempt, attempts)
+    finally:
+        _FORKED = None
+
+
+def _merged_whole(w: _Int64Array, limit: int, seed: int, effort: str, budget: int | None = None) -> AdderGraph:
+    """The portfolio of search runs on the whole matrix (see the module docstring).
+
+    Runs are independent: with several cores they run side by side (as many
+    as the memory budget allows), and the graph kept is the one a single
+    process would keep, since results are compared in the same order.
+    """
+    m, n = w.shape
+    if m == 0 or n == 0 or not w.any() or int(_row_terms(w).max()) <= 1:
+        return _trivial_graph(w)
+    search = _Search(_expand(w), _expand(np.ascontiguousarray(w.T)), limit, seed, (m, n))
+    terms = int(np.count_nonzero(search.direct.matrix))
+    runs = max(2, min(_MAX_RUNS, math.ceil(_RUNS_SCALE / math.sqrt(terms))))
+    run_bytes = max(_search_bytes(search.direct.matrix), _search_bytes(search.transposed.matrix))
+    workers = _workers(terms, run_bytes, default_memory_budget() if budget is None else budget)
+    best: AdderGraph | None = None
+    scores: dict[str, int] = {}
+
+    def keep(attempts: list[_Attempt]) -> None:
+        nonlocal best
+        for (orientation, _, _), graph in zip(attempts, _run_all(search, attempts, workers), strict=True):
+            if graph is None:
+                continue
+            scores[orientation] = min(scores.get(orientation, graph.adders), graph.adders)
+            if _better(graph, best):
+                best = graph
+
+    keep([("direct", 0, 3), ("transposed", 0, 3)])
+    favourite = "transposed" if scores.get("transposed", 1 << 62) < scores["direct"] else "direct"
+    # The two first runs were one per orientation.
+    keep([(favourite, run, 3 + run % 2) for run in range(1, runs - 1)])
+    if effort == "high":
+        # Restarts from other seeds and block thresholds, two in three on the
+        # better orientation; they only replace the default graph if better.
+        other = "direct" if favourite == "transposed" else "transposed"
+        extra = max(_HIGH_EFFORT_MIN_RUNS, _HIGH_EFFORT_FACTOR * runs)
+        keep([(other if k % 3 == 2 else favourite, runs + k, 2 + k % 4) for k in range(extra)])
+    assert best is not None
+    return best
+
+
+def merged_adder_graph(
+    weights: np.ndarray,
+    max_depth: int | None = None,
+    seed: int = 0,
+    *,
+    effort: str = "default",
+    memory_budget: int | None = None,
+    name: str | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> AdderGraph:
     """An adder graph computing ``weights @ x`` with shared signed pairs.
 
     Parameters
@@ -771,52 +1079,78 @@ def merged_adder_graph(weights: np.ndarray, max_depth: int | None = None, seed: 
         Must be at least :func:`min_depth`.
     seed:
         Base seed of the order among equal candidates. The same weights,
-        ``max_depth`` and ``seed`` always give the same graph.
+        ``max_depth``, ``seed``, ``effort`` (and, for layers too large for
+        the budget, ``memory_budget``) always give the same graph.
+    effort:
+        ``"default"`` or ``"high"``: about ten times the search runs, never
+        more adders than ``"default"``.
+    memory_budget:
+        Bytes the search may use (:func:`merge_memory_estimate`); default
+        :func:`default_memory_budget`. A matrix whose search would need more
+        is merged in blocks of columns that fit, each on its own (fewer
+        adders shared), and ``notice`` is told; if even the smallest blocks
+        do not fit, :class:`~hwgen.errors.TwnError`.
+    name:
+        What to call the matrix in messages (``"layer conv4"``, a file name).
+    notice:
+        Called with a one-line message when the bounded strategy is taken;
+        default: printed on stderr.
     """
     w = _as_int_matrix(weights)
     least = min_depth(w)
     limit = least + 2 if max_depth is None else int(max_depth)
     if limit < least:
         raise TwnError(f"max_depth must be at least {least} (a row has {int(_row_terms(w).max())} terms), not {limit}")
-    m, n = w.shape
-    if m == 0 or n == 0 or not w.any() or int(_row_terms(w).max()) <= 1:
-        return _trivial_graph(w)
-    best: AdderGraph | None = None
-    direct = _expand(w)
-    transposed = _expand(np.ascontiguousarray(w.T))
-    terms = int(np.count_nonzero(direct.matrix))
-    runs = max(2, min(_MAX_RUNS, math.ceil(_RUNS_SCALE / math.sqrt(terms))))
-    scores: dict[str, int] = {}
-
-    def attempt(orientation: str, run: int) -> None:
-        nonlocal best
-        block_level = 3 + run % 2
-        run_seed = (seed % (1 << 32)) * 1024 + run
-        if orientation == "direct":
-            ext = _Extraction(direct.matrix, limit, run_seed, block_level).run()
-            graph = _direct_graph(ext, direct, n)
-        else:
-            uses = np.count_nonzero(transposed.matrix, axis=0).tolist()
-            tracker = _TransposeDepth(uses, transposed.slot_input, m, limit)
-            # The search's own depth does not matter here: the tracker bounds
-            # the depth of the transposed graph, which is the one kept.
-            ext = _Extraction(transposed.matrix, _UNBOUNDED, run_seed, block_level, transpose_depth=tracker).run()
-            graph = _transposed_graph(ext, transposed, n, m)
-            if graph.depth > limit:  # cannot happen; a safety net
-                return
-        scores[orientation] = min(scores.get(orientation, graph.adders), graph.adders)
-        if _better(graph, best):
-            best = graph
-
-    attempt("direct", 0)
-    attempt("transposed", 0)
-    favourite = "transposed" if scores.get("transposed", 1 << 62) < scores["direct"] else "direct"
-    for run in range(1, runs - 1):  # the two first runs were one per orientation
-        attempt(favourite, run)
-    assert best is not None
+    if effort not in EFFORTS:
+        raise TwnError(f"merge effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
+    spans = _merge_plan(w, memory_budget, name)
+    if len(spans) == 1:
+        best = _merged_whole(w, limit, seed, effort, memory_budget)
+    else:
+        if notice is None:
+            notice = _stderr_notice
+        budget = default_memory_budget() if memory_budget is None else memory_budget
+        notice(
+            f"{_what(w, name)} would need about {_gb(merge_memory_estimate(w))} to merge whole, more than the "
+            f"merge memory budget of {_gb(budget)}: merging it in {len(spans)} blocks of about "
+            f"{w.shape[1] // len(spans)} inputs instead (fewer shared adders; --merge-memory GB raises the budget)"
+        )
+        best = _merged_in_blocks(w, limit, spans, effort, seed, budget)
+        if best.depth > limit:
+            raise TwnError(
+                f"{_what(w, name)}: merged in {len(spans)} blocks of inputs to fit the merge memory budget, its "
+                f"adder depth is {best.depth}, over the limit of {limit}; raise --max-depth to {best.depth} "
+                f"or --merge-memory to {_gb(merge_memory_estimate(w))}"
+            )
     if not np.array_equal(best.coefficients(), w):
         raise AssertionError("merged adder graph does not compute the weight matrix")
     return best
+
+
+def _what(w: _Int64Array, name: str | None) -> str:
+    size = f"a {w.shape[0]} x {w.shape[1]} weight matrix ({w.shape[1]} inputs, {w.shape[0]} outputs)"
+    return f"{name}, {size}," if name else size
+
+
+def _merge_plan(w: _Int64Array, memory_budget: int | None, name: str | None) -> list[tuple[int, int]]:
+    """Blocks of columns to merge separately: one block when the whole matrix fits the budget."""
+    n = w.shape[1]
+    whole = [(0, n)]
+    if w.size == 0:
+        return whole
+    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    if merge_memory_estimate(w) <= budget:
+        return whole
+    spans = _column_blocks(w, budget)
+    if not spans:
+        need = merge_memory_estimate(w[:, : min(n, _MIN_BLOCK_COLUMNS)])
+        raise TwnError(
+            f"{_what(w, name)} cannot be merged within the merge memory budget of {_gb(budget)}: even blocks "
+            f"of {_MIN_BLOCK_COLUMNS} inputs need about {_gb(need)} (the whole matrix about "
+            f"{_gb(merge_memory_estimate(w))}); give --merge-memory {max(need, budget) / (1 << 30) * 1.25:.2f} "
+            "or more, or --adder-graph naive"
+        )
+    return spans
 
 
 def _cache_dir(cache_dir: Path | None) -> Path:
@@ -826,9 +1160,11 @@ def _cache_dir(cache_dir: Path | None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "twngen" / "merge"
 
 
-def _cache_key(w: _Int64Array, max_depth: int | None) -> str:
+def _cache_key(w: _Int64Array, max_depth: int | None, effort: str = "default", blocks: int = 1) -> str:
     h = hashlib.sha256()
-    h.update(f"twngen-merge-v{ALGORITHM_VERSION}|{w.shape}|{max_depth}|".encode())
+    # The default effort on the whole matrix keeps the key it always had, so existing entries stay valid.
+    variant = ("" if effort == "default" else f"effort={effort}|") + ("" if blocks == 1 else f"blocks={blocks}|")
+    h.update(f"twngen-merge-v{ALGORITHM_VERSION}|{w.shape}|{max_depth}|{variant}".encode())
     h.update(np.ascontiguousarray(w, dtype="<i8").tobytes())
     return h.hexdigest()
 
@@ -846,12 +1182,20 @@ def _load(path: Path, w: _Int64Array, limit: int) -> AdderGraph | None:
 
 
 def merged_adder_graph_cached(
-    weights: np.ndarray, max_depth: int | None = None, cache_dir: Path | None = None
+    weights: np.ndarray,
+    max_depth: int | None = None,
+    cache_dir: Path | None = None,
+    *,
+    effort: str = "default",
+    memory_budget: int | None = None,
+    name: str | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> AdderGraph:
     """:func:`merged_adder_graph` through an on-disk cache.
 
     Entries are keyed by a hash of the weights (values and shape), the depth
-    limit and :data:`ALGORITHM_VERSION`, written atomically (temporary file,
+    limit, the effort, the number of blocks of columns the memory budget
+    asks for (when more than one) and :data:`ALGORITHM_VERSION`, written atomically (temporary file,
     then rename), and re-verified against the weights when read: a corrupt
     or stale entry is recomputed and replaced. The directory is
     ``cache_dir``, else ``$TWNGEN_CACHE``, else ``~/.cache/twngen/merge``; a
@@ -859,13 +1203,18 @@ def merged_adder_graph_cached(
     """
     w = _as_int_matrix(weights)
     limit = min_depth(w) + 2 if max_depth is None else int(max_depth)
+    if effort not in EFFORTS:
+        raise TwnError(f"merge effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
+    blocks = len(_merge_plan(w, memory_budget, name))
     directory = _cache_dir(cache_dir)
-    path = directory / f"{_cache_key(w, max_depth)}.json"
+    path = directory / f"{_cache_key(w, max_depth, effort, blocks)}.json"
     if path.is_file():
         graph = _load(path, w, limit)
         if graph is not None:
             return graph
-    graph = merged_adder_graph(w, max_depth=max_depth)
+    graph = merged_adder_graph(
+        w, max_depth=max_depth, effort=effort, memory_budget=memory_budget, name=name, notice=notice
+    )
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".merge-", suffix=".tmp")
