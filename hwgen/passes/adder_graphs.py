@@ -105,9 +105,7 @@ class BuildAdderGraphs:
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 # Counted here, in the parent, as each worker hands back a layer.
                 # Each worker gets its share of the memory budget.
-                jobs = [
-                    (k, matrices[k], self.max_depth, self.effort, budget // workers, names[k]) for k in order
-                ]
+                jobs = [(k, matrices[k], self.max_depth, self.effort, budget // workers, names[k]) for k in order]
                 for k, graph in pool.imap_unordered(_merged_job, jobs, chunksize=1):
                     graphs[k] = graph
                     self._done(len(graphs), len(matrices))
