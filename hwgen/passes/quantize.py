@@ -56,7 +56,7 @@ MAX_SHIFT = 40
 #: Multiplier widths tried, in order, for a graph quantiser's exact affine form: a DSP's B port,
 #: its A port, then two DSPs. A 16-bit quantiser over a wide accumulator needs more than 18 bits
 #: to place all its steps exactly.
-AFFINE_MULTIPLIER_BITS = (18, 27, 35)
+AFFINE_MULTIPLIER_BITS = (18, 27, 35, 44)
 
 
 def frac_bits_for(max_abs: float, bits: int) -> int:
