@@ -236,7 +236,9 @@ def _verdict_text(r: dict) -> str:  # type: ignore[type-arg]
         + "\n"
     )
     for warning in r.get("warnings") or []:
-        text += "\n> **Warning.** " + " ".join(warning.split()) + "\n"
+        lines = warning.rstrip("\n").splitlines()
+        text += "\n> **Warning.** " + "\n> ".join(line if line.startswith("  - ") else line + "  " for line in lines)
+        text += "\n"
     return text
 
 
