@@ -486,13 +486,15 @@ def _scheduled(
     network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
     choice = None
     if precision in ("incremental", "auto"):
-        with progress.stage(f"choosing activation precision (--precision {precision})"):
-            if precision == "incremental":
+        if precision == "incremental":
+            with progress.stage("choosing activation precision (--precision incremental)"):
                 bits = tuple(choose_activation_bits(network, ii, min_act_bits, options.act_bits).items())
-            else:
-                assert budget is not None
-                choice = auto_precision(model, options, network, calib, ii, min_act_bits, budget, share_requantisers)
-                bits = choice.bits
+        else:
+            assert budget is not None
+            choice = auto_precision(
+                model, options, network, calib, ii, min_act_bits, budget, share_requantisers, progress
+            )
+            bits = choice.bits
         options = replace(options, layer_act_bits=bits)
         network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress)
     schedule = ScheduleDigitWidths(ii, share_requantisers=share_requantisers)
@@ -509,6 +511,7 @@ def auto_precision(
     min_act_bits: int,
     budget: float,
     share_requantisers: bool = False,
+    progress: Progress = SILENT,
 ) -> AutoChoice:
     """``--precision auto``: per-layer activation bits of least estimated area within ``budget``.
 
@@ -552,8 +555,11 @@ def auto_precision(
         schedule = ScheduleDigitWidths(initiation_interval, share_requantisers=share_requantisers)
         return run_passes(net, (schedule, ThreeInputAdders()))
 
-    table = AreaTable(scheduled, steps)
-    return search_activation_bits(table, agreement, 1.0 - budget, loss_floor=0.5 / len(x))
+    count = max((len(ladder) for ladder in steps.values()), default=1)
+    with progress.stage("pricing activation widths", 2 * count - 1, "estimates") as s:
+        table = AreaTable(scheduled, steps, on_estimate=s.update)
+    with progress.stage(f"searching activation widths (golden model on {len(x)} samples)"):
+        return search_activation_bits(table, agreement, 1.0 - budget, loss_floor=0.5 / len(x))
 
 
 def _graphs_at_rate(

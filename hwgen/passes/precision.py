@@ -192,10 +192,16 @@ class AreaTable:
     ``steps[name]`` is each variable layer's ladder (narrowest first); a choice maps
     layer names to indices into it (a step past a short ladder's end is its widest).
     ``scheduled(bits)`` is the network quantised with ``{name: value bits}``, with its
-    graphs and digit widths, ready to plan.
+    graphs and digit widths, ready to plan; ``on_estimate(done, total)`` is told each
+    estimate (for progress displays).
     """
 
-    def __init__(self, scheduled: Callable[[Mapping[str, int]], Network], steps: Mapping[str, list[int]]) -> None:
+    def __init__(
+        self,
+        scheduled: Callable[[Mapping[str, int]], Network],
+        steps: Mapping[str, list[int]],
+        on_estimate: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.steps = {name: list(ladder) for name, ladder in steps.items()}
         self.variable = list(self.steps)
         self.estimates = 0
@@ -207,7 +213,8 @@ class AreaTable:
         # parity (its position in the variable list, mod 2) at the step, the others widest.
         self._rows: dict[tuple[int, int], tuple[list[float], float]] = {}
         self._units: list[tuple[str | None, str | None]] = []
-        for parity, index in [(0, count - 1)] + [(p, i) for p in (0, 1) for i in range(count - 1)]:
+        configurations = [(0, count - 1)] + [(p, i) for p in (0, 1) for i in range(count - 1)]
+        for parity, index in configurations:
             choice = {
                 name: (min(index, self._widest[name]) if k % 2 == parity else self._widest[name])
                 for k, name in enumerate(self.variable)
@@ -216,6 +223,8 @@ class AreaTable:
             plan = plan_network(network)
             estimate = estimate_parts(plan)
             self.estimates += 1
+            if on_estimate is not None:
+                on_estimate(self.estimates, len(configurations))
             self._units = self._dependencies(network, _unit_layers(plan))
             rows = [area_score(total_of(parts)) for parts in estimate.layers]
             self._rows[(parity, index)] = (rows, area_score(total_of(estimate.outside)))
@@ -291,6 +300,7 @@ def search_activation_bits(
     agreement: Callable[[Mapping[str, int]], float],
     required: float,
     loss_floor: float = 1e-3,
+    on_run: Callable[[int], None] | None = None,
 ) -> AutoChoice:
     """The least area whose agreement stays >= ``required`` (``--precision auto``), in two phases.
 
@@ -307,12 +317,20 @@ def search_activation_bits(
        break it later too. Stops when no narrowing is left.
 
     When even the widest choice misses ``required``, raises :class:`TwnError` with the
-    best agreement reached.
+    best agreement reached. ``on_run(runs)`` is told each golden-model run.
     """
     variable = table.variable
+    runs = 0
+
+    def judged(choice: Mapping[str, int]) -> float:
+        nonlocal runs
+        runs += 1
+        if on_run is not None:
+            on_run(runs)
+        return agreement(table.bits(choice))
+
     widest = {name: len(table.steps[name]) - 1 for name in variable}
-    evaluations = 1
-    widest_agreement = agreement(table.bits(widest))
+    widest_agreement = judged(widest)
     widest_area = table.area(widest)
     if widest_agreement < required - 1e-12:
         top = max((table.steps[n][-1] for n in variable), default=0)
@@ -329,8 +347,7 @@ def search_activation_bits(
     while lo < hi:
         mid = (lo + hi) // 2
         trial = {name: min(mid, widest[name]) for name in variable}
-        evaluations += 1
-        reached = agreement(table.bits(trial))
+        reached = judged(trial)
         if reached >= required - 1e-12:
             hi, current, current_agreement = mid, trial, reached
         else:
@@ -350,8 +367,7 @@ def search_activation_bits(
             saving = current_area - table.area(trial)
             if saving <= 0:
                 continue
-            evaluations += 1
-            reached = agreement(table.bits(trial))
+            reached = judged(trial)
             if reached < required - 1e-12:
                 frozen.add(name)
                 continue
@@ -372,6 +388,6 @@ def search_activation_bits(
         widest_area=widest_area,
         widest_agreement=widest_agreement,
         steps=tuple(kept),
-        evaluations=evaluations,
+        evaluations=runs,
         area_estimates=table.estimates,
     )
