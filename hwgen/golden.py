@@ -307,21 +307,24 @@ class LayerCache:
     Variants differ only in some layers' requantisers (``--precision auto`` tries
     activation widths layer by layer): the codes after layer ``k`` are kept, keyed by
     the requantisers of layers ``0..k``, so a variant runs only from its first changed
-    layer on. Codes are stored in the narrowest integer type that holds them.
+    layer on. Codes are stored in the narrowest integer type that holds them, at most
+    ``max_bytes`` of them, the least recently used dropped first.
     """
 
-    def __init__(self, x: np.ndarray, max_entries: int = 64) -> None:
+    def __init__(self, x: np.ndarray, max_bytes: int = 1 << 30) -> None:
         self.x = x
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._codes: dict[tuple[object, ...], np.ndarray] = {}
+        self._bytes = 0
         self._input: tuple[object, np.ndarray] | None = None
 
     def outputs(self, network: Network) -> np.ndarray:
-        """Dequantised outputs [batch, outputs] of ``network`` (quantised, unfolded) on the batch."""
+        """Dequantised outputs [batch, outputs] of ``network`` (quantised) on the batch."""
         _check_ready(network)
         if self._input is None or self._input[0] != network.input_format:
             self._input = (network.input_format, network.fold_input(quantize_input(network, self.x)))
             self._codes.clear()
+            self._bytes = 0
         q = self._input[1]
         key: tuple[object, ...] = ()
         start = 0
@@ -331,17 +334,23 @@ class LayerCache:
             keys.append(key)
         for k in range(len(keys) - 1, -1, -1):
             if keys[k] in self._codes:
-                q, start = self._codes[keys[k]], k + 1
+                q, start = self._codes.pop(keys[k]), k + 1
+                self._codes[keys[k]] = q  # most recently used
                 break
         for k in range(start, len(network.layers)):
             q = network.layers[k].integer_forward(q)
-            self._store(keys[k], q)
-        return dequantize_output(network, q.reshape(len(q), -1).astype(np.int64))
+            q = self._store(keys[k], q)
+        return dequantize_output(network, np.asarray(q).reshape(len(q), -1).astype(np.int64))
 
-    def _store(self, key: tuple[object, ...], q: np.ndarray) -> None:
-        if len(self._codes) >= self.max_entries:
-            del self._codes[next(iter(self._codes))]  # the oldest
+    def _store(self, key: tuple[object, ...], q: np.ndarray) -> np.ndarray:
         if q.dtype != object:
             peak = int(np.abs(q).max(initial=0))
             q = q.astype(np.int16 if peak < 1 << 15 else np.int32 if peak < 1 << 31 else np.int64)
-        self._codes[key] = q
+        size = q.nbytes if q.dtype != object else q.size * 32
+        while self._codes and self._bytes + size > self.max_bytes:
+            old = self._codes.pop(next(iter(self._codes)))  # the least recently used
+            self._bytes -= old.nbytes if old.dtype != object else old.size * 32
+        if size <= self.max_bytes:
+            self._codes[key] = q
+            self._bytes += size
+        return q

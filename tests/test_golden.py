@@ -56,13 +56,15 @@ def test_outputs_that_are_not_classes_are_judged_by_relative_rms_error(tmp_path)
     assert report["budget"] == 0.001 and report["budget_met"] == acc.met
 
 
-def test_layer_cache_gives_the_golden_outputs_of_every_variant(tmp_path):
+@pytest.mark.parametrize("max_bytes", [1 << 30, 1500])
+def test_layer_cache_gives_the_golden_outputs_of_every_variant(tmp_path, max_bytes):
     path = write_mlp(tmp_path / "m.onnx", [20, 16, 12, 5], seed=4)
     x = np.random.default_rng(4).standard_normal((32, 20))
-    cache = golden.LayerCache(x)
+    cache = golden.LayerCache(x, max_bytes)
     nets = [built_network(path, act_bits=b) for b in (16, 6, 16)]
     names = [layer.name for layer in nets[0].linear_layers]
     nets.append(built_network(path, layer_act_bits=((names[1], 3),)))
     for net in nets:
         expected = golden.dequantize_output(net, golden.run_integer(net, golden.quantize_input(net, x)))
         assert np.array_equal(cache.outputs(net), expected)
+        assert np.array_equal(cache.outputs(net), expected)  # again, from what it kept
