@@ -314,7 +314,9 @@ def search_activation_bits(
        half a sample of the batch, counts as ``loss_floor``, so of the free narrowings
        the largest saving wins). A layer whose narrowing breaks the budget is not
        tried again: narrowing other layers only adds quantisation noise, so it would
-       break it later too. Stops when no narrowing is left.
+       break it later too. Candidates are judged largest saving first, and a round
+       stops judging once no remaining saving could beat the best ratio even at no
+       loss. Stops when no narrowing is left.
 
     When even the widest choice misses ``required``, raises :class:`TwnError` with the
     best agreement reached. ``on_run(runs)`` is told each golden-model run.
@@ -360,13 +362,20 @@ def search_activation_bits(
     frozen: set[str] = set()
     while True:
         best: tuple[float, float, str, float] | None = None  # (saving per loss, saving, layer, agreement)
+        candidates = []
         for name in variable:
             if name in frozen or current[name] == 0:
                 continue
             trial = {**current, name: current[name] - 1}
             saving = current_area - table.area(trial)
-            if saving <= 0:
-                continue
+            if saving > 0:
+                candidates.append((saving, name, trial))
+        # Largest saving first: a candidate's ratio is at most saving / loss_floor, so once
+        # that bound is below the best ratio found, no later candidate can win the round.
+        candidates.sort(key=lambda c: -c[0])
+        for saving, name, trial in candidates:
+            if best is not None and saving / loss_floor < best[0]:
+                break
             reached = judged(trial)
             if reached < required - 1e-12:
                 frozen.add(name)
