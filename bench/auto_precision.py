@@ -98,7 +98,9 @@ def main() -> None:
             others[precision] = r
 
     choice = report["precision_choice"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     result = {
+        "twngen_commit": commit.stdout.strip() or None,
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
         "frames": f"examples/iq_frames.py: {args.calibrate} calibration frames (seed 1), "
         f"{args.held_out} held out (seed 2), length 1024",
