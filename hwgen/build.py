@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,19 +23,37 @@ from hwgen.console.progress import SILENT, Progress
 from hwgen.errors import TwnError
 from hwgen.flow.boards import Board, load_board
 from hwgen.frontend import MAX_FINAL_WEIGHT_BITS, MAX_FIRST_WEIGHT_BITS, MAX_WEIGHT_BITS, load_onnx
-from hwgen.golden import AccuracyReport, as_batch, compare_with_onnxruntime
-from hwgen.ir import LinearLayer, Network
+from hwgen.golden import (
+    AGREEMENT_FLOOR,
+    AccuracyReport,
+    LayerCache,
+    accuracy_from,
+    as_batch,
+    compare_with_onnxruntime,
+    reference_outputs,
+)
+from hwgen.ir import Layer, LinearLayer, Network
 from hwgen.passes import run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
 from hwgen.passes.fold_lanes import FoldLanes
-from hwgen.passes.precision import PRECISION_MODES, choose_activation_bits
+from hwgen.passes.precision import (
+    FF_WEIGHT,
+    LUT_PER_BRAM,
+    PRECISION_MODES,
+    AreaTable,
+    AutoChoice,
+    auto_ladders,
+    choose_activation_bits,
+    search_activation_bits,
+)
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
-from hwgen.passes.schedule import ScheduleDigitWidths
+from hwgen.passes.schedule import LUT_PER_DSP, ScheduleDigitWidths
 from hwgen.passes.three_input import ThreeInputAdders
 from hwgen.paths import file_sha256
 
 __all__ = [
     "ACCURACY_SAMPLES",
+    "AUTO_ACCURACY_BUDGET",
     "ArithmeticOptions",
     "BuildResult",
     "build",
@@ -47,6 +66,9 @@ __all__ = [
 
 #: Size of the synthetic batch the accuracy check uses without --calibrate.
 ACCURACY_SAMPLES = 256
+#: ``--accuracy-budget`` of ``--precision auto`` when none is given: at most 1% of the
+#: calibration batch may change its top-1 class against the source model.
+AUTO_ACCURACY_BUDGET = 0.01
 
 
 @dataclass(frozen=True)
@@ -143,33 +165,38 @@ def quantized_network(
     ``progress`` reports the stages (parsing, quantising); the default says nothing.
     """
     with progress.stage(f"parsing {Path(model).name}"):
-        network = load_onnx(
-            model,
-            options.max_weight_bits,
-            options.max_final_weight_bits,
-            options.max_first_weight_bits,
-            dict(options.quantize_weights),
-        )
+        network = _parsed(model, options)
     calib = None
     if options.calibrate is not None:
         calib = as_batch(network, load_array(options.calibrate, "--calibrate"), "--calibrate")
         if len(calib) == 0:
             raise TwnError("--calibrate: the calibration batch is empty")
-    quantize = (
-        QuantizeActivations(
-            act_bits=options.act_bits,
-            input_bits=options.input_bits,
-            input_range=options.input_range,
-            calibration=calib,
-            ranges=options.ranges,
-            headroom=options.headroom,
-            out_bits=options.out_bits,
-            layer_act_bits=options.layer_act_bits,
-            graph_quantizers=options.graph_quantizers,
-        ),
-    )
     with progress.stage("quantising activations"):
-        return run_passes(network, quantize), calib
+        return run_passes(network, (_quantiser(options, calib),)), calib
+
+
+def _parsed(model: str | Path, options: ArithmeticOptions) -> Network:
+    return load_onnx(
+        model,
+        options.max_weight_bits,
+        options.max_final_weight_bits,
+        options.max_first_weight_bits,
+        dict(options.quantize_weights),
+    )
+
+
+def _quantiser(options: ArithmeticOptions, calib: np.ndarray | None) -> QuantizeActivations:
+    return QuantizeActivations(
+        act_bits=options.act_bits,
+        input_bits=options.input_bits,
+        input_range=options.input_range,
+        calibration=calib,
+        ranges=options.ranges,
+        headroom=options.headroom,
+        out_bits=options.out_bits,
+        layer_act_bits=options.layer_act_bits,
+        graph_quantizers=options.graph_quantizers,
+    )
 
 
 @dataclass
@@ -178,13 +205,65 @@ class BuildResult:
     network: Network
     report: dict[str, object]
     files: list[str] = field(default_factory=list)
+    #: What the user must read (the accuracy guard): multi-line texts, also in report.json
+    #: ("warnings") and report.md; the CLI prints them on stderr.
+    warnings: list[str] = field(default_factory=list)
 
 
-def accuracy_check(model: Path, network: Network, calib: np.ndarray | None) -> AccuracyReport:
+def accuracy_batch(network: Network, calib: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """The batch the accuracy check runs on, and its description."""
     if calib is not None:
-        return compare_with_onnxruntime(model, network, calib, "calibration batch (--calibrate)")
+        return calib, "calibration batch (--calibrate)"
     x = synthetic_batch(network.in_features)[:ACCURACY_SAMPLES]
-    return compare_with_onnxruntime(model, network, x, f"{ACCURACY_SAMPLES} synthetic standard-normal vectors")
+    return x, f"{ACCURACY_SAMPLES} synthetic standard-normal vectors"
+
+
+def accuracy_check(
+    model: Path, network: Network, calib: np.ndarray | None, budget: float | None = None
+) -> AccuracyReport:
+    x, batch = accuracy_batch(network, calib)
+    return compare_with_onnxruntime(model, network, x, batch, budget)
+
+
+def accuracy_warnings(accuracy: AccuracyReport, precision: str, calibrated: bool) -> list[str]:
+    """The accuracy guard: a warning when the golden model misses the budget (or, without one,
+    :data:`hwgen.golden.AGREEMENT_FLOOR`), and one when an accuracy decision rests on the
+    synthetic batch."""
+    warnings = []
+    if not accuracy.met:
+        limit = (
+            f"the budget (--accuracy-budget {accuracy.budget:g}) asks for at least {100 * accuracy.required:.1f}%"
+            if accuracy.budget is not None
+            else f"without --accuracy-budget at least {100 * AGREEMENT_FLOOR:.0f}% is expected"
+        )
+        what = (
+            f"top-1 agreement with {accuracy.reference} is {100 * accuracy.top1_agreement:.1f}%"
+            if accuracy.classes
+            else f"relative RMS error against {accuracy.reference} is {100 * accuracy.relative_rms_error:.2f}% "
+            f"(agreement {100 * accuracy.agreement:.1f}%)"
+        )
+        tries = [
+            "--precision fixed (every activation --act-bits wide)"
+            if precision != "fixed"
+            else "--precision auto (widths chosen under --accuracy-budget)",
+            "wider activations: --act-bits 16, --min-act-bits 8, or --layer-act-bits LAYER=BITS",
+            "--calibrate X.npy with real inputs (activation ranges from real data)"
+            if not calibrated
+            else "--ranges safe or a larger --headroom (nothing saturates)",
+        ]
+        warnings.append(
+            f"ACCURACY BELOW BUDGET: the hardware does not compute what the model computes.\n"
+            f"The golden model's {what} on the {accuracy.batch} ({accuracy.samples} samples);\n"
+            f"{limit}.\n"
+            "Try:\n" + "".join(f"  - {t}\n" for t in tries)
+        )
+    if not calibrated and (precision == "auto" or accuracy.budget is not None or not accuracy.met):
+        warnings.append(
+            "The accuracy check (and --precision auto's choice) ran on synthetic standard-normal vectors,\n"
+            "a poor stand-in for real inputs: give --calibrate X.npy with a batch of real inputs\n"
+            "(for the modulation classifier, examples/iq_frames.py makes modulated I/Q frames).\n"
+        )
+    return warnings
 
 
 def build(
@@ -207,6 +286,7 @@ def build(
     progress: Progress = SILENT,
     emit_rtl: bool = True,
     jobs: int | None = None,
+    accuracy_budget: float | None = None,
 ) -> BuildResult:
     """Build RTL and reports for ``model`` into ``outdir`` (default build/<stem>).
 
@@ -232,6 +312,14 @@ def build(
     ``synth_estimate`` or ``pnr``, which need the Verilog). ``jobs``: worker processes for
     merging adder graphs and for a frame network's Verilog (default: the machine's cores;
     1 where the process may not start children, such as a Dask worker).
+    "auto" picks each layer's activation bits (between ``min_act_bits`` and
+    ``options.act_bits``) for the least estimated area whose golden model keeps
+    ``accuracy_budget`` (:func:`auto_precision`).
+    ``accuracy_budget``: the fraction of the accuracy batch allowed to change its top-1
+    class against the source model (None: :data:`AUTO_ACCURACY_BUDGET` for "auto",
+    otherwise no budget and a warning below :data:`hwgen.golden.AGREEMENT_FLOOR`).
+    A build that misses it still writes OUTDIR, and says so in ``BuildResult.warnings``
+    and the reports.
     """
     from hwgen.backend import TOP_NAME, generate_verilog
     from hwgen.estimate import estimate_parts
@@ -252,7 +340,8 @@ def build(
         raise TwnError(f"--clock-mhz must be between 0 and 2000, not {clock}")
     out = Path(outdir) if outdir is not None else Path("build") / model.stem
 
-    network, calib, options = scheduled_network(
+    budget = _budget(accuracy_budget, precision)
+    network, calib, options, choice = _scheduled(
         model,
         options,
         clock,
@@ -263,6 +352,7 @@ def build(
         min_act_bits,
         share_requantisers,
         progress,
+        budget,
         jobs,
     )
     hold_for_test("planned")
@@ -270,7 +360,8 @@ def build(
         plan = plan_network(network)
         estimate = estimate_parts(plan)
     with progress.stage("accuracy check against onnxruntime"):
-        accuracy = accuracy_check(model, network, calib)
+        accuracy = accuracy_check(model, network, calib, budget)
+    warnings = accuracy_warnings(accuracy, precision, calib is not None)
     report = make_report(
         model=model,
         network=network,
@@ -286,9 +377,12 @@ def build(
             "target_fps": target_fps,
             "lanes": network.input_lanes,
             "precision": precision,
-            **({"min_act_bits": min_act_bits} if precision == "incremental" else {}),
+            **({"min_act_bits": min_act_bits} if precision in ("incremental", "auto") else {}),
             "shared_requantisers": share_requantisers,
+            "accuracy_budget": budget,
         },
+        precision_choice=_choice_json(choice, budget, accuracy) if choice is not None else None,
+        warnings=warnings,
     )
     if not report["fits"] and not allow_overflow:
         raise TwnError(
@@ -336,7 +430,41 @@ def _write_reports(
     files["report.md"] = render_markdown(report)
     with progress.stage(f"writing {out}"):
         _write_atomically(out, files)
-    return BuildResult(out, network, report, sorted(files))
+    return BuildResult(out, network, report, sorted(files), warnings)
+
+
+def _budget(accuracy_budget: float | None, precision: str) -> float | None:
+    if accuracy_budget is None:
+        return AUTO_ACCURACY_BUDGET if precision == "auto" else None
+    if not (math.isfinite(accuracy_budget) and 0 <= accuracy_budget < 1):
+        raise TwnError(
+            "--accuracy-budget must be a fraction of the calibration samples in [0, 1) "
+            f"(0.01: at most 1% may change class), not {accuracy_budget}"
+        )
+    return float(accuracy_budget)
+
+
+def _choice_json(choice: AutoChoice, budget: float | None, accuracy: AccuracyReport) -> dict[str, object]:
+    """What ``--precision auto`` chose, and how (report.json "precision_choice")."""
+    return {
+        "mode": "auto",
+        "accuracy_budget": budget,
+        "required_agreement": accuracy.required,
+        "criterion": accuracy.criterion,
+        "batch": accuracy.batch,
+        "layer_act_bits": dict(choice.bits),
+        "agreement": choice.agreement,
+        "area_score": round(choice.area, 1),
+        "widest": {"agreement": choice.widest_agreement, "area_score": round(choice.widest_area, 1)},
+        "area_score_model": f"LUT + {FF_WEIGHT:g} FF + {LUT_PER_DSP} DSP + {LUT_PER_BRAM} BRAM36 of the estimate, "
+        "summed over layers priced at their input and output widths (the full estimate of the choice is "
+        "under resources)",
+        "search": "a common width by bisection, then greedy narrowing, most area saved per agreement lost, "
+        "budget kept (hwgen.passes.precision.search_activation_bits)",
+        "area_estimates": choice.area_estimates,
+        "steps": [step.to_json() for step in choice.steps],
+        "evaluations": choice.evaluations,
+    }
 
 
 def scheduled_network(
@@ -351,6 +479,7 @@ def scheduled_network(
     share_requantisers: bool = True,
     progress: Progress = SILENT,
     jobs: int | None = None,
+    accuracy_budget: float | None = None,
 ) -> tuple[Network, np.ndarray | None, ArithmeticOptions]:
     """ONNX file -> the network ``build`` turns into hardware: quantised (at the precision
     the mode gives), folded for the rate, with adder graphs and per-layer digit widths.
@@ -359,20 +488,119 @@ def scheduled_network(
     mode resolved to (``layer_act_bits``). See :func:`build` for the arguments;
     ``share_requantisers=False`` keeps one requantiser per channel everywhere.
     """
+    network, calib, options, _ = _scheduled(
+        model,
+        options,
+        clock_mhz,
+        input_rate,
+        target_fps,
+        argmax,
+        precision,
+        min_act_bits,
+        share_requantisers,
+        progress,
+        _budget(accuracy_budget, precision),
+        jobs,
+    )
+    return network, calib, options
+
+
+def _scheduled(
+    model: str | Path,
+    options: ArithmeticOptions,
+    clock_mhz: float,
+    input_rate: float | None,
+    target_fps: float | None,
+    argmax: bool | None,
+    precision: str,
+    min_act_bits: int,
+    share_requantisers: bool,
+    progress: Progress,
+    budget: float | None,
+    jobs: int | None = None,
+) -> tuple[Network, np.ndarray | None, ArithmeticOptions, AutoChoice | None]:
     if precision not in PRECISION_MODES:
         raise TwnError(f"--precision must be one of {', '.join(PRECISION_MODES)}, not {precision!r}")
-    if precision == "incremental" and options.layer_act_bits:
-        raise TwnError("give --precision incremental or --layer-act-bits, not both")
+    if precision != "fixed" and options.layer_act_bits:
+        raise TwnError(f"give --precision {precision} or --layer-act-bits, not both")
     model = Path(model)
     network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress, jobs)
-    if precision == "incremental":
-        with progress.stage("choosing activation precision (--precision incremental)"):
-            bits = choose_activation_bits(network, ii, min_act_bits, options.act_bits)
-        options = replace(options, layer_act_bits=tuple(bits.items()))
+    choice = None
+    if precision in ("incremental", "auto"):
+        if precision == "incremental":
+            with progress.stage("choosing activation precision (--precision incremental)"):
+                bits = tuple(choose_activation_bits(network, ii, min_act_bits, options.act_bits).items())
+        else:
+            assert budget is not None
+            choice = auto_precision(
+                model, options, network, calib, ii, min_act_bits, budget, share_requantisers, progress
+            )
+            bits = choice.bits
+        options = replace(options, layer_act_bits=bits)
         network, calib, ii = _graphs_at_rate(model, options, clock_mhz, input_rate, target_fps, argmax, progress, jobs)
     schedule = ScheduleDigitWidths(ii, share_requantisers=share_requantisers)
     with progress.stage("scheduling digit widths"):
-        return run_passes(network, (schedule, ThreeInputAdders())), calib, options
+        return run_passes(network, (schedule, ThreeInputAdders())), calib, options, choice
+
+
+def auto_precision(
+    model: Path,
+    options: ArithmeticOptions,
+    network: Network,
+    calib: np.ndarray | None,
+    initiation_interval: int,
+    min_act_bits: int,
+    budget: float,
+    share_requantisers: bool = False,
+    progress: Progress = SILENT,
+) -> AutoChoice:
+    """``--precision auto``: per-layer activation bits of least estimated area within ``budget``.
+
+    ``network`` is the model quantised at ``options.act_bits``, folded for the rate,
+    with its adder graphs (they depend on the weights only, so every candidate reuses
+    them). Each candidate is priced by :class:`hwgen.passes.precision.AreaTable`
+    (schedules and estimates of ``len(steps)**2`` choices, made once) and judged by
+    the golden model on the accuracy batch against the source model's outputs
+    (computed once; :class:`hwgen.golden.LayerCache` reruns only the layers from the
+    first one a candidate changes). The search is
+    :func:`hwgen.passes.precision.search_activation_bits`.
+    """
+    steps = auto_ladders(network, min_act_bits, options.act_bits)
+    parsed = _parsed(model, options)
+    quantiser = _quantiser(options, calib)
+    quantiser = replace(quantiser, peaks=quantiser.output_peaks(parsed))
+    x, batch = accuracy_batch(network, calib)
+    ref, reference = reference_outputs(model, network, x, batch)
+    cache = LayerCache(x)
+    built = {layer.name: layer for layer in network.linear_layers}
+
+    def quantised(bits: Mapping[str, int]) -> Network:
+        return run_passes(parsed, (replace(quantiser, layer_act_bits=tuple(bits.items())),))
+
+    def agreement(bits: Mapping[str, int]) -> float:
+        got = cache.outputs(quantised(bits))
+        return accuracy_from(network, got, ref, batch, reference, budget).agreement
+
+    def scheduled(bits: Mapping[str, int]) -> Network:
+        net = quantised(bits)
+        net = net.with_layers(net.layers, argmax_output=network.argmax_output)
+        if network.input_lanes > 1:
+            net = run_passes(net, (FoldLanes(network.input_lanes),))
+        layers: list[Layer] = [
+            replace(layer, adder_graph=built[layer.name].adder_graph, naive_adders=built[layer.name].naive_adders)
+            if isinstance(layer, LinearLayer)
+            else layer
+            for layer in net.layers
+        ]
+        net = net.with_layers(tuple(layers))
+        schedule = ScheduleDigitWidths(initiation_interval, share_requantisers=share_requantisers)
+        return run_passes(net, (schedule, ThreeInputAdders()))
+
+    count = max((len(ladder) for ladder in steps.values()), default=1)
+    with progress.stage("pricing activation widths", 2 * count - 1, "estimates") as s:
+        table = AreaTable(scheduled, steps, on_estimate=s.update)
+    with progress.stage(f"searching activation widths (golden model on {len(x)} samples)"):
+        return search_activation_bits(table, agreement, 1.0 - budget, loss_floor=0.5 / len(x))
 
 
 def _graphs_at_rate(

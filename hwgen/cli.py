@@ -3,6 +3,7 @@
     twngen MODEL.onnx --board BOARD [-o OUTDIR] [--clock-mhz F] [arithmetic options]
     twngen verify OUTDIR [--simulator icarus|verilator] [--vectors N] [--inputs X.npy]
     twngen golden MODEL.onnx --inputs X.npy --outputs Y.npy [arithmetic options]
+    twngen golden OUTDIR --inputs X.npy --outputs Y.npy [--compare]   (a build's own arithmetic)
     twngen inspect MODEL.onnx
     twngen boards
     twngen explore MODEL.onnx --board B[,B...] [--rates R,... | --target-fps F,...] [--precision fixed,incremental]
@@ -242,11 +243,25 @@ def _cmd_build(argv: list[str]) -> int:
         choices=PRECISION_MODES,
         default="fixed",
         help="fixed: every activation --act-bits wide; incremental: each layer's activations as wide as its "
-        "consumer's rate allows at the digit width of the narrowest, from --min-act-bits up to --act-bits "
-        "(default %(default)s)",
+        "consumer's rate allows at the digit width of the narrowest, from --min-act-bits up to --act-bits; "
+        "auto: each layer's activations chosen for the least estimated area at the rate while the golden model "
+        "keeps --accuracy-budget on the calibration batch (default %(default)s)",
     )
     rate.add_argument(
-        "--min-act-bits", type=int, default=1, help="narrowest activations for --precision incremental (default 1)"
+        "--min-act-bits",
+        type=int,
+        default=1,
+        help="narrowest activations for --precision incremental and auto (default 1)",
+    )
+    rate.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=None,
+        metavar="F",
+        help="fraction of the calibration samples allowed to change their top-1 class against the source model "
+        "(for outputs that are not classes: the relative RMS error allowed); --precision auto stays within it "
+        "(default 0.01 there), every build warns on stderr when its accuracy check misses it "
+        "(without it: below 90%% agreement)",
     )
     rate.add_argument(
         "--shared-requantisers",
@@ -287,7 +302,9 @@ def _cmd_build(argv: list[str]) -> int:
             share_requantisers=args.shared_requantisers,
             pnr=args.pnr,
             progress=progress,
+            accuracy_budget=args.accuracy_budget,
         )
+    _print_warnings(result.warnings)
     r = result.report
     res = r["resources"]
     print(f"twngen: built {r['model']} for {r['board']} ({r['part']}) at {r['clock_mhz']:g} MHz")
@@ -326,6 +343,20 @@ def _cmd_build(argv: list[str]) -> int:
         vp = r["vendor_project"]
         print(f"  {vp['tool']}: {result.outdir / vp['script']}")  # type: ignore[index]
     return 0
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """The accuracy guard's warnings, as a block nobody scrolls past (stderr)."""
+    if not warnings:
+        return
+    rule = "twngen: " + "!" * 72
+    lines = [rule]
+    for k, warning in enumerate(warnings):
+        if k:
+            lines.append("twngen: WARNING:")
+        lines += [f"twngen: WARNING: {line}" for line in warning.rstrip("\n").splitlines()]
+    lines.append(rule)
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _cmd_verify(argv: list[str]) -> int:
@@ -399,16 +430,34 @@ def _cmd_golden(argv: list[str]) -> int:
     from hwgen.build import load_array, prepare_network
 
     p = argparse.ArgumentParser(
-        prog="twngen golden", description="Run the golden model (what the hardware computes) on a batch."
+        prog="twngen golden",
+        description="Run the golden model (what the hardware computes) on a batch: of a model with the "
+        "arithmetic options given here, or of a build folder (OUTDIR with report.json) with exactly the "
+        "arithmetic it was built with (its network.json).",
     )
-    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("model", metavar="MODEL.onnx|OUTDIR")
     p.add_argument("--inputs", metavar="X.npy", required=True)
     p.add_argument("--outputs", metavar="Y.npy", required=True, help="dequantised float outputs, batch first")
     p.add_argument("--codes", metavar="Q.npy", default=None, help="also write the integer output codes")
     p.add_argument("--compare", action="store_true", help="print error and top-1 agreement against onnxruntime")
-    _add_arithmetic_options(p)
+    p.add_argument(
+        "--model",
+        dest="source",
+        metavar="MODEL.onnx",
+        default=None,
+        help="with OUTDIR and --compare: the source model (default: the path the build read, if it still holds "
+        "the same model)",
+    )
+    _add_arithmetic_options(p, defaults=False)
     args = p.parse_args(argv)
-    network, _ = prepare_network(args.model, _options_from(args))
+    target = Path(args.model)
+    if target.is_dir():
+        network, model = _build_folder_network(target, args)
+    else:
+        for name, value in _given_arithmetic(args, defaults=True).items():
+            setattr(args, name, value)
+        network, _ = prepare_network(args.model, _options_from(args))
+        model = target
     x = load_array(args.inputs, "--inputs")
     q = golden.run_integer(network, golden.quantize_input(network, x))
     y = golden.dequantize_output(network, q)
@@ -417,10 +466,80 @@ def _cmd_golden(argv: list[str]) -> int:
         np.save(args.codes, q)
     print(f"wrote {args.outputs}: shape {list(y.shape)}")
     if args.compare:
-        acc = golden.compare_with_onnxruntime(Path(args.model), network, x.reshape(len(y), -1), "--inputs")
+        if model is None:
+            raise TwnError(
+                f"--compare needs the source model of {target}: the path it was built from no longer holds it; "
+                "give it with --model MODEL.onnx"
+            )
+        acc = golden.compare_with_onnxruntime(model, network, x.reshape(len(y), -1), "--inputs")
         print(f"max_abs_error={acc.max_abs_error:.6g}")
         print(f"top1_agreement={acc.top1_agreement:.6f}")
     return 0
+
+
+def _given_arithmetic(args: argparse.Namespace, defaults: bool = False) -> dict[str, object]:
+    """The arithmetic options on the command line (``defaults``: every option, defaults filled in)."""
+    from hwgen.build import ArithmeticOptions
+
+    d = ArithmeticOptions()
+    given = {}
+    for name in vars(d):
+        value = getattr(args, name, None)
+        if value is not None:
+            given[name] = value
+        elif defaults:
+            given[name] = getattr(d, name)
+    return given
+
+
+def _build_folder_network(outdir: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The network a build folder's hardware computes (its network.json), and its source model
+    when the path the build read still holds it (None otherwise); ``--model`` names it instead."""
+    from hwgen.paths import file_sha256
+    from hwgen.verify import load_build
+
+    network, report = load_build(outdir)
+    given = _given_arithmetic(args)
+    if given:
+        raise TwnError(
+            f"{outdir} is a build folder: its golden model uses exactly the arithmetic it was built with "
+            f"(report.json options); drop {', '.join('--' + k.replace('_', '-') for k in given)} "
+            "or run `twngen golden MODEL.onnx` with the options you want"
+        )
+    sha = report.get("model_sha256")
+    candidates = [Path(args.source)] if args.source else _depfile_inputs(outdir)[:1]
+    for path in candidates:
+        if path.is_file() and file_sha256(path) == sha:
+            return network, path
+        if args.source:
+            raise TwnError(f"--model {path}: not the model {outdir} was built from (report.json model_sha256)")
+    return network, None
+
+
+def _depfile_inputs(outdir: Path) -> list[Path]:
+    """The files a build read, from its make dependency file (twn_top.d), paths as given then."""
+    dep = outdir / "twn_top.d"
+    if not dep.is_file():
+        return []
+    first = dep.read_text().split("\n", 1)[0]
+    _, _, deps = first.partition(": ")
+    out, buf, i = [], "", 0
+    while i < len(deps):
+        ch = deps[i]
+        if ch == "\\" and i + 1 < len(deps):
+            buf += deps[i + 1]
+            i += 2
+            continue
+        if ch == " ":
+            if buf:
+                out.append(Path(buf.replace("$$", "$")))
+            buf = ""
+        else:
+            buf += ch
+        i += 1
+    if buf:
+        out.append(Path(buf.replace("$$", "$")))
+    return out
 
 
 def _cmd_inspect(argv: list[str]) -> int:

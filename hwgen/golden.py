@@ -19,14 +19,19 @@ from hwgen.errors import TwnError
 from hwgen.ir import FixedFormat, Network
 
 __all__ = [
+    "AGREEMENT_FLOOR",
     "AccuracyReport",
+    "LayerCache",
+    "accuracy_from",
     "apply_output_op",
     "as_batch",
     "compare_with_onnxruntime",
     "dequantize_output",
     "hardware_outputs",
     "output_format",
+    "outputs_are_classes",
     "quantize_input",
+    "reference_outputs",
     "run",
     "run_integer",
     "run_layers",
@@ -121,8 +126,35 @@ def run(network: Network, x: np.ndarray) -> np.ndarray:
     return apply_output_op(network, dequantize_output(network, run_integer(network, quantize_input(network, x))))
 
 
+#: Agreement below which a build warns when no accuracy budget is set (top-1 agreement for
+#: classes, 1 - relative RMS error otherwise).
+AGREEMENT_FLOOR = 0.90
+
+
+def outputs_are_classes(network: Network) -> bool:
+    """Whether the outputs are class scores, judged by top-1 agreement.
+
+    Classes: the graph ends in softmax/logsoftmax/argmax/top-1, the hardware emits
+    the argmax, or the output is one vector of two or more values (logits).
+    Anything else (a single value, or a map with spatial dimensions) is judged by
+    its relative RMS error: ``||golden - reference|| / ||reference||`` over the batch.
+    """
+    if network.argmax_output or network.output_op != "none":
+        return True
+    shape = tuple(network.output_shape)
+    return len(shape) == 1 and shape[0] > 1
+
+
 @dataclass(frozen=True)
 class AccuracyReport:
+    """The golden model against the source model on one batch.
+
+    ``agreement`` is the score the budget applies to: the top-1 agreement when
+    the outputs are classes (:func:`outputs_are_classes`), else one minus the
+    relative RMS error. ``budget`` (``--accuracy-budget``) is the fraction the
+    agreement may fall short of 1; without one, :data:`AGREEMENT_FLOOR` is required.
+    """
+
     samples: int
     max_abs_error: float
     mean_abs_error: float
@@ -130,6 +162,25 @@ class AccuracyReport:
     top1_agreement: float
     batch: str
     reference: str = "onnxruntime"
+    relative_rms_error: float = 0.0
+    classes: bool = True
+    budget: float | None = None
+
+    @property
+    def criterion(self) -> str:
+        return "top-1 agreement" if self.classes else "1 - relative RMS error"
+
+    @property
+    def agreement(self) -> float:
+        return self.top1_agreement if self.classes else max(0.0, 1.0 - self.relative_rms_error)
+
+    @property
+    def required(self) -> float:
+        return AGREEMENT_FLOOR if self.budget is None else 1.0 - self.budget
+
+    @property
+    def met(self) -> bool:
+        return self.agreement >= self.required - 1e-12
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -138,8 +189,14 @@ class AccuracyReport:
             "mean_abs_error": self.mean_abs_error,
             "output_peak": self.output_peak,
             "top1_agreement": self.top1_agreement,
+            "relative_rms_error": self.relative_rms_error,
             "batch": self.batch,
             "reference": self.reference,
+            "criterion": self.criterion,
+            "agreement": self.agreement,
+            "budget": self.budget,
+            "required_agreement": self.required,
+            "budget_met": self.met,
         }
 
 
@@ -183,12 +240,8 @@ def onnxruntime_outputs(
         raise TwnError(f"onnxruntime cannot run the model as the reference ({detail}); fix the model") from None
 
 
-def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, batch: str) -> AccuracyReport:
-    """How far the golden model is from onnxruntime on the source model.
-
-    Compared at the last layer's output (logits, before a final softmax or
-    argmax), where the quantisation error is meaningful.
-    """
+def reference_outputs(model_path: Path, network: Network, x: np.ndarray, batch: str) -> tuple[np.ndarray, str]:
+    """The source model's outputs [batch, outputs] at the compared tensor, and what computed them."""
     model = onnx.load(str(model_path), load_external_data=False)
     if any(node.domain not in ("", "ai.onnx") for node in model.graph.node):
         # onnxruntime cannot run QONNX/FINN ops: the reference is the parsed
@@ -204,15 +257,100 @@ def compare_with_onnxruntime(model_path: Path, network: Network, x: np.ndarray, 
             f"the source model's output {network.compare_name or network.output_name!r} is not finite on the "
             f"{batch} in float32 (onnxruntime gives inf or NaN); twngen accepts models whose float outputs are finite"
         )
-    got = dequantize_output(network, run_integer(network, quantize_input(network, x)))
+    return ref, reference
+
+
+def accuracy_from(
+    network: Network,
+    got: np.ndarray,
+    ref: np.ndarray,
+    batch: str,
+    reference: str = "onnxruntime",
+    budget: float | None = None,
+) -> AccuracyReport:
+    """The accuracy report of golden outputs ``got`` (dequantised, [batch, outputs]) against ``ref``."""
+    got = got.reshape(len(got), -1)
     err = np.abs(ref - got)
     top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(got, axis=1))) if ref.shape[1] > 1 else 1.0
+    norm = float(np.sqrt(np.sum(ref**2)))
+    rel = float(np.sqrt(np.sum((ref - got) ** 2))) / norm if norm > 0 else float(err.max(initial=0.0) > 0)
     return AccuracyReport(
-        samples=len(x),
+        samples=len(ref),
         max_abs_error=float(err.max()) if err.size else 0.0,
         mean_abs_error=float(err.mean()) if err.size else 0.0,
         output_peak=float(np.abs(ref).max()) if ref.size else 0.0,
         top1_agreement=top1,
         batch=batch,
         reference=reference,
+        relative_rms_error=rel,
+        classes=outputs_are_classes(network),
+        budget=budget,
     )
+
+
+def compare_with_onnxruntime(
+    model_path: Path, network: Network, x: np.ndarray, batch: str, budget: float | None = None
+) -> AccuracyReport:
+    """How far the golden model is from onnxruntime on the source model.
+
+    Compared at the last layer's output (logits, before a final softmax or
+    argmax), where the quantisation error is meaningful.
+    """
+    ref, reference = reference_outputs(model_path, network, x, batch)
+    got = dequantize_output(network, run_integer(network, quantize_input(network, x)))
+    return accuracy_from(network, got, ref, batch, reference, budget)
+
+
+class LayerCache:
+    """The golden model on one batch for many variants of a network, reusing the layers they share.
+
+    Variants differ only in some layers' requantisers (``--precision auto`` tries
+    activation widths layer by layer): the codes after layer ``k`` are kept, keyed by
+    the requantisers of layers ``0..k``, so a variant runs only from its first changed
+    layer on. Codes are stored in the narrowest integer type that holds them, at most
+    ``max_bytes`` of them, the least recently used dropped first.
+    """
+
+    def __init__(self, x: np.ndarray, max_bytes: int = 1 << 30) -> None:
+        self.x = x
+        self.max_bytes = max_bytes
+        self._codes: dict[tuple[object, ...], np.ndarray] = {}
+        self._bytes = 0
+        self._input: tuple[object, np.ndarray] | None = None
+
+    def outputs(self, network: Network) -> np.ndarray:
+        """Dequantised outputs [batch, outputs] of ``network`` (quantised) on the batch."""
+        _check_ready(network)
+        if self._input is None or self._input[0] != network.input_format:
+            self._input = (network.input_format, network.fold_input(quantize_input(network, self.x)))
+            self._codes.clear()
+            self._bytes = 0
+        q = self._input[1]
+        key: tuple[object, ...] = ()
+        start = 0
+        keys = []
+        for layer in network.layers:
+            key = (*key, (layer.name, getattr(layer, "requant", None)))
+            keys.append(key)
+        for k in range(len(keys) - 1, -1, -1):
+            if keys[k] in self._codes:
+                q, start = self._codes.pop(keys[k]), k + 1
+                self._codes[keys[k]] = q  # most recently used
+                break
+        for k in range(start, len(network.layers)):
+            q = network.layers[k].integer_forward(q)
+            q = self._store(keys[k], q)
+        return dequantize_output(network, np.asarray(q).reshape(len(q), -1).astype(np.int64))
+
+    def _store(self, key: tuple[object, ...], q: np.ndarray) -> np.ndarray:
+        if q.dtype != object:
+            peak = int(np.abs(q).max(initial=0))
+            q = q.astype(np.int16 if peak < 1 << 15 else np.int32 if peak < 1 << 31 else np.int64)
+        size = q.nbytes if q.dtype != object else q.size * 32
+        while self._codes and self._bytes + size > self.max_bytes:
+            old = self._codes.pop(next(iter(self._codes)))  # the least recently used
+            self._bytes -= old.nbytes if old.dtype != object else old.size * 32
+        if size <= self.max_bytes:
+            self._codes[key] = q
+            self._bytes += size
+        return q

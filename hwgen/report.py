@@ -55,6 +55,8 @@ def make_report(
     options: object,
     command: str | None,
     schedule: dict[str, object] | None = None,
+    precision_choice: dict[str, object] | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, object]:
     layers: list[dict[str, object]] = []
     in_shape = list(network.input_shape)
@@ -123,6 +125,8 @@ def make_report(
         "utilisation": utilisation,
         "fits": all(used[k] <= avail[k] for k in board.checked_resources),
         "accuracy": accuracy.to_json(),
+        "precision_choice": precision_choice,
+        "warnings": list(warnings or []),
         "weight_rounding": _weight_rounding(network, accuracy),
         "interface": {
             "top": "twn_top",
@@ -216,6 +220,48 @@ def _weight_rounding(network: Network, accuracy: AccuracyReport) -> dict[str, ob
         "round half away from zero",
         "golden_vs_source": {k: acc[k] for k in ("batch", "samples", "max_abs_error", "top1_agreement")},
     }
+
+
+def _verdict_text(r: dict) -> str:  # type: ignore[type-arg]
+    """Whether the golden model meets the accuracy budget, and the build's warnings."""
+    acc = r["accuracy"]
+    if "budget_met" not in acc:
+        return ""
+    limit = (
+        f"--accuracy-budget {acc['budget']:g}: at least {100 * acc['required_agreement']:.1f}%"
+        if acc["budget"] is not None
+        else f"no --accuracy-budget: at least {100 * acc['required_agreement']:.0f}%"
+    )
+    text = (
+        f"Judged by {acc['criterion']}: {100 * acc['agreement']:.1f}% ({limit}): "
+        + ("**met**." if acc["budget_met"] else "**NOT MET**.")
+        + "\n"
+    )
+    for warning in r.get("warnings") or []:
+        lines = warning.rstrip("\n").splitlines()
+        text += "\n> **Warning.** " + "\n> ".join(line if line.startswith("  - ") else line + "  " for line in lines)
+        text += "\n"
+    return text
+
+
+def _precision_choice_text(r: dict) -> str:  # type: ignore[type-arg]
+    """The activation widths ``--precision auto`` chose, and the search that chose them."""
+    pc = r.get("precision_choice")
+    if not pc:
+        return ""
+    rows = "\n".join(f"| {name} | {bits} |" for name, bits in pc["layer_act_bits"].items())
+    steps = "; ".join(f"{s['layer']} → {s['bits']} bits ({100 * s['agreement']:.1f}%)" for s in pc["steps"])
+    widest = pc["widest"]
+    return (
+        "\n## Activation widths (--precision auto)\n"
+        f"Least estimated area with {pc['criterion']} of at least {100 * pc['required_agreement']:.1f}% on the "
+        f"{pc['batch']} ({pc['search']}; {pc['evaluations']} golden-model runs).\n\n"
+        "| layer | activation bits |\n|---|---:|\n"
+        f"{rows}\n\n"
+        f"Area figure ({pc['area_score_model']}): {pc['area_score']:,.0f}, against {widest['area_score']:,.0f} with "
+        f"every activation at its widest; agreement {100 * pc['agreement']:.1f}% (widest: "
+        f"{100 * widest['agreement']:.1f}%). Narrowings kept: {steps or 'none'}.\n"
+    )
 
 
 def _weight_rounding_text(r: dict) -> str:  # type: ignore[type-arg]
@@ -536,6 +582,8 @@ def render_markdown(report: dict[str, object]) -> str:
         out_peak=f"{acc['output_peak']:.3g}",
         mean_err=f"{acc['mean_abs_error']:.3g}",
         top1=f"{100 * acc['top1_agreement']:.1f}%",
+        accuracy_verdict=_verdict_text(r),
+        precision_choice=_precision_choice_text(r),
         reference=acc["reference"],
         synthesis=_synthesis_text(r),
         backend=_backend_text(r),

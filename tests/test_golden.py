@@ -39,3 +39,32 @@ def test_integer_model_is_deterministic_and_exact_python_ints(tmp_path):
     a = golden.run_integer(net, q)
     b = golden.run_integer(net, q.copy())
     assert a.dtype == np.int64 and np.array_equal(a, b)
+
+
+def test_outputs_that_are_not_classes_are_judged_by_relative_rms_error(tmp_path):
+    path = write_mlp(tmp_path / "m.onnx", [12, 8, 1], seed=3)
+    net = built_network(path, act_bits=4)
+    x = np.random.default_rng(3).standard_normal((64, 12))
+    acc = golden.compare_with_onnxruntime(path, net, x, "normal", budget=0.001)
+    assert not golden.outputs_are_classes(net) and acc.criterion == "1 - relative RMS error"
+    ref, _ = golden.reference_outputs(path, net, x, "normal")
+    got = golden.dequantize_output(net, golden.run_integer(net, golden.quantize_input(net, x)))
+    rel = np.linalg.norm(ref - got) / np.linalg.norm(ref)
+    assert acc.relative_rms_error == pytest.approx(rel) and acc.agreement == pytest.approx(1 - rel)
+    assert acc.required == pytest.approx(0.999) and acc.met == (rel <= 0.001)
+    report = acc.to_json()
+    assert report["budget"] == 0.001 and report["budget_met"] == acc.met
+
+
+@pytest.mark.parametrize("max_bytes", [1 << 30, 1500])
+def test_layer_cache_gives_the_golden_outputs_of_every_variant(tmp_path, max_bytes):
+    path = write_mlp(tmp_path / "m.onnx", [20, 16, 12, 5], seed=4)
+    x = np.random.default_rng(4).standard_normal((32, 20))
+    cache = golden.LayerCache(x, max_bytes)
+    nets = [built_network(path, act_bits=b) for b in (16, 6, 16)]
+    names = [layer.name for layer in nets[0].linear_layers]
+    nets.append(built_network(path, layer_act_bits=((names[1], 3),)))
+    for net in nets:
+        expected = golden.dequantize_output(net, golden.run_integer(net, golden.quantize_input(net, x)))
+        assert np.array_equal(cache.outputs(net), expected)
+        assert np.array_equal(cache.outputs(net), expected)  # again, from what it kept

@@ -222,6 +222,9 @@ class QuantizeActivations:
     layer_act_bits: tuple[tuple[str, int], ...] = ()
     #: How the graph's own activation quantisers are built (:data:`GRAPH_QUANTIZER_FORMS`).
     graph_quantizers: str = "auto"
+    #: (layer index, float range) of each linear layer's output, from :meth:`output_peaks`
+    #: on the same network and options; empty: measured (or bounded) here.
+    peaks: tuple[tuple[int, float], ...] = ()
 
     def apply(self, network: Network) -> Network:
         for what, bits in (
@@ -243,44 +246,8 @@ class QuantizeActivations:
             raise TwnError(f"--input-range must be a positive number, not {self.input_range}")
 
         chosen = self._layer_bits(network)
-        calib = self.calibration
-        if calib is not None:
-            calib = network.preprocess(np.asarray(calib, dtype=np.float64))
-        if network.input_quantizer is not None:
-            # The graph quantises its own input: the accelerator takes those codes.
-            iq = network.input_quantizer
-            in_fmt = FixedFormat.for_codes(iq.code_lo, iq.code_hi, iq.step)
-        else:
-            peak_in = float(np.max(np.abs(calib))) if calib is not None and calib.size else self.input_range
-            in_fmt = FixedFormat.full(self.input_bits, frac_bits_for(peak_in, self.input_bits))
-
-        # Output ranges per linear layer, in float: the safe bound always, and
-        # the sampled peak with headroom unless the user asked for safe ranges.
-        channels = network.input_shape[0] if len(network.input_shape) > 1 else network.in_features
-        lo = np.full(channels, in_fmt.lo * in_fmt.resolution)
-        hi = np.full(channels, in_fmt.hi * in_fmt.resolution)
-        safe: dict[int, float] = {}
-        for k, layer in enumerate(network.layers):
-            lo, hi = _interval_forward(layer, lo, hi)
-            if isinstance(layer, LinearLayer):
-                safe[k] = float(max(np.max(np.abs(lo), initial=0), np.max(np.abs(hi), initial=0)))
-                if layer.quantizer is not None:
-                    q = layer.quantizer
-                    lo = np.full(len(lo), q.code_lo * q.step)
-                    hi = np.full(len(hi), q.code_hi * q.step)
-        peaks = dict(safe)
-        if self.ranges == "sampled":
-            y = calib if calib is not None else synthetic_batch(network.in_features)
-            y = y.reshape(len(y), *network.input_shape)
-            if network.input_quantizer is not None:
-                y = network.input_quantizer(y)
-            else:
-                y = in_fmt.dequantize(in_fmt.quantize(y))
-            for k, layer in enumerate(network.layers):
-                y = layer.float_forward(y)
-                if isinstance(layer, LinearLayer):
-                    seen = float(np.max(np.abs(y))) if y.size else 0.0
-                    peaks[k] = min(safe[k], seen * self.headroom)
+        calib, in_fmt = self._input_format(network)
+        peaks = dict(self.peaks) if self.peaks else self._peaks(network, calib, in_fmt)
 
         layers: list[Layer] = []
         current = in_fmt
@@ -306,6 +273,54 @@ class QuantizeActivations:
             layers.append(replace(layer, requant=requant))
             current = out
         return network.with_layers(tuple(layers), input_format=in_fmt)
+
+    def output_peaks(self, network: Network) -> tuple[tuple[int, float], ...]:
+        """(layer index, float range) of every linear layer's output, as :meth:`apply` measures them:
+        given back as ``peaks``, they spare a second application the float pass over the batch."""
+        calib, in_fmt = self._input_format(network)
+        return tuple(sorted(self._peaks(network, calib, in_fmt).items()))
+
+    def _input_format(self, network: Network) -> tuple[np.ndarray | None, FixedFormat]:
+        """The preprocessed calibration batch (None without one) and the input format."""
+        calib = self.calibration
+        if calib is not None:
+            calib = network.preprocess(np.asarray(calib, dtype=np.float64))
+        if network.input_quantizer is not None:
+            # The graph quantises its own input: the accelerator takes those codes.
+            iq = network.input_quantizer
+            return calib, FixedFormat.for_codes(iq.code_lo, iq.code_hi, iq.step)
+        peak_in = float(np.max(np.abs(calib))) if calib is not None and calib.size else self.input_range
+        return calib, FixedFormat.full(self.input_bits, frac_bits_for(peak_in, self.input_bits))
+
+    def _peaks(self, network: Network, calib: np.ndarray | None, in_fmt: FixedFormat) -> dict[int, float]:
+        """Output ranges per linear layer, in float: the safe bound always, and
+        the sampled peak with headroom unless the user asked for safe ranges."""
+        channels = network.input_shape[0] if len(network.input_shape) > 1 else network.in_features
+        lo = np.full(channels, in_fmt.lo * in_fmt.resolution)
+        hi = np.full(channels, in_fmt.hi * in_fmt.resolution)
+        safe: dict[int, float] = {}
+        for k, layer in enumerate(network.layers):
+            lo, hi = _interval_forward(layer, lo, hi)
+            if isinstance(layer, LinearLayer):
+                safe[k] = float(max(np.max(np.abs(lo), initial=0), np.max(np.abs(hi), initial=0)))
+                if layer.quantizer is not None:
+                    q = layer.quantizer
+                    lo = np.full(len(lo), q.code_lo * q.step)
+                    hi = np.full(len(hi), q.code_hi * q.step)
+        peaks = dict(safe)
+        if self.ranges == "sampled":
+            y = calib if calib is not None else synthetic_batch(network.in_features)
+            y = y.reshape(len(y), *network.input_shape)
+            if network.input_quantizer is not None:
+                y = network.input_quantizer(y)
+            else:
+                y = in_fmt.dequantize(in_fmt.quantize(y))
+            for k, layer in enumerate(network.layers):
+                y = layer.float_forward(y)
+                if isinstance(layer, LinearLayer):
+                    seen = float(np.max(np.abs(y))) if y.size else 0.0
+                    peaks[k] = min(safe[k], seen * self.headroom)
+        return peaks
 
     def _layer_bits(self, network: Network) -> dict[str, int]:
         """``layer_act_bits`` checked against the network's layers."""
