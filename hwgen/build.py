@@ -395,7 +395,7 @@ def build(
             + "; use --allow-overflow to write the RTL anyway"
         )
     if not emit_rtl:
-        return _write_reports(out, network, report, {"network.json": network.to_json() + "\n"}, progress)
+        return _write_reports(out, network, report, {"network.json": network.to_json() + "\n"}, progress, warnings)
     with progress.stage("emitting Verilog", unit="modules") as s:
         verilog = generate_verilog(plan, jobs=jobs, on_module=s.update)
     if synth_estimate:
@@ -417,11 +417,16 @@ def build(
             files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, verilog))
     else:
         files.update(_backend_files(report, board_obj, clock, rtl, model.name, plan, None))
-    return _write_reports(out, network, report, files, progress)
+    return _write_reports(out, network, report, files, progress, warnings)
 
 
 def _write_reports(
-    out: Path, network: Network, report: dict[str, object], files: dict[str, str | bytes], progress: Progress
+    out: Path,
+    network: Network,
+    report: dict[str, object],
+    files: dict[str, str | bytes],
+    progress: Progress,
+    warnings: list[str],
 ) -> BuildResult:
     """Add report.json and report.md to ``files``, write them all to ``out`` atomically."""
     from hwgen.report import render_markdown
