@@ -4,7 +4,7 @@ import pytest
 from conftest import built_network, write_mlp
 from estimate_networks import FIXTURE, NETWORKS, estimates, scheduled
 
-from hwgen.estimate import PARTS, _dsp_count, estimate_network, estimate_parts, total_of
+from hwgen.estimate import PARTS, dsp_count, estimate_network, estimate_parts, total_of
 from hwgen.plan import plan_network
 
 
@@ -12,7 +12,7 @@ from hwgen.plan import plan_network
     "a, b, dsps", [(27, 18, 1), (18, 27, 1), (20, 18, 1), (28, 18, 2), (27, 19, 2), (40, 30, 4), (8, 8, 1)]
 )
 def test_dsp48e2_count(a, b, dsps):
-    assert _dsp_count(a, b) == dsps
+    assert dsp_count(a, b) == dsps
 
 
 def test_network_estimate_counts_every_adder_bit(tmp_path):

@@ -80,10 +80,11 @@ def test_merging_counts_layers_in_the_parent(rng, jobs, shapes):
     from hwgen.passes.adder_graphs import BuildAdderGraphs
 
     matrices = _matrices(rng, shapes)
+    names = [f"layer{k}" for k in range(len(matrices))]
     calls: list[tuple[int, int]] = []
     graphs = BuildAdderGraphs(jobs=jobs, on_layer=lambda done, total: calls.append((done, total)))._merged_graphs(
-        matrices
+        matrices, names
     )
     assert calls == [(k, len(shapes)) for k in range(1, len(shapes) + 1)]
-    assert graphs == BuildAdderGraphs(jobs=1)._merged_graphs(matrices)  # the callback changes nothing
+    assert graphs == BuildAdderGraphs(jobs=1)._merged_graphs(matrices, names)  # the callback changes nothing
     assert BuildAdderGraphs(on_layer=print) == BuildAdderGraphs()
