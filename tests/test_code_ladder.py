@@ -15,9 +15,7 @@ def _layer(seed, bits, signed, rounding, relu, negative, step):
     scale = rng.uniform(0.02, 0.2, out) * np.where(rng.random(out) < negative, -1, 1)
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     quant = Quantizer("uniform", step=step, code_lo=lo, code_hi=hi, scale=step, rounding=rounding)
-    return LinearLayer(
-        "fc", "Gemm", weights, scale, rng.normal(0, 0.5, out), relu, "ternary", ("fc",), quantizer=quant
-    )
+    return LinearLayer("fc", "Gemm", weights, scale, rng.normal(0, 0.5, out), relu, "ternary", ("fc",), quantizer=quant)
 
 
 def _every_accumulator(layer, fmt):
