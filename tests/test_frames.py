@@ -302,6 +302,72 @@ def test_mac_layer_in_amaranth_sim(tmp_path):
     assert got[0][0] == (layer.in_features - 1) + MAC_LATENCY
 
 
+@pytest.fixture(scope="module")
+def mac_stages(tmp_path_factory):
+    """The MAC layers of a small classifier: ternary 128 x 64 and 64 x 32, and a 32 x 5 of wider weights."""
+    model = vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9)
+    net = _prepared(tmp_path_factory.mktemp("macs"), model)
+    return plan_network(net).macs
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_laned_mac_layer_in_amaranth_sim(mac_stages, which, lanes):
+    """Weights in memory taking ``lanes`` elements per cycle (an adder tree into each accumulator)
+    and giving two outputs a cycle where they divide: the integer dot product and requantiser, exactly."""
+    from dataclasses import replace
+
+    from hwgen.backend.mac import LanedMacDenseLayer
+    from hwgen.plan.frames import MAC_LATENCY
+
+    base = mac_stages[which]
+    out_lanes = 2 if base.layer.out_features % 2 == 0 else 1
+    stage = replace(base, lanes=lanes, out_lanes=out_lanes)
+    assert stage.ternary == (which < 2)
+    layer = stage.layer
+    assert layer.in_features % lanes == 0
+    rng = np.random.default_rng(3 + which)
+    frames = rng.integers(stage.in_lo, stage.in_hi + 1, size=(3, layer.in_features))
+    frames[0] = stage.in_hi
+    dut = LanedMacDenseLayer(stage)
+    got: list[tuple[int, list[int]]] = []
+
+    def sample(ctx, cycle):
+        if ctx.get(dut.o_valid):
+            got.append((cycle, [int(ctx.get(dut.o_data[lane])) for lane in range(out_lanes)]))
+
+    async def bench(ctx):
+        cycle = 0
+        for f in frames:
+            for b in range(stage.in_beats):
+                ctx.set(dut.i_valid, 1)
+                for lane in range(lanes):
+                    ctx.set(dut.i_data[lane], int(f[stage.order[b * lanes + lane]]))
+                await ctx.tick()
+                cycle += 1
+                sample(ctx, cycle)
+            # A gap between frames, as when the frame budget exceeds the input beats.
+            ctx.set(dut.i_valid, 0)
+            for _ in range(stage.out_beats):
+                await ctx.tick()
+                cycle += 1
+                sample(ctx, cycle)
+        for _ in range(stage.out_beats + MAC_LATENCY + 2):
+            await ctx.tick()
+            cycle += 1
+            sample(ctx, cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = layer.requant.apply(frames @ layer.weights.T)
+    assert [v for _, beat in got for v in beat] == want.reshape(-1).tolist()
+    assert len(got) == 3 * stage.out_beats
+    # The first output beat leaves MAC_LATENCY cycles after the frame's last input beat.
+    assert got[0][0] == (stage.in_beats - 1) + MAC_LATENCY
+
+
 # -- whole networks on both simulators -----------------------------------------
 
 
@@ -322,6 +388,11 @@ def frame_designs(tmp_path_factory):
         "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
         # Dense layers with idle cycles: weights in memory, one element per cycle.
         "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
+        # Dense layers wider than the frame: weights in memory taking 2 elements per cycle, the
+        # first giving 2 outputs per cycle straight into the second.
+        "vgg1d_kmac": (vgg1d(channels=16, length=64, convs=3, dense=(128, 64), classes=5, seed=21), 1.0),
+        # A digit-serial dense layer's vector into the wider-weight last layer, 2 elements per cycle.
+        "vgg1d_kmac_wide": (vgg1d(channels=8, length=32, convs=2, dense=(64, 32), classes=5, seed=21), 2.0),
         # A position every 8 cycles: requantisers shared in time by the convolutions' channels.
         "vgg1d_shared": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=17), 0.125),
         # The model's own activation quantisers (QONNX Quant, 2, 8 and 16 bits): comparators for
@@ -354,6 +425,8 @@ def frame_designs(tmp_path_factory):
         "conv1d_valid",
         "vgg1d_lanes",
         "vgg1d_mac",
+        "vgg1d_kmac",
+        "vgg1d_kmac_wide",
         "vgg1d_incremental",
         "vgg1d_shared",
         "vgg1d_quant",
