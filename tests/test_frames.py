@@ -368,6 +368,35 @@ def test_laned_mac_layer_in_amaranth_sim(mac_stages, which, lanes):
     assert got[0][0] == (stage.in_beats - 1) + MAC_LATENCY
 
 
+@pytest.mark.parametrize("position_major", [False, True])
+def test_frame_collector_flattens_channels_first_or_position_major(position_major):
+    """A MAC layer's beats of consecutive outputs are gathered position-major; positions of
+    channels (a convolution's stream) channels-first."""
+    from hwgen.backend.window_buffer import FrameCollector
+    from hwgen.plan.frames import CollectStage
+
+    channels, positions = 2, 3
+    dut = FrameCollector(CollectStage(channels, positions, 5, 1, position_major))
+    beats = [[p * channels + c for c in range(channels)] for p in range(positions)]
+    got = []
+
+    async def bench(ctx):
+        for beat in beats:
+            ctx.set(dut.i_valid, 1)
+            for c, v in enumerate(beat):
+                ctx.set(dut.i_data[c], v)
+            await ctx.tick()
+        assert ctx.get(dut.o_valid)  # registered with the last position
+        got.extend(int(ctx.get(dut.o_data[k])) for k in range(channels * positions))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    flat = np.array(beats)  # [position, channel]
+    assert got == (flat.reshape(-1) if position_major else flat.T.reshape(-1)).tolist()
+
+
 # -- whole networks on both simulators -----------------------------------------
 
 
