@@ -35,6 +35,7 @@ from hwgen.plan.dense import LayerPlan, NetworkPlan
 from hwgen.plan.frames import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 
 __all__ = [
+    "LANE_TREE_LUT_PER_BIT",
     "PARTS",
     "Estimate",
     "Resources",
@@ -399,15 +400,21 @@ def mac_parts(stage: MacStage) -> Parts:
     }
 
 
+#: LUTs per bit of a laned MAC layer's adder trees, fitted to Yosys (``bench/laned_mac.py``,
+#: ``synth_xilinx -family xcup``): 128 ternary outputs of 16-bit inputs cost 36-39 LUTs more per
+#: output at 2 lanes than at 1 (17-bit adders) and 133 more at 4 (two 17-bit and one 18-bit).
+LANE_TREE_LUT_PER_BIT = 2.5
+
+
 def _laned_mac_parts(stage: MacStage) -> Parts:
     """:func:`mac_parts` for ``lanes`` elements a cycle in and ``out_lanes`` out.
 
-    Each accumulator adds a balanced tree of ``lanes`` terms: ternary, the
-    first level's adders take both signed selects into one LUT6 per bit (two
-    input bits, two 2-bit weights), each deeper level a LUT per bit one bit
-    wider, and the accumulator's own adder a LUT per bit; wider weights,
-    ``lanes`` multipliers (DSPs) per output and the tree's adders at the
-    products' width. The weight memory is ``lanes`` columns wide and
+    Each accumulator adds a balanced tree of ``lanes`` terms, each level's
+    adders a bit wider than the last, at :data:`LANE_TREE_LUT_PER_BIT` LUTs
+    per adder bit (the signed selects and negations of ternary weights
+    included), and the accumulator's own adder a LUT per bit as with one
+    lane; wider weights, ``lanes`` multipliers (DSPs) per output and the
+    tree's adders at the products' width. The weight memory is ``lanes`` columns wide and
     ``in_features / lanes`` deep; each output lane has its own ``n_out /
     out_lanes``:1 multiplexer and requantiser.
     """
@@ -416,11 +423,12 @@ def _laned_mac_parts(stage: MacStage) -> Parts:
     acc = sum(stage.acc_bits)
     widest = max(stage.acc_bits)
     term_bits = stage.in_bits + 1 if stage.ternary else stage.in_bits + stage.weight_bits
-    tree = 0  # LUTs of one output's tree
+    adder_bits = 0  # bits of one output's tree adders
     width, count = term_bits, lanes
     while count > 1:
-        tree += (count // 2) * width
+        adder_bits += (count // 2) * width
         count, width = count - count // 2, width + 1
+    tree = math.ceil(LANE_TREE_LUT_PER_BIT * adder_bits)
     accumulators = Resources(
         lut=acc + n_out * tree,
         ff=2 * acc + lanes * stage.in_bits,

@@ -417,8 +417,8 @@ def frame_designs(tmp_path_factory):
         "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
         # Dense layers with idle cycles: weights in memory, one element per cycle.
         "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
-        # Dense layers wider than the frame: weights in memory taking 2 elements per cycle, the
-        # first giving 2 outputs per cycle straight into the second.
+        # A dense layer wider than the frame (128 inputs in 64 cycles): weights in memory taking
+        # 2 elements per cycle from the serialised vector of a digit-serial graph.
         "vgg1d_kmac": (vgg1d(channels=8, length=64, convs=2, dense=(128, 64), classes=5, seed=21), 1.0),
         # A position every 8 cycles: requantisers shared in time by the convolutions' channels.
         "vgg1d_shared": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=17), 0.125),
