@@ -35,6 +35,7 @@ from hwgen.plan.dense import LayerPlan, NetworkPlan
 from hwgen.plan.frames import ArgmaxStage, DenseStage, FramePlan, LanePoolStage, MacStage, SerializeStage, WindowStage
 
 __all__ = [
+    "LANE_TREE_LUT_PER_BIT",
     "PARTS",
     "Estimate",
     "Resources",
@@ -364,7 +365,11 @@ def mac_cost(stage: MacStage) -> Resources:
 
 def mac_parts(stage: MacStage) -> Parts:
     """A weights-in-memory dense layer: accumulators, shadow bank, output multiplexer,
-    one shared requantiser, the weight memory in BRAM36 (72 bits wide at depth 512)."""
+    one shared requantiser, the weight memory in BRAM36 (72 bits wide at depth 512).
+    With lanes (:func:`_laned_mac_parts`): an adder tree per accumulator, a requantiser per
+    output lane."""
+    if stage.lanes > 1 or stage.out_lanes > 1:
+        return _laned_mac_parts(stage)
     n_in, n_out = stage.layer.in_features, stage.layer.out_features
     acc = sum(stage.acc_bits)
     widest = max(stage.acc_bits)
@@ -395,8 +400,61 @@ def mac_parts(stage: MacStage) -> Parts:
     }
 
 
-def mac_cost_for(layer: LinearLayer, lo: int, hi: int, bits: int) -> Resources:
-    return mac_cost(MacStage(layer, lo, hi, bits, tuple(range(layer.in_features)), 0))
+#: LUTs per bit of a laned MAC layer's adder trees, fitted to Yosys (``bench/laned_mac.py``,
+#: ``synth_xilinx -family xcup``): 128 ternary outputs of 16-bit inputs cost 36-39 LUTs more per
+#: output at 2 lanes than at 1 (17-bit adders) and 133 more at 4 (two 17-bit and one 18-bit).
+LANE_TREE_LUT_PER_BIT = 2.5
+
+
+def _laned_mac_parts(stage: MacStage) -> Parts:
+    """:func:`mac_parts` for ``lanes`` elements a cycle in and ``out_lanes`` out.
+
+    Each accumulator adds a balanced tree of ``lanes`` terms, each level's
+    adders a bit wider than the last, at :data:`LANE_TREE_LUT_PER_BIT` LUTs
+    per adder bit (the signed selects and negations of ternary weights
+    included), and the accumulator's own adder a LUT per bit as with one
+    lane; wider weights, ``lanes`` multipliers (DSPs) per output and the
+    tree's adders at the products' width. The weight memory is ``lanes`` columns wide and
+    ``in_features / lanes`` deep; each output lane has its own ``n_out /
+    out_lanes``:1 multiplexer and requantiser.
+    """
+    lanes, out_lanes = stage.lanes, stage.out_lanes
+    n_out = stage.layer.out_features
+    acc = sum(stage.acc_bits)
+    widest = max(stage.acc_bits)
+    term_bits = stage.in_bits + 1 if stage.ternary else stage.in_bits + stage.weight_bits
+    adder_bits = 0  # bits of one output's tree adders
+    width, count = term_bits, lanes
+    while count > 1:
+        adder_bits += (count // 2) * width
+        count, width = count - count // 2, width + 1
+    tree = math.ceil(LANE_TREE_LUT_PER_BIT * adder_bits)
+    accumulators = Resources(
+        lut=acc + n_out * tree,
+        ff=2 * acc + lanes * stage.in_bits,
+        dsp=0 if stage.ternary else n_out * lanes * dsp_count(stage.in_bits, stage.weight_bits),
+    )
+    select = Resources(lut=out_lanes * widest * math.ceil(stage.out_beats / 4))
+    one = Resources(
+        lut=(stage.mult_bits + stage.offset_bits + 5) * math.ceil(stage.out_beats / 64) + 2 * stage.product_bits,
+        ff=widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16,
+        dsp=dsp_count(widest, stage.mult_bits),
+    )
+    requant = Resources(lut=out_lanes * one.lut, ff=out_lanes * one.ff, dsp=out_lanes * one.dsp)
+    bits = lanes * n_out * stage.weight_bits
+    memory = Resources(bram=math.ceil(bits / 72) * math.ceil(stage.in_beats / 512))
+    return {
+        "accumulators": accumulators,
+        "weight_memory": memory,
+        "output_select": select,
+        "requantiser": requant,
+        "control": Resources(lut=24, ff=24),
+    }
+
+
+def mac_cost_for(layer: LinearLayer, lo: int, hi: int, bits: int, lanes: int = 1, out_lanes: int = 1) -> Resources:
+    """A MAC layer taking ``lanes`` elements a cycle and giving ``out_lanes`` (:func:`mac_parts`)."""
+    return mac_cost(MacStage(layer, lo, hi, bits, tuple(range(layer.in_features)), 0, lanes, out_lanes))
 
 
 def argmax_cost(n: int, bits: int) -> Resources:
@@ -427,7 +485,9 @@ def _frame_parts(plan: FramePlan) -> Estimate:
             _add_part(
                 outside,
                 "serializer",
-                Resources(lut=stage.bits * math.ceil(stage.per_beat / 4) + 8, ff=stage.per_beat * stage.bits),
+                Resources(
+                    lut=stage.lanes * stage.bits * math.ceil(stage.out_beats / 4) + 8, ff=stage.per_beat * stage.bits
+                ),
             )
         elif isinstance(stage, LanePoolStage):
             outs = stage.layer.out_shape[0]

@@ -293,6 +293,24 @@ def report_units(plan: NetworkPlan | FramePlan) -> list[object]:
     return list(plan.layers)
 
 
+def _mac_arithmetic(stage: MacStage) -> str:
+    """What a MAC layer's arithmetic is, and why it takes more than one element a cycle."""
+    layer = stage.layer
+    if stage.lanes == 1 and stage.out_lanes == 1:
+        return (
+            f"weights in memory ({stage.weight_bits}-bit), one input element per cycle into "
+            f"{layer.out_features} accumulators" + ("" if stage.ternary else ", a multiplier (DSP) each")
+        )
+    each = "an adder tree" if stage.ternary else f"{stage.lanes} multipliers (DSP) and an adder tree"
+    widest = max(layer.in_features, layer.out_features)
+    return (
+        f"weights in memory ({stage.weight_bits}-bit), {stage.lanes} input element(s) per cycle into "
+        f"{layer.out_features} accumulators ({each} each), {stage.out_lanes} output(s) per cycle through "
+        f"{stage.out_lanes} requantiser(s): one element per cycle would need {widest} cycles a frame, "
+        f"{stage.spacing} available"
+    )
+
+
 def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
     layer = stage.layer
     rq = stage.requant
@@ -307,7 +325,7 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "weights_total": int(layer.weights.size),
         "weights_nonzero": layer.weights_nonzero,
         "sparsity": round(1 - layer.weights_nonzero / max(layer.weights.size, 1), 6),
-        "adders": layer.out_features,
+        "adders": layer.out_features * stage.lanes,
         "naive_adders": layer.naive_adders,
         "adder_depth": 1,
         "in_bits": stage.in_bits,
@@ -316,17 +334,18 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "out_frac": rq.out.frac,
         "relu": layer.relu,
         "quantizer": layer.quantizer.kind if layer.quantizer is not None else None,
-        "requant": "multiply, shift (one shared unit)",
-        "out_format": _fmt_json(rq.out),
-        "latency_cycles": layer.in_features + MAC_LATENCY + layer.out_features,
-        "digit_bits": max(stage.acc_bits),
-        "arithmetic": (
-            f"weights in memory ({stage.weight_bits}-bit), one input element per cycle into "
-            f"{layer.out_features} accumulators" + ("" if stage.ternary else ", a multiplier (DSP) each")
+        "requant": (
+            "multiply, shift (one shared unit)"
+            if stage.out_lanes == 1
+            else f"multiply, shift ({stage.out_lanes} shared units)"
         ),
+        "out_format": _fmt_json(rq.out),
+        "latency_cycles": stage.in_beats + MAC_LATENCY + stage.out_beats,
+        "digit_bits": max(stage.acc_bits),
+        "arithmetic": _mac_arithmetic(stage),
         "word_bits": max(stage.acc_bits),
         "positions_per_frame": 1,
-        "cycles_per_position": max(layer.in_features, layer.out_features),
+        "cycles_per_position": max(stage.in_beats, stage.out_beats),
         "cycles_available": stage.spacing,
         "utilisation": round(max(layer.in_features, layer.out_features) / ii, 6),
         **res.to_json(),

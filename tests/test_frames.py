@@ -302,6 +302,101 @@ def test_mac_layer_in_amaranth_sim(tmp_path):
     assert got[0][0] == (layer.in_features - 1) + MAC_LATENCY
 
 
+@pytest.fixture(scope="module")
+def mac_stages(tmp_path_factory):
+    """The MAC layers of a small classifier: ternary 128 x 64 and 64 x 32, and a 32 x 5 of wider weights."""
+    model = vgg1d(channels=8, length=128, convs=3, dense=(64, 32), classes=5, seed=9)
+    net = _prepared(tmp_path_factory.mktemp("macs"), model)
+    return plan_network(net).macs
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_laned_mac_layer_in_amaranth_sim(mac_stages, which, lanes):
+    """Weights in memory taking ``lanes`` elements per cycle (an adder tree into each accumulator)
+    and giving two outputs a cycle where they divide: the integer dot product and requantiser, exactly."""
+    from dataclasses import replace
+
+    from hwgen.backend.mac import LanedMacDenseLayer
+    from hwgen.plan.frames import MAC_LATENCY
+
+    base = mac_stages[which]
+    out_lanes = 2 if base.layer.out_features % 2 == 0 else 1
+    stage = replace(base, lanes=lanes, out_lanes=out_lanes)
+    assert stage.ternary == (which < 2)
+    layer = stage.layer
+    assert layer.in_features % lanes == 0
+    rng = np.random.default_rng(3 + which)
+    frames = rng.integers(stage.in_lo, stage.in_hi + 1, size=(3, layer.in_features))
+    frames[0] = stage.in_hi
+    dut = LanedMacDenseLayer(stage)
+    got: list[tuple[int, list[int]]] = []
+
+    def sample(ctx, cycle):
+        if ctx.get(dut.o_valid):
+            got.append((cycle, [int(ctx.get(dut.o_data[lane])) for lane in range(out_lanes)]))
+
+    async def bench(ctx):
+        cycle = 0
+        for f in frames:
+            for b in range(stage.in_beats):
+                ctx.set(dut.i_valid, 1)
+                for lane in range(lanes):
+                    ctx.set(dut.i_data[lane], int(f[stage.order[b * lanes + lane]]))
+                await ctx.tick()
+                cycle += 1
+                sample(ctx, cycle)
+            # A gap between frames, as when the frame budget exceeds the input beats.
+            ctx.set(dut.i_valid, 0)
+            for _ in range(stage.out_beats):
+                await ctx.tick()
+                cycle += 1
+                sample(ctx, cycle)
+        for _ in range(stage.out_beats + MAC_LATENCY + 2):
+            await ctx.tick()
+            cycle += 1
+            sample(ctx, cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = layer.requant.apply(frames @ layer.weights.T)
+    assert [v for _, beat in got for v in beat] == want.reshape(-1).tolist()
+    assert len(got) == 3 * stage.out_beats
+    # The first output beat leaves MAC_LATENCY cycles after the frame's last input beat.
+    assert got[0][0] == (stage.in_beats - 1) + MAC_LATENCY
+
+
+@pytest.mark.parametrize("position_major", [False, True])
+def test_frame_collector_flattens_channels_first_or_position_major(position_major):
+    """A MAC layer's beats of consecutive outputs are gathered position-major; positions of
+    channels (a convolution's stream) channels-first."""
+    from hwgen.backend.window_buffer import FrameCollector
+    from hwgen.plan.frames import CollectStage
+
+    channels, positions = 2, 3
+    dut = FrameCollector(CollectStage(channels, positions, 5, 1, position_major))
+    beats = [[p * channels + c for c in range(channels)] for p in range(positions)]
+    got = []
+
+    async def bench(ctx):
+        for beat in beats:
+            ctx.set(dut.i_valid, 1)
+            for c, v in enumerate(beat):
+                ctx.set(dut.i_data[c], v)
+            await ctx.tick()
+        assert ctx.get(dut.o_valid)  # registered with the last position
+        got.extend(int(ctx.get(dut.o_data[k])) for k in range(channels * positions))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    flat = np.array(beats)  # [position, channel]
+    assert got == (flat.reshape(-1) if position_major else flat.T.reshape(-1)).tolist()
+
+
 # -- whole networks on both simulators -----------------------------------------
 
 
@@ -316,7 +411,8 @@ def frame_designs(tmp_path_factory):
         "vgg1d_serial": (vgg1d(channels=8, length=64, convs=3, dense=(16,), classes=4, seed=12), 0.25),
         # 2-D: kernel 5 'same', min-pools from negative batch-norm scales, stride 2, conv last.
         "conv2d": (stack("C4k5p2,m2,b,c6k3s2p1", (2, 8, 8), seed=13, negative_bn=True), 1.0),
-        # 1-D without pooling or batch norm folding into min: valid padding, kernel 1.
+        # 1-D without pooling or batch norm folding into min: valid padding, kernel 1; the first
+        # dense layer (72 inputs in 40 cycles) takes 2 elements per cycle from memory.
         "conv1d_valid": (stack("c5k3,c4k1,d8,o3", (3, 20), seed=14), 0.5),
         # Two positions per cycle: the first layers folded into two lanes.
         "vgg1d_lanes": (vgg1d(channels=6, length=64, convs=3, dense=(16,), classes=4, seed=15), 2.0),
@@ -366,6 +462,18 @@ def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, desi
     assert (r.passed, r.failed, r.extra_outputs) == (vectors, 0, 0), r.mismatches
     assert r.measured_latency_cycles == r.expected_latency_cycles
     assert r.measured_ii_cycles == r.expected_ii_cycles
+
+
+def test_a_dense_layer_wider_than_the_frame_takes_two_elements_a_cycle(frame_designs):
+    """conv1d_valid's first dense layer has 72 inputs and 40 cycles a frame: a MAC layer with
+    2 lanes (verified on both simulators above), and the report says so and why."""
+    report = json.loads((frame_designs["conv1d_valid"] / "report.json").read_text())
+    assert report["initiation_interval_cycles"] == 40
+    (first, *_) = [la for la in report["layers"] if la["op"] == "Gemm"]
+    assert first["in_shape"] == [72]
+    assert first["arithmetic"].startswith("weights in memory (2-bit), 2 input element(s) per cycle into 8 accumulators")
+    assert first["arithmetic"].endswith("one element per cycle would need 72 cycles a frame, 40 available")
+    assert (first["cycles_per_position"], first["cycles_available"]) == (36, 40)
 
 
 def test_serial_frame_design_uses_digit_serial_convolutions(frame_designs):

@@ -12,7 +12,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.argmax import ArgmaxTree
-from hwgen.backend.mac import MacDenseLayer, Serializer
+from hwgen.backend.mac import Serializer, mac_layer
 from hwgen.backend.parallel_graph import AdderGraphPipeline
 from hwgen.backend.requant import Requantizer, SharedRequantizer
 from hwgen.backend.serial_layer import SerialDenseLayer
@@ -154,9 +154,9 @@ def stage_width(stage: Stage) -> int:
     if isinstance(stage, LanePoolStage):
         return stage.layer.out_shape[0] * stage.bits
     if isinstance(stage, SerializeStage):
-        return stage.bits
+        return stage.bits * stage.lanes
     if isinstance(stage, MacStage):
-        return stage.out_bits
+        return stage.out_bits * stage.out_lanes
     if isinstance(stage, CollectStage):
         return stage.channels * stage.positions * stage.bits
     if isinstance(stage, ArgmaxStage):
@@ -207,7 +207,7 @@ class FrameStage(wiring.Component):
             m.d.comb += [ser.i_valid.eq(valid), ser.i_data.eq(current)]
             current, valid = ser.o_data, ser.o_valid
         elif isinstance(stage, MacStage):
-            m.submodules.mac = mac = MacDenseLayer(stage)
+            m.submodules.mac = mac = mac_layer(stage)
             m.d.comb += [mac.i_valid.eq(valid), mac.i_data.eq(current)]
             current, valid = mac.o_data, mac.o_valid
         elif isinstance(stage, ArgmaxStage):

@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.rom import constant_table
-from hwgen.backend.serial import padded_select
+from hwgen.backend.serial import mux_tree, padded_select
 from hwgen.plan.frames import MAC_LATENCY, MacStage, SerializeStage
 
-__all__ = ["MacDenseLayer", "Serializer"]
+__all__ = ["LanedMacDenseLayer", "MacDenseLayer", "Serializer", "mac_layer"]
 
 
 class Serializer(wiring.Component):
-    """A beat of ``per_beat`` values out one value per cycle.
+    """A beat of ``per_beat`` values out ``lanes`` values per cycle.
 
-    Value ``k`` of a beat that arrives (``i_valid``) in cycle ``t`` leaves
-    with ``o_valid`` in cycle ``t + 1 + k``. Beats must be at least
-    ``per_beat`` cycles apart.
+    Value ``j * lanes + l`` of a beat that arrives (``i_valid``) in cycle ``t``
+    leaves in lane ``l`` with ``o_valid`` in cycle ``t + 1 + j``. Beats must be
+    at least ``per_beat / lanes`` cycles apart. ``o_data`` is one value
+    (``signed(bits)``) for one lane, an array of ``lanes`` values otherwise.
     """
 
     def __init__(self, stage: SerializeStage) -> None:
         self._stage = stage
+        out = signed(stage.bits) if stage.lanes == 1 else data.ArrayLayout(signed(stage.bits), stage.lanes)
         super().__init__(
             {
                 "i_valid": In(1),
                 "i_data": In(data.ArrayLayout(signed(stage.bits), stage.per_beat)),
                 "o_valid": Out(1),
-                "o_data": Out(signed(stage.bits)),
+                "o_data": Out(out),
             }
         )
 
     def elaborate(self, platform: object) -> Module:
+        if self._stage.lanes > 1:
+            return self._elaborate_lanes()
         m = Module()
         n = self._stage.per_beat
         bank = Signal.like(self.i_data, reset_less=True, name="bank")
@@ -46,6 +50,23 @@ class Serializer(wiring.Component):
             with m.If(index == n - 1):
                 m.d.sync += busy.eq(0)
         m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(padded_select([bank[k] for k in range(n)], index))]
+        return m
+
+    def _elaborate_lanes(self) -> Module:
+        m = Module()
+        lanes, n = self._stage.lanes, self._stage.out_beats
+        bank = Signal.like(self.i_data, reset_less=True, name="bank")
+        index = Signal(range(max(n, 2)), name="index")
+        busy = Signal(name="busy")
+        with m.If(self.i_valid):
+            m.d.sync += [bank.eq(self.i_data), index.eq(0), busy.eq(1)]
+        with m.Elif(busy):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == n - 1):
+                m.d.sync += busy.eq(0)
+        m.d.comb += self.o_valid.eq(busy)
+        for lane in range(lanes):
+            m.d.comb += self.o_data[lane].eq(mux_tree([bank[j * lanes + lane] for j in range(n)], index))
         return m
 
 
@@ -163,3 +184,136 @@ class MacDenseLayer(wiring.Component):
         m.d.comb += [self.o_valid.eq(v_out), self.o_data.eq(out)]
         assert MAC_LATENCY == 6  # done +1, busy +1, stage 1, 2, 3 (see MacStage)
         return m
+
+
+class LanedMacDenseLayer(wiring.Component):
+    """A dense layer with weights in memory taking ``stage.lanes`` input elements per cycle and
+    giving ``stage.out_lanes`` outputs per cycle.
+
+    Input beat ``b`` of a frame (its ``b``-th ``i_valid``) carries elements
+    ``b * lanes + l`` (lane ``l``), element ``a`` being input column
+    ``stage.order[a]``; memory row ``b`` holds the ``lanes`` columns side by
+    side, and each output's accumulator adds the ``lanes`` products (signed
+    selects of a ternary weight) through an adder tree in the same cycle.
+    When a frame's last beat is in, the accumulators are copied to a shadow
+    bank and leave ``out_lanes`` per cycle, one requantiser per lane (output
+    ``j * out_lanes + l`` in lane ``l`` of output beat ``j``), so the next frame
+    accumulates meanwhile: output beat ``j`` of a frame whose last beat arrived
+    in cycle ``t`` leaves in cycle ``t + MAC_LATENCY + j``, as in
+    :class:`MacDenseLayer`.
+
+    Members
+    -------
+    i_valid, i_data : In(1), In(ArrayLayout(signed(in_bits), lanes))
+    o_valid, o_data : Out(1), Out(ArrayLayout(signed(out_bits), out_lanes))
+    """
+
+    def __init__(self, stage: MacStage) -> None:
+        self._stage = stage
+        super().__init__(
+            {
+                "i_valid": In(1),
+                "i_data": In(data.ArrayLayout(signed(stage.in_bits), stage.lanes)),
+                "o_valid": Out(1),
+                "o_data": Out(data.ArrayLayout(signed(stage.out_bits), stage.out_lanes)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        st = self._stage
+        layer = st.layer
+        lanes, beats = st.lanes, st.in_beats
+        n_out = layer.out_features
+        wb = st.weight_bits
+        mask = (1 << wb) - 1
+        rows = []
+        for b in range(beats):
+            word = 0
+            for lane in range(lanes):
+                col = st.order[b * lanes + lane]
+                for i in range(n_out):
+                    word |= (int(layer.weights[i, col]) & mask) << ((lane * n_out + i) * wb)
+            rows.append(word)
+        m.submodules.weights = mem = Memory(shape=wb * n_out * lanes, depth=beats, init=rows)
+        rd = mem.read_port()
+
+        # Cycle t: beat arrives, its row is read. t+1: accumulate. t+2: shadow.
+        addr = Signal(range(max(beats, 2)), name="beat_index")
+        with m.If(self.i_valid):
+            m.d.sync += addr.eq(Mux(addr == beats - 1, 0, addr + 1))
+        m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
+        x1 = Signal.like(self.i_data, name="x1", reset_less=True)
+        v1, first1, last1 = Signal(name="v1"), Signal(name="first1"), Signal(name="last1")
+        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), first1.eq(~addr.any()), last1.eq(addr == beats - 1)]
+        row = data.View(data.ArrayLayout(data.ArrayLayout(signed(wb), n_out), lanes), rd.data)
+
+        done = Signal(name="frame_done")
+        m.d.sync += done.eq(v1 & last1)
+        shadow = []
+        for i in range(n_out):
+            acc = Signal(signed(st.acc_bits[i]), name=f"acc{i}", reset_less=True)
+            terms: list[Value] = []
+            for lane in range(lanes):
+                w, x = row[lane][i], x1[lane]
+                terms.append(Mux(w.any(), Mux(w[-1], -x, x), 0) if st.ternary else w * x)
+            while len(terms) > 1:  # a balanced adder tree
+                terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+            with m.If(v1):
+                m.d.sync += acc.eq(Mux(first1, 0, acc) + terms[0])
+            sh = Signal(signed(st.acc_bits[i]), name=f"shadow{i}", reset_less=True)
+            with m.If(done):
+                m.d.sync += sh.eq(acc)
+            shadow.append(sh)
+
+        # Output: out_lanes accumulators per cycle, each lane through its own requantiser.
+        rq = layer.requant
+        out_lanes, n = st.out_lanes, st.out_beats
+        index = Signal(range(max(n, 2)), name="out_index")
+        busy = Signal(name="out_busy")
+        with m.If(done):
+            m.d.sync += [busy.eq(1), index.eq(0)]
+        with m.Elif(busy):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == n - 1):
+                m.d.sync += busy.eq(0)
+        v_s1, v_s2, v_out = Signal(name="v_s1"), Signal(name="v_s2"), Signal(name="v_out")
+        m.d.sync += [v_s1.eq(busy), v_s2.eq(v_s1), v_out.eq(v_s2)]
+        shift_bits = Shape.cast(range(max(2, max(rq.shift) + 1))).width
+        lo = 0 if rq.relu else rq.out.lo
+        hi = rq.out.hi
+        for lane in range(out_lanes):
+            channels = list(range(lane, n_out, out_lanes))
+            # Stage 1: select the value and the channel's constants.
+            value = Signal(signed(max(st.acc_bits)), name=f"value{lane}", reset_less=True)
+            mult = Signal(signed(st.mult_bits), name=f"mult{lane}", reset_less=True)
+            offset = Signal(signed(st.offset_bits), name=f"offset{lane}", reset_less=True)
+            shift = Signal(shift_bits, name=f"shift{lane}", reset_less=True)
+            m.d.sync += [
+                value.eq(mux_tree([shadow[c] for c in channels], index)),
+                mult.eq(constant_table([rq.multiplier[c] for c in channels], st.mult_bits, index)),
+                offset.eq(constant_table([rq.offset[c] for c in channels], st.offset_bits, index)),
+                shift.eq(constant_table([rq.shift[c] for c in channels], shift_bits + 1, index)),
+            ]
+            # Stage 2: product (a DSP multiply); offset and shift carried along.
+            product = Signal(signed(st.product_bits), name=f"product{lane}", reset_less=True)
+            offset2 = Signal.like(offset, name=f"offset2_{lane}", reset_less=True)
+            shift2 = Signal.like(shift, name=f"shift2_{lane}", reset_less=True)
+            m.d.sync += [product.eq(value * mult), offset2.eq(offset), shift2.eq(shift)]
+            # Stage 3: offset, arithmetic shift, clamp.
+            total = Signal(signed(st.product_bits + 1), name=f"total{lane}")
+            m.d.comb += total.eq(product + offset2)
+            shifted = total >> shift2
+            out = Signal(signed(st.out_bits), name=f"code{lane}", reset_less=True)
+            m.d.sync += out.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
+            m.d.comb += self.o_data[lane].eq(out)
+        m.d.comb += self.o_valid.eq(v_out)
+        assert MAC_LATENCY == 6  # done +1, busy +1, stage 1, 2, 3 (see MacStage)
+        return m
+
+
+def mac_layer(stage: MacStage) -> MacDenseLayer | LanedMacDenseLayer:
+    """The gateware of a MAC stage: one element per cycle in and out, or lanes."""
+    if stage.lanes == 1 and stage.out_lanes == 1:
+        return MacDenseLayer(stage)
+    return LanedMacDenseLayer(stage)

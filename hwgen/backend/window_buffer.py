@@ -295,6 +295,7 @@ class FrameCollector(wiring.Component):
         for p in range(n):
             pos = data.View(layout, regs[n - 1 - p])
             for ch in range(st.channels):
-                m.d.comb += self.o_data[ch * n + p].eq(pos[ch])
+                flat = p * st.channels + ch if st.position_major else ch * n + p
+                m.d.comb += self.o_data[flat].eq(pos[ch])
         m.d.comb += self.o_valid.eq(o_valid)
         return m

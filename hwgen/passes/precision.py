@@ -90,7 +90,7 @@ def _precision_for(
     relu = producer.requant.relu
     _, realisation = choose_layer(network, consumer, budget, *_codes(relu, steps[0]))
     if realisation == "mac":
-        return steps[-1]  # weights in memory: one element a cycle, at any width
+        return steps[-1]  # weights in memory: elements taken a few a cycle, at any width
     chosen = steps[0]
     for bits in steps[1:]:
         lo, hi, _ = _codes(relu, bits)

@@ -39,7 +39,7 @@ from hwgen.ir import AdderGraph, Layer, LinearLayer, Network, PoolLayer, Requant
 from hwgen.passes.three_input import regroups, three_input_graph
 from hwgen.plan.bit_serial import digits_per_word, serial_word_bits
 from hwgen.plan.dense import LayerPlan
-from hwgen.plan.frames import frame_budgets, mac_refusal
+from hwgen.plan.frames import frame_budgets, mac_lanes, mac_refusal
 
 __all__ = [
     "LUT_PER_DSP",
@@ -109,13 +109,17 @@ def choose_layer(
 
     Returns the best adder-graph choice (None when not even costed) and the
     realisation: "graph", or "mac" when weights in memory
-    (:mod:`hwgen.backend.mac`) beat every adder graph.
+    (:mod:`hwgen.backend.mac`, :func:`hwgen.plan.frames.mac_lanes` elements per cycle)
+    beat every adder graph.
     """
     assert layer.adder_graph is not None
     mac = None
     if network.has_conv and not layer.is_conv and mac_refusal(layer, budget) is None:
-        # Weights in memory with shared adders, when the layer has the idle cycles for it.
-        mac = mac_cost_for(layer, lo, hi, bits)
+        # Weights in memory with shared adders, taking (and giving) the fewest elements per cycle
+        # that fit the budget: one when the layer has the idle cycles for it.
+        lanes, out_lanes = mac_lanes(layer.in_features, budget), mac_lanes(layer.out_features, budget)
+        assert lanes is not None and out_lanes is not None
+        mac = mac_cost_for(layer, lo, hi, bits, lanes, out_lanes)
         if mac.lut < layer.adder_graph.adders:
             return None, "mac"  # every adder costs at least one LUT at any digit width: no graph can win
     g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)

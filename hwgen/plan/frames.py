@@ -35,6 +35,7 @@ from hwgen.plan.window_schedule import WINDOW_LATENCY, WindowGeometry, WindowSch
 __all__ = [
     "COLLECT_LATENCY",
     "MAC_LATENCY",
+    "MAX_MAC_LANES",
     "ArgmaxStage",
     "CollectStage",
     "DenseStage",
@@ -44,6 +45,7 @@ __all__ = [
     "SerializeStage",
     "WindowStage",
     "frame_budgets",
+    "mac_lanes",
     "mac_refusal",
     "plan_frames",
 ]
@@ -145,6 +147,9 @@ class CollectStage:
     positions: int
     bits: int
     spacing: int
+    #: Flatten position-major (beat ``p`` lane ``c`` is value ``p * channels + c``): a MAC
+    #: layer's output beats of several elements, which are consecutive elements.
+    position_major: bool = False
 
     @property
     def latency(self) -> int:
@@ -157,26 +162,48 @@ class CollectStage:
 
 @dataclass(frozen=True, eq=False)
 class SerializeStage:
-    """A beat of ``per_beat`` values (a position's channels, or a whole vector) out one per cycle."""
+    """A beat of ``per_beat`` values (a position's channels, or a whole vector) out ``lanes`` per cycle.
+
+    ``lanes`` divides ``per_beat``; value ``j * lanes + l`` leaves in lane ``l`` of the ``j``-th cycle.
+    """
 
     per_beat: int
     bits: int
     spacing: int
+    lanes: int = 1
 
     @property
     def latency(self) -> int:
         return 1
 
+    @property
+    def out_beats(self) -> int:
+        return self.per_beat // self.lanes
+
 
 #: Cycles from a MAC layer's last input element to its first output element.
 MAC_LATENCY = 6
+#: The most elements a MAC layer takes (or gives) per cycle: beyond that its adder trees and
+#: weight memory approach a parallel layer's, which the adder graphs do better.
+MAX_MAC_LANES = 16
+
+
+def mac_lanes(elements: int, budget: int) -> int | None:
+    """The fewest elements per cycle (a divisor of ``elements``, at most :data:`MAX_MAC_LANES`)
+    that move ``elements`` in ``budget`` cycles; None when none does."""
+    for lanes in range(1, MAX_MAC_LANES + 1):
+        if elements % lanes == 0 and elements // lanes <= budget:
+            return lanes
+    return None
 
 
 @dataclass(frozen=True, eq=False)
 class MacStage:
-    """A dense layer with weights in memory: one input element per cycle, shared requantiser.
+    """A dense layer with weights in memory: ``lanes`` input elements per cycle, ``out_lanes``
+    shared requantisers (outputs per cycle).
 
-    ``order[a]`` is the weight column of the frame's ``a``-th element.
+    ``order[a]`` is the weight column of the frame's ``a``-th element; element ``a`` arrives in
+    lane ``a % lanes`` of the frame's ``a // lanes``-th input beat.
     """
 
     layer: LinearLayer
@@ -184,7 +211,17 @@ class MacStage:
     in_hi: int
     in_bits: int
     order: tuple[int, ...]
-    spacing: int  # cycles between frames (at least the larger of inputs and outputs)
+    spacing: int  # cycles between frames (at least the larger of input and output beats)
+    lanes: int = 1
+    out_lanes: int = 1
+
+    @property
+    def in_beats(self) -> int:
+        return self.layer.in_features // self.lanes
+
+    @property
+    def out_beats(self) -> int:
+        return self.layer.out_features // self.out_lanes
 
     @property
     def ternary(self) -> bool:
@@ -273,14 +310,16 @@ def _shape_error(layer: LinearLayer | PoolLayer, got: tuple[int, ...]) -> TwnErr
 
 
 def mac_refusal(layer: LinearLayer, budget: int) -> str | None:
-    """Why ``layer`` cannot be a MAC layer at ``budget`` cycles per frame (None: it can)."""
+    """Why ``layer`` cannot be a MAC layer at ``budget`` cycles per frame (None: it can, taking
+    :func:`mac_lanes` elements per cycle)."""
     if not isinstance(layer.requant, Requant):
         return "its output uses thresholds"
-    if max(layer.in_features, layer.out_features) > budget:
-        return (
-            f"one element per cycle needs {max(layer.in_features, layer.out_features)} cycles a frame, "
-            f"{budget} available"
-        )
+    for what, n in (("inputs", layer.in_features), ("outputs", layer.out_features)):
+        if mac_lanes(n, budget) is None:
+            return (
+                f"its {n} {what} need more than {MAX_MAC_LANES} elements per cycle (or a divisor of {n} "
+                f"that is not) to move in {budget} cycles"
+            )
     return None
 
 
@@ -296,7 +335,8 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
     lo, hi, bits = fmt.lo, fmt.hi, fmt.bits
     spacing = beat_spacing
     stream: tuple[int, ...] | None = shape  # None once collected into a vector
-    elements = 0  # a MAC layer's outputs, one element per cycle (0: not an element stream)
+    elements = 0  # a MAC layer's outputs, element_lanes per cycle (0: not an element stream)
+    element_lanes = 1
     frame = beat_spacing * math.prod(shape[1:])
     stages: list[Stage] = []
     for layer in network.layers:
@@ -338,26 +378,34 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
             why = mac_refusal(layer, frame)
             if why is not None:
                 raise TwnError(f"layer {layer.name!r} ({layer.op}) cannot use weights in memory: {why}")
+            # The fewest lanes in and out that fit the frame; a MAC layer after this one takes as
+            # many lanes as this one gives (its inputs are these outputs, in the same frame).
+            lanes = mac_lanes(layer.in_features, frame)
+            out_lanes = mac_lanes(layer.out_features, frame)
+            assert lanes is not None and out_lanes is not None
             order: tuple[int, ...] = tuple(range(layer.in_features))
             if stream is not None:
                 positions = math.prod(stream[1:])
-                if stream[0] <= spacing:
+                if stream[0] % lanes == 0 and stream[0] // lanes <= spacing:
                     # Position by position: element p * C + c is column c * positions + p.
-                    stages.append(SerializeStage(stream[0], bits, spacing))
+                    stages.append(SerializeStage(stream[0], bits, spacing, lanes))
                     order = tuple(c * positions + p for p in range(positions) for c in range(stream[0]))
                 else:
                     stages.append(CollectStage(stream[0], positions, bits, spacing))
-                    stages.append(SerializeStage(layer.in_features, bits, frame))
+                    stages.append(SerializeStage(layer.in_features, bits, frame, lanes))
                 stream = None
+            elif elements and element_lanes != lanes:
+                stages.append(CollectStage(element_lanes, elements // element_lanes, bits, 1, True))
+                stages.append(SerializeStage(layer.in_features, bits, frame, lanes))
             elif not elements:
-                stages.append(SerializeStage(layer.in_features, bits, spacing))
-            mac = MacStage(layer, lo, hi, bits, order, frame)
+                stages.append(SerializeStage(layer.in_features, bits, spacing, lanes))
+            mac = MacStage(layer, lo, hi, bits, order, frame, lanes, out_lanes)
             stages.append(mac)
             lo, hi, bits = mac.out_range
-            elements, spacing = layer.out_features, 1
+            elements, element_lanes, spacing = layer.out_features, out_lanes, 1
             continue
         if elements:
-            stages.append(CollectStage(1, elements, bits, 1))
+            stages.append(_element_collector(elements, element_lanes, bits))
             elements, spacing = 0, frame
         if stream is not None:
             collect = CollectStage(stream[0], math.prod(stream[1:]), bits, spacing)
@@ -374,12 +422,17 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
     if stream is not None:
         stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing))
     if elements:
-        stages.append(CollectStage(1, elements, bits, 1))
+        stages.append(_element_collector(elements, element_lanes, bits))
     if network.argmax_output:
         last = stages[-1]
         n = last.lp.layer.out_features if isinstance(last, DenseStage) else last.channels * last.positions  # type: ignore[union-attr]
         stages.append(ArgmaxStage(n, bits))
     return tuple(stages)
+
+
+def _element_collector(elements: int, lanes: int, bits: int) -> CollectStage:
+    """The vector of a MAC layer's output elements, ``lanes`` a cycle."""
+    return CollectStage(lanes, elements // lanes, bits, 1, lanes > 1)
 
 
 def _no_plan(layer: LinearLayer) -> LayerPlan:
@@ -470,11 +523,10 @@ class FramePlan:
             elif isinstance(stage, (LanePoolStage, ArgmaxStage)):
                 times = [t + stage.latency for t in times]
             elif isinstance(stage, SerializeStage):
-                times = [t + 1 + k for t in times for k in range(stage.per_beat)]
+                times = [t + 1 + k for t in times for k in range(stage.out_beats)]
             elif isinstance(stage, MacStage):
-                n_in, n_out = stage.layer.in_features, stage.layer.out_features
-                lasts = times[n_in - 1 :: n_in]
-                times = [t + MAC_LATENCY + i for t in lasts for i in range(n_out)]
+                lasts = times[stage.in_beats - 1 :: stage.in_beats]
+                times = [t + MAC_LATENCY + i for t in lasts for i in range(stage.out_beats)]
             else:
                 times = [t + stage.latency for t in times]
         assert len(times) == frames, (len(times), frames)
