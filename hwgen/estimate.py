@@ -383,14 +383,8 @@ def mac_parts(stage: MacStage) -> Parts:
     )
     # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8).
     select = Resources(lut=widest * math.ceil(n_out / 4))
-    # Shared requantiser: the constants' tables, multiply (DSP), offset, shift, clamp.
-    requant = Resources(
-        lut=(stage.mult_bits + stage.offset_bits + 5) * math.ceil(n_out / 64) + 2 * stage.product_bits,
-        ff=widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16,
-        dsp=dsp_count(widest, stage.mult_bits),
-    )
-    width = n_out * stage.weight_bits
-    memory = Resources(bram=math.ceil(width / 72) * math.ceil(n_in / 512))
+    requant = _mac_requantiser(stage, n_out)
+    memory = _weight_memory(n_out * stage.weight_bits, n_in)
     return {
         "accumulators": accumulators,
         "weight_memory": memory,
@@ -404,6 +398,22 @@ def mac_parts(stage: MacStage) -> Parts:
 #: ``synth_xilinx -family xcup``): 128 ternary outputs of 16-bit inputs cost 36-39 LUTs more per
 #: output at 2 lanes than at 1 (17-bit adders) and 133 more at 4 (two 17-bit and one 18-bit).
 LANE_TREE_LUT_PER_BIT = 2.5
+
+
+def _mac_requantiser(stage: MacStage, channels: int) -> Resources:
+    """One shared requantiser serving ``channels`` outputs in turn: the constants' tables,
+    multiply (DSP), offset, shift, clamp."""
+    widest = max(stage.acc_bits)
+    return Resources(
+        lut=(stage.mult_bits + stage.offset_bits + 5) * math.ceil(channels / 64) + 2 * stage.product_bits,
+        ff=widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16,
+        dsp=dsp_count(widest, stage.mult_bits),
+    )
+
+
+def _weight_memory(width: int, depth: int) -> Resources:
+    """Block RAM for weights ``width`` bits wide and ``depth`` rows deep (72 x 512 per BRAM36)."""
+    return Resources(bram=math.ceil(width / 72) * math.ceil(depth / 512))
 
 
 def _laned_mac_parts(stage: MacStage) -> Parts:
@@ -435,14 +445,9 @@ def _laned_mac_parts(stage: MacStage) -> Parts:
         dsp=0 if stage.ternary else n_out * lanes * dsp_count(stage.in_bits, stage.weight_bits),
     )
     select = Resources(lut=out_lanes * widest * math.ceil(stage.out_beats / 4))
-    one = Resources(
-        lut=(stage.mult_bits + stage.offset_bits + 5) * math.ceil(stage.out_beats / 64) + 2 * stage.product_bits,
-        ff=widest + stage.mult_bits + stage.offset_bits + stage.product_bits + stage.out_bits + 16,
-        dsp=dsp_count(widest, stage.mult_bits),
-    )
+    one = _mac_requantiser(stage, stage.out_beats)
     requant = Resources(lut=out_lanes * one.lut, ff=out_lanes * one.ff, dsp=out_lanes * one.dsp)
-    bits = lanes * n_out * stage.weight_bits
-    memory = Resources(bram=math.ceil(bits / 72) * math.ceil(stage.in_beats / 512))
+    memory = _weight_memory(lanes * n_out * stage.weight_bits, stage.in_beats)
     return {
         "accumulators": accumulators,
         "weight_memory": memory,

@@ -40,6 +40,12 @@ class Serializer(wiring.Component):
             return self._elaborate_lanes()
         m = Module()
         n = self._stage.per_beat
+        bank, index, busy = self._beats(m, n)
+        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(padded_select([bank[k] for k in range(n)], index))]
+        return m
+
+    def _beats(self, m: Module, n: int) -> tuple[Signal, Signal, Signal]:
+        """The vector registered on ``i_valid`` and a beat counter over its ``n`` beats after it."""
         bank = Signal.like(self.i_data, reset_less=True, name="bank")
         index = Signal(range(max(n, 2)), name="index")
         busy = Signal(name="busy")
@@ -49,21 +55,12 @@ class Serializer(wiring.Component):
             m.d.sync += index.eq(index + 1)
             with m.If(index == n - 1):
                 m.d.sync += busy.eq(0)
-        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(padded_select([bank[k] for k in range(n)], index))]
-        return m
+        return bank, index, busy
 
     def _elaborate_lanes(self) -> Module:
         m = Module()
         lanes, n = self._stage.lanes, self._stage.out_beats
-        bank = Signal.like(self.i_data, reset_less=True, name="bank")
-        index = Signal(range(max(n, 2)), name="index")
-        busy = Signal(name="busy")
-        with m.If(self.i_valid):
-            m.d.sync += [bank.eq(self.i_data), index.eq(0), busy.eq(1)]
-        with m.Elif(busy):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == n - 1):
-                m.d.sync += busy.eq(0)
+        bank, index, busy = self._beats(m, n)
         m.d.comb += self.o_valid.eq(busy)
         for lane in range(lanes):
             m.d.comb += self.o_data[lane].eq(mux_tree([bank[j * lanes + lane] for j in range(n)], index))
