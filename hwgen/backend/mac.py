@@ -14,6 +14,19 @@ from hwgen.plan.frames import MAC_LATENCY, MacStage, SerializeStage
 __all__ = ["LanedMacDenseLayer", "MacDenseLayer", "Serializer", "mac_layer"]
 
 
+def _output_counter(m: Module, done: Value, n: int) -> tuple[Signal, Signal]:
+    """``out_index`` counting 0 .. n - 1 in the cycles after ``done``, and ``out_busy`` while it does."""
+    index = Signal(range(max(n, 2)), name="out_index")
+    busy = Signal(name="out_busy")
+    with m.If(done):
+        m.d.sync += [busy.eq(1), index.eq(0)]
+    with m.Elif(busy):
+        m.d.sync += index.eq(index + 1)
+        with m.If(index == n - 1):
+            m.d.sync += busy.eq(0)
+    return index, busy
+
+
 class Serializer(wiring.Component):
     """A beat of ``per_beat`` values out ``lanes`` values per cycle.
 
@@ -142,14 +155,7 @@ class MacDenseLayer(wiring.Component):
 
         # Output: one accumulator per cycle through the shared requantiser.
         rq = layer.requant
-        index = Signal(range(max(n_out, 2)), name="out_index")
-        busy = Signal(name="out_busy")
-        with m.If(done):
-            m.d.sync += [busy.eq(1), index.eq(0)]
-        with m.Elif(busy):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == n_out - 1):
-                m.d.sync += busy.eq(0)
+        index, busy = _output_counter(m, done, n_out)
         # Stage 1: select the value and the channel's constants.
         value = Signal(signed(max(st.acc_bits)), name="value", reset_less=True)
         mult = Signal(signed(st.mult_bits), name="mult", reset_less=True)
@@ -266,14 +272,7 @@ class LanedMacDenseLayer(wiring.Component):
         # Output: out_lanes accumulators per cycle, each lane through its own requantiser.
         rq = layer.requant
         out_lanes, n = st.out_lanes, st.out_beats
-        index = Signal(range(max(n, 2)), name="out_index")
-        busy = Signal(name="out_busy")
-        with m.If(done):
-            m.d.sync += [busy.eq(1), index.eq(0)]
-        with m.Elif(busy):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == n - 1):
-                m.d.sync += busy.eq(0)
+        index, busy = _output_counter(m, done, n)
         v_s1, v_s2, v_out = Signal(name="v_s1"), Signal(name="v_s2"), Signal(name="v_out")
         m.d.sync += [v_s1.eq(busy), v_s2.eq(v_s1), v_out.eq(v_s2)]
         shift_bits = Shape.cast(range(max(2, max(rq.shift) + 1))).width
