@@ -440,24 +440,34 @@ def frame_designs(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+# Verilator runs every design; Icarus, about ten times slower on these, a representative set in
+# `make test` (dense, digit-serial, 2-D, shared requantisers, graph quantisers) and the rest
+# in `make bench` (pytest -m bench), so `make test` stays under ten minutes on two cores.
+FRAME_DESIGNS = [
+    "vgg1d",
+    "vgg1d_serial",
+    "conv2d",
+    "conv1d_valid",
+    "vgg1d_lanes",
+    "vgg1d_mac",
+    "vgg1d_incremental",
+    "vgg1d_shared",
+    "vgg1d_quant",
+]
+ICARUS_IN_BENCH = {"conv1d_valid", "vgg1d_lanes", "vgg1d_mac", "vgg1d_incremental"}
+
+
 @pytest.mark.parametrize(
-    "design",
+    ("design", "simulator"),
     [
-        "vgg1d",
-        "vgg1d_serial",
-        "conv2d",
-        "conv1d_valid",
-        "vgg1d_lanes",
-        "vgg1d_mac",
-        "vgg1d_incremental",
-        "vgg1d_shared",
-        "vgg1d_quant",
+        pytest.param(d, s, marks=pytest.mark.bench if (s == "icarus" and d in ICARUS_IN_BENCH) else ())
+        for s in SIMULATORS
+        for d in FRAME_DESIGNS
     ],
 )
 def test_frame_networks_match_golden_and_the_reported_timing(frame_designs, design, simulator):
-    # The 2-D design is the slowest on Icarus (about 8 s a frame): five frames measure II and latency too.
-    vectors = 5 if design == "conv2d" and simulator == "icarus" else 10
+    # The 2-D design is the slowest on Icarus (about 8 s a frame): three frames measure II and latency too.
+    vectors = 3 if design == "conv2d" and simulator == "icarus" else 10
     r = verify(frame_designs[design], simulator, vectors=vectors, seed=5, stall=0.3)
     assert (r.passed, r.failed, r.extra_outputs) == (vectors, 0, 0), r.mismatches
     assert r.measured_latency_cycles == r.expected_latency_cycles
@@ -583,7 +593,7 @@ def test_lanes_and_mac_designs_report_what_they_built(frame_designs):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_axi_stream_frames_under_random_backpressure(frame_designs, simulator):
     # Icarus takes about 8 s a frame here: fewer frames, still every stall pattern's kind.
-    vectors = 5 if simulator == "icarus" else 12
+    vectors = 3 if simulator == "icarus" else 12
     r = verify(frame_designs["conv2d"], simulator, vectors=vectors, seed=8, stall=0.5, top="twn_axis")
     assert (r.passed, r.failed, r.extra_outputs) == (vectors, 0, 0), r.mismatches
 
