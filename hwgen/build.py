@@ -786,8 +786,9 @@ def stream_rate(
     ``--input-rate`` counts its elements per cycle. A network with
     convolution or pooling layers streams its input one position (every
     channel of a sample or pixel) per handshake, and ``--input-rate`` counts
-    positions per cycle: 2 means two I/Q samples a cycle, which folds the
-    1-D input into two lanes per beat (:mod:`hwgen.passes.fold_lanes`).
+    positions per cycle: 2 means two I/Q samples (or two pixels of a row) a
+    cycle, which folds the input into two lanes per beat
+    (:mod:`hwgen.passes.fold_lanes`).
     """
     if input_rate is not None and target_fps is not None:
         raise TwnError("give --input-rate or --target-fps, not both")
@@ -795,16 +796,24 @@ def stream_rate(
     positions = math.prod(network.stream_shape[1:]) if frames else 1
 
     def lanes_for(per_cycle: float, what: str) -> tuple[int, int]:
-        # The fewest lanes (a divisor of the length) that take per_cycle positions a cycle.
-        if len(network.input_shape) != 2:
+        # The fewest lanes (a divisor of the length, or of a 2-D input's row width) that take
+        # per_cycle positions a cycle.
+        shape = network.stream_shape
+        if len(shape) not in (2, 3):
             raise TwnError(
                 f"{what}: the input {network.input_name!r} of shape {list(network.input_shape)} streams one "
-                "pixel per cycle at most; more than one position per cycle needs a 1-D input [channels, length]"
+                "position per cycle at most; more than one position per cycle needs a 1-D input [channels, "
+                "length] or a 2-D input [channels, height, width]"
             )
-        for lanes in range(2, positions + 1):
-            if positions % lanes == 0 and lanes >= per_cycle - 1e-9:
+        width = shape[-1]
+        for lanes in range(2, width + 1):
+            if width % lanes == 0 and lanes >= per_cycle - 1e-9:
                 return lanes, positions // lanes
-        raise TwnError(f"{what}: more than the whole input ({positions} positions) per cycle")
+        axis = "length" if len(shape) == 2 else "row"
+        raise TwnError(
+            f"{what}: more than a whole {axis} ({width} positions) per cycle; twngen folds at most one "
+            f"{axis} into a beat"
+        )
 
     if input_rate is not None:
         if not (math.isfinite(input_rate) and input_rate > 0):
@@ -830,12 +839,13 @@ def stream_rate(
 
 
 def _fold(network: Network, lanes: int) -> tuple[Network, int]:
-    """Fold into ``lanes`` lanes, or the next number of lanes dividing the length that the
-    network's pooling allows (a faster schedule than asked for beats none)."""
-    length = network.input_shape[1]
+    """Fold into ``lanes`` lanes, or the next number of lanes dividing the length (the row width
+    of a 2-D input) that the network's layers allow (a faster schedule than asked for beats none)."""
+    width = network.stream_shape[-1]
+    positions = math.prod(network.stream_shape[1:])
     first_error: TwnError | None = None
-    for candidate in range(lanes, length + 1):
-        if length % candidate == 0:
+    for candidate in range(lanes, width + 1):
+        if width % candidate == 0:
             folded = _folded(network, candidate)
             if isinstance(folded, Network):
                 return folded, candidate
@@ -843,11 +853,11 @@ def _fold(network: Network, lanes: int) -> tuple[Network, int]:
     assert first_error is not None
     # Name the best rate the network does reach (one lane always does: no folding).
     best = next(
-        b for b in range(lanes - 1, 0, -1) if length % b == 0 and (b == 1 or isinstance(_folded(network, b), Network))
+        b for b in range(lanes - 1, 0, -1) if width % b == 0 and (b == 1 or isinstance(_folded(network, b), Network))
     )
     raise TwnError(
         f"{first_error}. The fastest schedule this network takes is {best} position(s) per cycle "
-        f"(--input-rate {best}: an initiation interval of {length // best} cycles per frame)"
+        f"(--input-rate {best}: an initiation interval of {positions // best} cycles per frame)"
     ) from None
 
 

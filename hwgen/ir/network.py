@@ -213,6 +213,16 @@ def requant_from_json(d: dict[str, Any]) -> Requant | ThresholdRequant:
     return ThresholdRequant.from_json(d) if d.get("kind") == "thresholds" else Requant.from_json(d)
 
 
+def _fold_lanes_json(lanes: tuple[int, int]) -> dict[str, Any]:
+    """``fold_lanes`` for network.json: written only when folded, so other layers read as before."""
+    return {"fold_lanes": list(lanes)} if lanes != (1, 1) else {}
+
+
+def _fold_lanes_of(d: dict[str, Any]) -> tuple[int, int]:
+    lanes = d.get("fold_lanes", (1, 1))
+    return (int(lanes[0]), int(lanes[1]))
+
+
 def _window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
     return (size + pad_begin + pad_end - kernel) // stride + 1
 
@@ -293,6 +303,9 @@ class LinearLayer:
     requant_units: int = 0
     #: Set when the frontend rounded float weights (``--quantize-weights``); None: factored exactly.
     weight_rounding: WeightRounding | None = None
+    #: Positions per beat of the input and of the output (set by the lane-folding pass,
+    #: :mod:`hwgen.passes.fold_lanes`, on a convolution it rewrote for the folded layout).
+    fold_lanes: tuple[int, int] = (1, 1)
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -400,6 +413,9 @@ class PoolLayer:
     pads: tuple[int, ...]
     minimum: tuple[bool, ...]
     source_nodes: tuple[str, ...]
+    #: Positions per beat of the input and of the output (set by the lane-folding pass on a
+    #: pool it rewrote for the folded layout).
+    fold_lanes: tuple[int, int] = (1, 1)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -498,36 +514,47 @@ class Network:
     #: instead of the output vector.
     argmax_output: bool = False
     #: Input positions per beat (set by the lane-folding pass): the layers
-    #: then see the input as [lanes * C, L / lanes], see :meth:`fold_input`.
+    #: then see the input as [lanes * C, L / lanes] (1-D) or [lanes * C, H, W / lanes]
+    #: (2-D: positions of a row), see :meth:`fold_input`.
     input_lanes: int = 1
 
     @property
+    def unfolded_stream_shape(self) -> tuple[int, ...]:
+        """The input as the unfolded first layer sees it: [channels, *spatial] for a network that
+        streams positions (a flat input reshaped by the graph takes the first layer's shape)."""
+        first = self.layers[0] if self.layers else None
+        if (
+            len(self.input_shape) == 1
+            and first is not None
+            and (isinstance(first, PoolLayer) or first.is_conv)
+            and int(np.prod(first.in_shape)) == int(np.prod(self.input_shape))
+        ):
+            c, *outer, width = first.in_shape  # folded when input_lanes > 1
+            return (c // self.input_lanes, *outer, width * self.input_lanes)
+        return tuple(self.input_shape)
+
+    @property
     def stream_shape(self) -> tuple[int, ...]:
-        """The input as the first layer sees it: [channels, *spatial] for a network that
-        streams positions (a flat input reshaped by the graph takes the first layer's
-        shape), folded when ``input_lanes`` > 1."""
+        """The input as the first layer sees it (:attr:`unfolded_stream_shape`), folded along its
+        last axis (the row of a 2-D input) when ``input_lanes`` > 1: [lanes * C, ..., W / lanes]."""
+        shape = self.unfolded_stream_shape
         if self.input_lanes == 1:
-            first = self.layers[0] if self.layers else None
-            if (
-                len(self.input_shape) == 1
-                and first is not None
-                and (isinstance(first, PoolLayer) or first.is_conv)
-                and int(np.prod(first.in_shape)) == int(np.prod(self.input_shape))
-            ):
-                return tuple(first.in_shape)
-            return tuple(self.input_shape)
-        c, length = self.input_shape
-        return (c * self.input_lanes, length // self.input_lanes)
+            return shape
+        c, *outer, width = shape
+        return (c * self.input_lanes, *outer, width // self.input_lanes)
 
     def fold_input(self, q: np.ndarray) -> np.ndarray:
-        """Inputs [batch, *input_shape] (or flat) -> [batch, *stream_shape]: lane-major positions."""
+        """Inputs [batch, *input_shape] (or flat) -> [batch, *stream_shape]: lane-major positions
+        (channel ``lane * C + c`` of folded position ``t`` holds position ``lanes * t + lane`` of
+        the last axis)."""
         q = np.asarray(q)
         if self.input_lanes == 1:
             return q.reshape(len(q), *self.stream_shape)
-        c, length = self.input_shape
+        c, *outer, width = self.unfolded_stream_shape
         p = self.input_lanes
-        q = q.reshape(len(q), c, length // p, p).transpose(0, 3, 1, 2)
-        return q.reshape(len(q), c * p, length // p)
+        q = q.reshape(len(q), c, *outer, width // p, p)
+        q = np.moveaxis(q, -1, 1)  # [batch, lanes, C, *outer, W / lanes]
+        return q.reshape(len(q), *self.stream_shape)
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """Apply the graph's input affine to float inputs [batch, *input_shape]."""
@@ -620,6 +647,7 @@ class Network:
                     "pads": list(layer.pads),
                     "minimum": list(layer.minimum),
                     "source_nodes": list(layer.source_nodes),
+                    **_fold_lanes_json(layer.fold_lanes),
                 }
             return {
                 "kind": "linear",
@@ -645,6 +673,7 @@ class Network:
                 # Written only when shared, so the IR of every other layer reads as before.
                 **({"requant_units": layer.requant_units} if layer.requant_units else {}),
                 "weight_rounding": layer.weight_rounding.to_json() if layer.weight_rounding else None,
+                **_fold_lanes_json(layer.fold_lanes),
             }
 
         doc = {
@@ -688,6 +717,7 @@ class Network:
                     pads=tuple(d["pads"]),
                     minimum=tuple(bool(v) for v in d["minimum"]),
                     source_nodes=tuple(d["source_nodes"]),
+                    fold_lanes=_fold_lanes_of(d),
                 )
             return LinearLayer(
                 name=d["name"],
@@ -711,6 +741,7 @@ class Network:
                 realisation=str(d.get("realisation", "graph")),
                 requant_units=int(d.get("requant_units", 0)),
                 weight_rounding=WeightRounding.from_json(d["weight_rounding"]) if d.get("weight_rounding") else None,
+                fold_lanes=_fold_lanes_of(d),
             )
 
         fmt = doc["input_format"]

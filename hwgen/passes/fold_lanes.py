@@ -1,24 +1,34 @@
-"""Fold a 1-D input stream into lanes, so that a network can take several positions per cycle.
+"""Fold an input stream into lanes, so that a network can take several positions per cycle.
 
 The hardware takes one beat per cycle at most. An input of ``P`` positions a
-cycle (e.g. two I/Q samples) becomes one beat of ``P`` positions: the input
-[C, L] is seen as [P * C, L / P] with channel ``lane * C + c`` holding
-position ``P * t + lane``. Every layer up to the pooling that brings the rate
-down to one position per cycle is rewritten on that folded layout, exactly:
+cycle (e.g. two I/Q samples, or two pixels of a row) becomes one beat of
+``P`` positions along the last axis: a 1-D input [C, L] is seen as
+[P * C, L / P], a 2-D input [C, H, W] as [P * C, H, W / P], channel
+``lane * C + c`` holding position (row ``r``,) column ``P * t + lane``. Rows
+are not folded: a 2-D window still spans ``k_h`` rows of the (folded) frame.
+Every layer up to the pooling that brings the rate down to one position per
+cycle is rewritten on that folded layout, exactly:
 
-* a convolution of stride ``s`` (dividing ``P``) becomes a convolution over
-  folded positions with ``P / s`` output lanes: its weight matrix is the
-  original taps placed where each lane's window falls, zeros elsewhere (free
-  in an adder graph, and the merging pass shares work between lanes); the
-  per-channel scale, bias, requantisation and quantiser are repeated per lane;
-* a max pool of kernel = stride = ``g`` (dividing ``P``) becomes a
-  :class:`~hwgen.ir.LanePoolLayer`: a max across lanes within one beat.
+* a convolution of any kernel and padding, with a horizontal stride ``s``
+  dividing ``P``, becomes a convolution over folded positions with ``P / s``
+  output lanes: its weight matrix is the original taps placed where each
+  lane's window falls along the row, zeros elsewhere (free in an adder graph,
+  and the merging pass shares work between lanes); rows, their stride and
+  padding are unchanged; the per-channel scale, bias, requantisation and
+  quantiser are repeated per lane. Its output width must divide into the
+  ``P / s`` lanes;
+* a max pool whose horizontal kernel equals its stride ``g`` (no horizontal
+  padding) becomes a :class:`~hwgen.ir.LanePoolLayer`, a max across groups of
+  ``min(g, P)`` lanes within one beat, followed (when something is left: a
+  2-D pool's rows, or ``g / P`` more columns when ``P`` divides ``g``) by an
+  ordinary pool over the folded positions with the rest of the window.
 
 The folded network computes the same integer function (the golden model
 folds its input the same way, :meth:`hwgen.ir.Network.fold_input`). Layers a
-fold cannot express (2-D windows, strides or pool sizes that do not divide
-the lanes, a dense layer before the rate falls to one position a cycle) are
-refused with the rate that would avoid the fold.
+fold cannot express (strides or pool sizes that do not divide the lanes, an
+output width the lanes do not divide, overlapping pools, a dense layer before
+the rate falls to one position a cycle) are refused, naming the layer and
+what would be accepted.
 """
 
 from __future__ import annotations
@@ -29,36 +39,44 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import LanePoolLayer, Layer, Network, PoolLayer, Requant, ThresholdRequant
+from hwgen.ir import LanePoolLayer, Layer, LinearLayer, Network, PoolLayer, Requant, ThresholdRequant
 from hwgen.ir.quantizer import Quantizer
 
 __all__ = ["FoldLanes", "fold_conv_weights"]
 
 
 def fold_conv_weights(
-    weights: np.ndarray, channels: int, kernel: int, stride: int, pad_begin: int, lanes: int
+    weights: np.ndarray,
+    channels: int,
+    kernel: int,
+    stride: int,
+    pad_begin: int,
+    lanes: int,
+    kernel_rows: int = 1,
 ) -> tuple[np.ndarray, int, int]:
-    """The folded weight matrix, folded kernel and folded begin padding of a 1-D convolution.
+    """The folded weight matrix, folded kernel and folded begin padding of a convolution along its last axis.
 
-    ``weights`` is [F, C * K] (column ``c * K + k``). Output lane ``l`` of
-    folded position ``t`` is original output ``(P / s) * t + l``, which reads
-    original input ``P * t + s * l - pad_begin + k``: folded offset
-    ``floor((s * l - pad_begin + k) / P)``, input lane the remainder.
+    ``weights`` is [F, C * K_h * K] (column ``(c * K_h + r) * K + k``; ``K_h`` = ``kernel_rows``
+    is 1 for a 1-D convolution). Output lane ``l`` of folded position ``t`` is original output
+    ``(P / s) * t + l``, which reads original input ``P * t + s * l - pad_begin + k``: folded
+    offset ``floor((s * l - pad_begin + k) / P)``, input lane the remainder. The folded matrix
+    is [(P / s) * F, P * C * K_h * K2], column ``((lane * C + c) * K_h + r) * K2 + offset``.
     """
     f = weights.shape[0]
     out_lanes = lanes // stride
     offsets = [(stride * lane - pad_begin + k) // lanes for lane in range(out_lanes) for k in range(kernel)]
     lo, hi = min(offsets), max(offsets)
     k2 = hi - lo + 1
-    folded = np.zeros((out_lanes * f, lanes * channels * k2), dtype=np.int64)
-    w = weights.reshape(f, channels, kernel)
+    folded = np.zeros((out_lanes * f, lanes * channels * kernel_rows * k2), dtype=np.int64)
+    w = weights.reshape(f, channels, kernel_rows, kernel)
     for lane in range(out_lanes):
         for k in range(kernel):
             pos = stride * lane - pad_begin + k
             off, in_lane = pos // lanes, pos % lanes
             for c in range(channels):
-                col = (in_lane * channels + c) * k2 + (off - lo)
-                folded[lane * f : (lane + 1) * f, col] = w[:, c, k]
+                for r in range(kernel_rows):
+                    col = ((in_lane * channels + c) * kernel_rows + r) * k2 + (off - lo)
+                    folded[lane * f : (lane + 1) * f, col] = w[:, c, r, k]
     return folded, k2, -lo
 
 
@@ -76,9 +94,14 @@ def _tile_quantizer(q: Quantizer | None, times: int) -> Quantizer | None:
     return replace(q, thresholds=np.tile(q.thresholds, (times, 1)))
 
 
+def _row_split(values: tuple[int, ...], nd: int) -> tuple[tuple[int, ...], int]:
+    """(the row part, the last axis's value) of a kernel or stride."""
+    return values[: nd - 1], values[nd - 1]
+
+
 @dataclass(frozen=True)
 class FoldLanes:
-    """Rewrite the first layers for ``lanes`` input positions per beat (1: no change)."""
+    """Rewrite the first layers for ``lanes`` input positions per beat along the last axis (1: no change)."""
 
     name: ClassVar[str] = "fold-lanes"
     lanes: int = 1
@@ -90,86 +113,139 @@ class FoldLanes:
         if network.input_lanes != 1:
             raise ValueError("the network is folded already")
         rate = f"{p} positions per cycle"
-        if len(network.input_shape) != 2:
+        shape = network.stream_shape
+        if len(shape) not in (2, 3):
             raise TwnError(
                 f"input {network.input_name!r} has shape {list(network.input_shape)}: {rate} needs a 1-D input "
-                "[channels, length]; 2-D inputs stream at most one pixel per cycle"
+                "[channels, length] or a 2-D input [channels, height, width]"
             )
-        length = network.input_shape[1]
-        if length % p:
-            raise TwnError(f"{rate}: the input length {length} is not a multiple of {p}")
+        width = shape[-1]
+        if width % p:
+            axis = "length" if len(shape) == 2 else "row width"
+            raise TwnError(f"{rate}: the input {axis} {width} is not a multiple of {p}")
         layers: list[Layer] = []
-        lanes, folded_length = p, length // p
+        lanes = p
         for layer in network.layers:
             if lanes == 1:
                 layers.append(layer)
                 continue
             where = f"layer {layer.name!r} ({layer.op})"
             if isinstance(layer, PoolLayer):
-                k, s = layer.kernel[0], layer.stride[0]
-                if k != s or any(layer.pads) or lanes % s:
-                    raise TwnError(
-                        f"{where}: at {lanes} positions per cycle, twngen folds max pooling with kernel = stride "
-                        f"dividing {lanes} and no padding (this one has kernel {k}, stride {s}, pads "
-                        f"{list(layer.pads)}); use an input rate of at most one position per cycle"
-                    )
-                c = layer.in_shape[0]
-                layers.append(
-                    LanePoolLayer(
-                        name=layer.name,
-                        op=layer.op,
-                        in_shape=(lanes * c, folded_length),
-                        kernel=(1,),
-                        stride=(1,),
-                        pads=(0, 0),
-                        minimum=layer.minimum * lanes,
-                        source_nodes=layer.source_nodes,
-                        lanes=lanes,
-                        group=s,
-                    )
-                )
-                lanes //= s
+                layers.extend(_fold_pool(layer, lanes, where))
+                lanes = layers[-1].out_shape[0] // layer.in_shape[0]
                 continue
             if not layer.is_conv:
                 raise TwnError(
                     f"{where}: the input rate leaves {lanes} positions per cycle at this dense layer; twngen "
-                    "folds lanes only until pooling brings the rate to one position per cycle"
+                    "folds lanes only until pooling brings the rate to one position per cycle (or a stride does)"
                 )
-            k, s = layer.kernel[0], layer.stride[0]
-            if lanes % s:
-                raise TwnError(f"{where}: stride {s} does not divide the {lanes} positions per cycle")
-            c = layer.in_shape[0]
-            out_len = layer.out_shape[1]
-            if out_len * s != layer.in_shape[1]:
-                raise TwnError(
-                    f"{where}: at {lanes} positions per cycle twngen folds convolutions whose output length is "
-                    f"the input length over the stride ('same' padding); this one maps {layer.in_shape[1]} "
-                    f"positions to {out_len}"
-                )
-            weights, k2, pad_begin = fold_conv_weights(layer.weights, c, k, s, layer.pads[0], lanes)
-            out_lanes = lanes // s
-            pad_end = k2 - 1 - pad_begin
-            if pad_end < 0:
-                raise TwnError(f"{where}: cannot fold this window into {lanes} lanes")
-            layers.append(
-                replace(
-                    layer,
-                    weights=weights,
-                    scale=np.tile(layer.scale, out_lanes),
-                    bias=np.tile(layer.bias, out_lanes),
-                    in_shape=(lanes * c, folded_length),
-                    kernel=(k2,),
-                    stride=(1,),
-                    pads=(pad_begin, pad_end),
-                    quantizer=_tile_quantizer(layer.quantizer, out_lanes),
-                    requant=_tile_requant(layer.requant, out_lanes),
-                    adder_graph=None,
-                )
-            )
-            lanes = out_lanes
+            folded = _fold_conv(layer, lanes, where)
+            layers.append(folded)
+            lanes = folded.out_shape[0] // layer.out_shape[0]
         if lanes != 1:
             raise TwnError(
                 f"{rate}: the network's last layer still sees {lanes} positions per cycle; twngen folds lanes "
-                "only until pooling brings the rate to one position per cycle"
+                "only until pooling (or a stride) brings the rate to one position per cycle"
             )
         return network.with_layers(tuple(layers), input_lanes=p)
+
+
+def _folded_shape(shape: tuple[int, ...], lanes: int) -> tuple[int, ...]:
+    c, *outer, width = shape
+    return (lanes * c, *outer, width // lanes)
+
+
+def _fold_conv(layer: LinearLayer, lanes: int, where: str) -> LinearLayer:
+    """``layer`` on the folded layout of ``lanes`` positions per beat."""
+    nd = len(layer.kernel)
+    rows_k, k = _row_split(layer.kernel, nd)
+    rows_s, s = _row_split(layer.stride, nd)
+    pad_begin, pad_end = layer.pads[nd - 1], layer.pads[2 * nd - 1]
+    if lanes % s:
+        raise TwnError(
+            f"{where}: its stride {s} along the row does not divide the {lanes} positions per cycle; twngen "
+            f"folds convolutions whose stride divides the lanes (here {', '.join(map(str, _divisors(lanes)))})"
+        )
+    c = layer.in_shape[0]
+    out_lanes = lanes // s
+    out_width = layer.out_shape[-1]
+    if out_width % out_lanes:
+        raise TwnError(
+            f"{where}: its output width {out_width} does not divide into {out_lanes} lanes (its input's "
+            f"{lanes} positions per cycle over the stride {s}); twngen folds a convolution whose output width "
+            f"is a multiple of the lanes it gives, e.g. 'same' padding, or use a lower input rate"
+        )
+    kernel_rows = int(np.prod(rows_k)) if rows_k else 1
+    weights, k2, fold_begin = fold_conv_weights(layer.weights, c, k, s, pad_begin, lanes, kernel_rows)
+    in_width = layer.in_shape[-1] // lanes
+    # The folded windows (stride 1) must number exactly out_width / out_lanes.
+    fold_end = out_width // out_lanes - 1 + k2 - in_width - fold_begin
+    if fold_end < 0 or fold_end >= k2 or fold_begin >= k2:
+        raise TwnError(f"{where}: cannot fold this window into {lanes} lanes (pads {list(layer.pads)})")
+    pads = (*layer.pads[: nd - 1], fold_begin, *layer.pads[nd : 2 * nd - 1], fold_end)
+    return replace(
+        layer,
+        weights=weights,
+        scale=np.tile(layer.scale, out_lanes),
+        bias=np.tile(layer.bias, out_lanes),
+        in_shape=_folded_shape(layer.in_shape, lanes),
+        kernel=(*rows_k, k2),
+        stride=(*rows_s, 1),
+        pads=pads,
+        quantizer=_tile_quantizer(layer.quantizer, out_lanes),
+        requant=_tile_requant(layer.requant, out_lanes),
+        adder_graph=None,
+        fold_lanes=(lanes, out_lanes),
+    )
+
+
+def _fold_pool(layer: PoolLayer, lanes: int, where: str) -> list[PoolLayer]:
+    """``layer`` on the folded layout: a max across lanes, then what is left of the window."""
+    nd = len(layer.kernel)
+    rows_k, k = _row_split(layer.kernel, nd)
+    rows_s, s = _row_split(layer.stride, nd)
+    pad_begin, pad_end = layer.pads[nd - 1], layer.pads[2 * nd - 1]
+    if k != s or pad_begin or pad_end or (lanes % k and k % lanes):
+        raise TwnError(
+            f"{where}: at {lanes} positions per cycle, twngen folds max pooling whose kernel along the row equals "
+            f"its stride, with no padding along the row, and divides or is a multiple of {lanes} (this one has "
+            f"kernel {list(layer.kernel)}, stride {list(layer.stride)}, pads {list(layer.pads)}); use an input "
+            "rate of at most one position per cycle"
+        )
+    group = min(k, lanes)
+    c = layer.in_shape[0]
+    folded = _folded_shape(layer.in_shape, lanes)
+    ones = (1,) * nd
+    across = LanePoolLayer(
+        name=layer.name,
+        op=layer.op,
+        in_shape=folded,
+        kernel=ones,
+        stride=ones,
+        pads=(0,) * (2 * nd),
+        minimum=layer.minimum * lanes,
+        source_nodes=layer.source_nodes,
+        lanes=lanes,
+        group=group,
+        fold_lanes=(lanes, lanes // group),
+    )
+    rest = k // group  # columns still to pool, over folded positions
+    if all(v == 1 for v in rows_k) and all(v == 1 for v in rows_s) and rest == 1 and not any(layer.pads):
+        return [across]
+    out_lanes = lanes // group
+    along = PoolLayer(
+        name=layer.name,
+        op=layer.op,
+        in_shape=across.out_shape,
+        kernel=(*rows_k, rest),
+        stride=(*rows_s, rest),
+        pads=(*layer.pads[: nd - 1], 0, *layer.pads[nd : 2 * nd - 1], 0),
+        minimum=layer.minimum * out_lanes,
+        source_nodes=layer.source_nodes,
+        fold_lanes=(out_lanes, out_lanes),
+    )
+    return [across, along]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
