@@ -653,17 +653,28 @@ def _axis_wrapper(model_name: str, plan: object) -> str:
         in_width=in_width,
         out_width=out_width,
         out_extend=out_extend,
-        s_axis_doc=(
-            f"one input position per beat, {plan.beats} beats a frame in raster order "  # type: ignore[attr-defined]
-            "(element j = channel j)."
-            if plan.beats > 1  # type: ignore[attr-defined]
-            else "one input vector per beat."
-        ),
+        s_axis_doc=_s_axis_doc(plan),
         tlast_doc=(
             "the core counts a frame's beats; senders may set it on the last one"
             if plan.beats > 1  # type: ignore[attr-defined]
             else "every beat is a whole frame"
         ),
+    )
+
+
+def _s_axis_doc(plan: object) -> str:
+    """The AXI4-Stream input's layout, for the wrapper's comment."""
+    beats = plan.beats  # type: ignore[attr-defined]
+    if beats == 1:
+        return "one input vector per beat."
+    network = plan.network  # type: ignore[attr-defined]
+    lanes = network.input_lanes
+    if lanes == 1:
+        return f"one input position per beat, {beats} beats a frame in raster order (element j = channel j)."
+    c = network.stream_shape[0] // lanes
+    return (
+        f"{lanes} consecutive input positions per beat, {beats} beats a frame in raster order "
+        f"(element lane * {c} + c = channel c of position {lanes} * t + lane)."
     )
 
 

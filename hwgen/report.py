@@ -10,7 +10,7 @@ from hwgen import __version__
 from hwgen.estimate import PARTS, Estimate, Resources, total_of
 from hwgen.flow.boards import Board
 from hwgen.golden import AccuracyReport
-from hwgen.ir import FixedFormat, Network, PoolLayer
+from hwgen.ir import FixedFormat, LinearLayer, Network, PoolLayer
 from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
 from hwgen.plan.dense import LayerPlan, NetworkPlan
 from hwgen.plan.frames import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
@@ -29,6 +29,33 @@ def _arithmetic(lp: LayerPlan) -> str:
         three = lp.graph.three_input_adders
         text = f"parallel, {three:,} of {len(lp.graph.nodes):,} adders three-input" if three else "parallel"
     return text + (f", {_shared_text(lp)}" if lp.shared_units else "")
+
+
+def _lanes_text(layer: LinearLayer | PoolLayer) -> str:
+    """What a layer folded into lanes (:mod:`hwgen.passes.fold_lanes`) takes and gives per beat."""
+    lanes_in, lanes_out = layer.fold_lanes
+    if (lanes_in, lanes_out) == (1, 1):
+        return ""
+    what = "pixels of a row" if len(layer.in_shape) == 3 else "positions"
+    return f"; {lanes_in} {what} in, {lanes_out} out per beat (folded lanes)"
+
+
+def _stream_packing(network: Network) -> str:
+    """How a streamed input's beat is laid out (folded into lanes or not)."""
+    p = network.input_lanes
+    if p == 1:
+        return "; the input streams one position per beat (element j = channel j), raster order"
+    c = network.stream_shape[0] // p
+    along = "of its row" if len(network.stream_shape) == 3 else ""
+    return (
+        f"; the input streams {p} consecutive positions {along} per beat (element lane * {c} + c = channel c "
+        f"of position {p} * t + lane), raster order".replace("  ", " ")
+    )
+
+
+def _lanes_json(layer: LinearLayer | PoolLayer | None) -> dict[str, int]:
+    lanes_in, lanes_out = layer.fold_lanes if layer is not None else (1, 1)
+    return {"in": lanes_in, "out": lanes_out}
 
 
 def _shared_text(lp: LayerPlan) -> str:
@@ -137,11 +164,7 @@ def make_report(
             "output_elements": plan.out_elements,
             "packing": (
                 "element j of a vector occupies payload bits [j*bits, (j+1)*bits)"
-                + (
-                    "; the input streams one position per beat (element j = channel j), raster order"
-                    if plan.beats > 1
-                    else ""
-                )
+                + (_stream_packing(network) if plan.beats > 1 else "")
             ),
             "fifo_depth": plan.fifo_depth,
         },
@@ -194,7 +217,8 @@ def _row(unit: object, res: Resources, plan: NetworkPlan | FramePlan, in_shape: 
         "out_format": _fmt_json(rq.out),
         "latency_cycles": lp.latency,
         "digit_bits": lp.layer.digit_bits or lp.accumulator_bits,
-        "arithmetic": _arithmetic(lp),
+        "arithmetic": _arithmetic(lp) + _lanes_text(layer),
+        "lanes": _lanes_json(layer),
         "word_bits": lp.layer.word_bits,
         "positions_per_frame": positions,
         "cycles_per_position": lp.digits,
@@ -343,6 +367,7 @@ def _mac_row(stage: MacStage, res: Resources, ii: int) -> dict[str, object]:
         "latency_cycles": stage.in_beats + MAC_LATENCY + stage.out_beats,
         "digit_bits": max(stage.acc_bits),
         "arithmetic": _mac_arithmetic(stage),
+        "lanes": _lanes_json(None),
         "word_bits": max(stage.acc_bits),
         "positions_per_frame": 1,
         "cycles_per_position": max(stage.in_beats, stage.out_beats),
@@ -405,7 +430,8 @@ def _pool_fields(
         "requant": None,
         "latency_cycles": latency,
         "digit_bits": bits,
-        "arithmetic": arithmetic,
+        "arithmetic": arithmetic + _lanes_text(pool),
+        "lanes": _lanes_json(pool),
         "word_bits": bits,
         "positions_per_frame": positions,
         "cycles_per_position": 1,
