@@ -2,7 +2,7 @@
 """Differential fuzzing campaign (``make fuzz``): random supported networks, three checks each.
 
 For every seed in ``--start .. --start + --networks``: the network of
-``tests/fuzz_networks.network_from_seed(seed)`` is written as ONNX, built,
+``tests/fuzz_networks.network_from_seed(seed, generator)`` is written as ONNX, built,
 and checked: golden vs onnxruntime within the formats' error bound (and the
 report's stated error reproduced), every merged adder graph vs ``W @ x``,
 the RTL linted (``verilator --lint-only -Wall`` with only the documented
@@ -10,7 +10,9 @@ waivers, ``fuzz_networks.check_lint``), and the RTL vs golden on a simulator
 (``--simulators`` in turn, or every one with ``--all-simulators``; none with
 ``--simulators ''``) with random stalls on both sides. ``--rates both`` builds
 every network twice, at full rate and at a quarter of it (digit-serial
-layers), instead of at the rate it was drawn with. A failing case
+layers), instead of at the rate it was drawn with. ``--generator lanes2d``
+draws 2-D networks streamed at 2 or 4 pixels a cycle instead
+(``fuzz_networks.draw_lane_network``: the first layers folded into lanes). A failing case
 (a check disagreeing, a refusal of a network the generator means to be
 supported, or a crash) is saved as a regression fixture under
 ``--fixtures`` (``seed-N/model.onnx`` + ``case.json``), which
@@ -19,6 +21,8 @@ supported, or a crash) is saved as a regression fixture under
     nice -n 19 python bench/fuzz.py --networks 200 --vectors 40
     nice -n 19 python bench/fuzz.py --networks 40 --rates both --simulators '' \
         --results bench/results/fuzz_lint.json      # build and lint only
+    nice -n 19 python bench/fuzz.py --networks 40 --generator lanes2d --simulators verilator \
+        --results bench/results/fuzz_lanes2d.json   # 2-D networks at 2 and 4 pixels a cycle
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "examples"))
 
 from fuzz_networks import (  # noqa: E402
+    GENERATORS,
     FuzzFailure,
     build_case,
     check_golden_vs_onnxruntime,
@@ -66,12 +71,20 @@ def _prepared(spec: object, work: Path) -> tuple[Path, object]:
 
 
 def run_one(
-    seed: int, simulators: list[str], vectors: int, work: Path, no_build: bool, rate: str = "drawn"
+    seed: int,
+    simulators: list[str],
+    vectors: int,
+    work: Path,
+    no_build: bool,
+    rate: str = "drawn",
+    generator: str = "default",
 ) -> dict[str, object]:
     from hwgen.errors import TwnError
 
-    spec = with_rate(network_from_seed(seed), rate)
+    spec = with_rate(network_from_seed(seed, generator), rate)
     entry: dict[str, object] = {"seed": seed, "rate": rate, "network": spec.describe(), "outcome": "ok"}
+    if generator != "default":
+        entry["generator"] = generator
     started = time.monotonic()
     try:
         if no_build:
@@ -99,14 +112,20 @@ def run_one(
 
 
 def run_isolated(
-    seed: int, simulators: list[str], vectors: int, work: Path, timeout: float, rate: str = "drawn"
+    seed: int,
+    simulators: list[str],
+    vectors: int,
+    work: Path,
+    timeout: float,
+    rate: str = "drawn",
+    generator: str = "default",
 ) -> dict[str, object]:
     """run_one in a child process (its own session) killed after ``timeout`` seconds: a simulation that
     hangs or crawls is recorded as a timeout instead of stopping the campaign."""
     work.mkdir(parents=True, exist_ok=True)
     result = work / "entry.json"
     cmd = [sys.executable, __file__, "--one", str(seed), "--simulators", ",".join(simulators) or ",",
-           "--vectors", str(vectors), "--work", str(work), "--rates", rate]  # fmt: skip
+           "--vectors", str(vectors), "--work", str(work), "--rates", rate, "--generator", generator]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -115,14 +134,14 @@ def run_isolated(
         os.killpg(proc.pid, signal.SIGKILL)  # the child and the simulators it started
         proc.wait()
         return {
-            "seed": seed, "rate": rate, "network": with_rate(network_from_seed(seed), rate).describe(),
+            "seed": seed, "rate": rate, "network": with_rate(network_from_seed(seed, generator), rate).describe(),
             "outcome": "timeout",
             "check": f"rtl-{'+'.join(simulators)}-timeout", "seconds": round(time.monotonic() - started, 2),
             "failure": f"no result after {timeout:.0f} s (build and {', '.join(simulators)} simulation)",
         }  # fmt: skip
     if not result.is_file():
         return {
-            "seed": seed, "rate": rate, "network": with_rate(network_from_seed(seed), rate).describe(),
+            "seed": seed, "rate": rate, "network": with_rate(network_from_seed(seed, generator), rate).describe(),
             "outcome": "crash", "check": "child",
             "seconds": round(time.monotonic() - started, 2), "failure": err.decode(errors="replace")[-3000:],
         }  # fmt: skip
@@ -167,13 +186,19 @@ def main() -> None:
         help="build each network at the rate drawn for it, at full rate, at a quarter of it "
         "(digit-serial layers), or both full and serial (default %(default)s)",
     )
+    ap.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="default",
+        help="the networks: any supported (default), or 2-D at 2 or 4 pixels a cycle (lanes2d)",
+    )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one seed into --work/entry.json
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     sims = [s for s in args.simulators.split(",") if s]
     rates = ["full", "serial"] if args.rates == "both" else [args.rates]
     if args.one is not None:
-        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0])
+        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0], args.generator)
         (args.work / "entry.json").write_text(json.dumps(entry))
         return
 
@@ -188,16 +213,20 @@ def main() -> None:
             for rate in rates:
                 work = Path(tmp) / f"seed-{seed}-{rate}"
                 if args.no_build:
-                    entry = run_one(seed, use, args.vectors, work, True, rate)
+                    entry = run_one(seed, use, args.vectors, work, True, rate, args.generator)
                 else:
-                    entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes, rate)
+                    entry = run_isolated(
+                        seed, use, args.vectors, work, 60 * args.timeout_minutes, rate, args.generator
+                    )
                 shutil.rmtree(work, ignore_errors=True)
                 entries.append(entry)
                 if entry["outcome"] != "ok":
                     failing_sims = [s for s in use if str(entry.get("check", "")).startswith(f"rtl-{s}")]
-                    folder = args.fixtures / (f"seed-{seed}" if rate == "drawn" else f"seed-{seed}-{rate}")
-                    spec = with_rate(network_from_seed(seed), rate)
-                    write_case(folder, spec, seed, str(entry["failure"]), str(entry["check"]))
+                    name = f"seed-{seed}" + ("" if rate == "drawn" else f"-{rate}")
+                    name += "" if args.generator == "default" else f"-{args.generator}"
+                    folder = args.fixtures / name
+                    spec = with_rate(network_from_seed(seed, args.generator), rate)
+                    write_case(folder, spec, seed, str(entry["failure"]), str(entry["check"]), args.generator)
                     meta = json.loads((folder / "case.json").read_text())
                     # A timeout is not replayed in the simulator that crawled (the suite has a time budget).
                     meta["simulators"] = [] if entry["outcome"] == "timeout" else failing_sims

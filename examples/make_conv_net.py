@@ -202,7 +202,7 @@ def stack(
     followed by batch norm and ReLU (``C8k3p1``: the bare convolution, as
     in the classifier where pooling comes first); ``b`` batch norm and ReLU;
     ``m2`` MaxPool kernel 2 stride 2
-    (``m3s2`` kernel 3 stride 2); ``d16`` flatten (first time) then ternary
+    (``m3s2`` kernel 3 stride 2, ``m3s2p1`` with padding 1); ``d16`` flatten (first time) then ternary
     Gemm with 16 outputs, batch norm and ReLU; ``o5`` a final Gemm with 5
     outputs at 1/64 weight resolution. ``in_shape`` is [channels, *spatial].
     ``negative_bn`` flips half the batch-norm scales (max pooling before
@@ -250,10 +250,12 @@ def stack(
             if kind == "c":
                 x = b.node("Relu", [_bn(b, x, shape[0], negative_bn)])
         elif kind == "m":
+            rest, _, pad = rest.partition("p")
             k, _, st = rest.partition("s")
-            k_i, st_i = int(k), int(st or k)
-            x = b.node("MaxPool", [x], kernel_shape=[k_i] * nd, strides=[st_i] * nd)
-            shape = [shape[0]] + [(n - k_i) // st_i + 1 for n in shape[1:]]
+            k_i, st_i, p_i = int(k), int(st or k), int(pad or 0)
+            pads = {"pads": [p_i] * (2 * nd)} if p_i else {}
+            x = b.node("MaxPool", [x], kernel_shape=[k_i] * nd, strides=[st_i] * nd, **pads)
+            shape = [shape[0]] + [(n + 2 * p_i - k_i) // st_i + 1 for n in shape[1:]]
         elif kind in "do":
             if not flat:
                 x = b.flatten_view(x)

@@ -352,9 +352,10 @@ def window_cost(stage: WindowStage) -> Resources:
 
 
 def pool_cost(stage: WindowStage) -> Resources:
-    """The comparator tree: per channel taps - 1 compare-and-select nodes, registered."""
-    nodes = stage.channels * (stage.geometry.taps - 1)
-    regs = stage.channels * max(1, stage.geometry.taps - 1)
+    """The comparator tree: per output channel taps - 1 compare-and-select nodes, registered (a
+    lane-window pool's outputs are its own lanes', each comparing its lane's taps)."""
+    nodes = stage.out_channels * (stage.pool_taps - 1)
+    regs = stage.out_channels * max(1, stage.pool_taps - 1)
     return Resources(lut=nodes * 2 * stage.in_bits, ff=regs * stage.in_bits)
 
 

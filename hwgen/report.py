@@ -10,9 +10,10 @@ from hwgen import __version__
 from hwgen.estimate import PARTS, Estimate, Resources, total_of
 from hwgen.flow.boards import Board
 from hwgen.golden import AccuracyReport
-from hwgen.ir import FixedFormat, LinearLayer, Network, PoolLayer
+from hwgen.ir import FixedFormat, LaneWindowPoolLayer, LinearLayer, Network, PoolLayer
 from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
 from hwgen.plan.dense import LayerPlan, NetworkPlan
+from hwgen.plan.window_schedule import WindowGeometry
 from hwgen.plan.frames import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
 
 __all__ = ["make_report", "render_markdown"]
@@ -398,11 +399,16 @@ def _pool_row(stage: WindowStage, res: Resources) -> dict[str, object]:
         pool,
         stage.in_bits,
         stage.latency,
-        f"{'min/max' if any(pool.minimum) else 'max'} over {g.taps} taps",
+        f"{'min/max' if any(pool.minimum) else 'max'} over {stage.pool_taps} taps"
+        + (f" of a {'x'.join(map(str, _window_kernel(g)))} folded window" if isinstance(pool, LaneWindowPoolLayer) else ""),
         g.out_positions,
         stage.out_spacing,
         res,
     )
+
+
+def _window_kernel(g: WindowGeometry) -> tuple[int, ...]:
+    return (g.k_w,) if g.height == 1 else (g.k_h, g.k_w)
 
 
 def _pool_fields(

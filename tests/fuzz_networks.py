@@ -40,6 +40,7 @@ from make_conv_net import _Builder  # examples/ is on sys.path (tests/conftest.p
 from onnx import TensorProto, helper
 
 __all__ = [
+    "GENERATORS",
     "LINT_WAIVERS",
     "FuzzFailure",
     "LayerSpec",
@@ -49,6 +50,7 @@ __all__ = [
     "check_lint",
     "check_merged_graphs",
     "check_rtl",
+    "draw_lane_network",
     "draw_network",
     "error_bound",
     "lint_findings",
@@ -292,8 +294,110 @@ def draw_network(c: Chooser, max_sim_size: bool = True) -> NetworkSpec:
     return NetworkSpec(in_shape, tuple(layers), weight_seed=c.integer(0, 2**31 - 1), input_rate=rate)
 
 
-def network_from_seed(seed: int) -> NetworkSpec:
+def network_from_seed(seed: int, generator: str = "default") -> NetworkSpec:
+    """The network of ``seed`` from :func:`draw_network` (``generator="default"``) or from
+    :func:`draw_lane_network` (``"lanes2d"``)."""
+    if generator == "lanes2d":
+        return draw_lane_network(RngChooser(seed))
+    if generator != "default":
+        raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, not {generator!r}")
     return draw_network(RngChooser(seed))
+
+
+#: The network generators :func:`network_from_seed` knows (``case.json`` records which drew a fixture).
+GENERATORS = ("default", "lanes2d")
+
+
+def _same_pads(kernel: int, stride: int) -> tuple[int, int]:
+    """Pads that keep an even row's width over the stride: 'same' (the end's no larger than the start's)."""
+    if stride == 1:
+        return kernel // 2, kernel - 1 - kernel // 2
+    return kernel - 1, 0  # (W + k - 1 - k) // 2 + 1 = W / 2 for an even W
+
+
+def draw_lane_network(c: Chooser) -> NetworkSpec:
+    """A 2-D network streamed at 2 or 4 pixels a cycle (``--input-rate`` 2 or 4), drawn within
+    what :mod:`hwgen.passes.fold_lanes` folds: the row width a multiple of the lanes; while a
+    layer sees more than one pixel a cycle, convolutions of any kernel with a stride of 1 or 2
+    and padding that leaves an output width the lanes divide (drawn at random, else 'same'),
+    max pools of kernel = stride 2 or 4; a 1x1 stride-2 convolution or a pool brings the rate
+    to one pixel a cycle before a dense layer or the end. Past that, anything
+    :func:`draw_network` draws (overlapping pools, odd strides)."""
+    lanes = c.choice((2, 4))
+    channels = c.choice((1, 2, 3))
+    size = [c.integer(3, 8), lanes * c.integer(2, 16 // lanes)]
+    in_shape = (channels, *size)
+    layers: list[LayerSpec] = []
+    left = lanes  # pixels per cycle the next layer sees
+    for _ in range(c.integer(1, 3)):
+        kernel = c.choice((1, 2, 3, 3, 5))
+        if kernel > min(size):
+            kernel = 1
+        stride = c.choice((1, 1, 2)) if kernel > 1 else 1
+        if c.boolean(0.5):
+            pad_begin = c.integer(0, kernel - 1)
+            pad_end = c.integer(0, min(pad_begin, kernel - 1 - pad_begin)) if stride == 1 else 0
+        else:
+            pad_begin, pad_end = _same_pads(kernel, stride)
+        out_size = [_out_size(n, kernel, stride, pad_begin, pad_end) for n in size]
+        if left > 1 and (min(out_size) < 1 or out_size[1] % (left // stride)):
+            pad_begin, pad_end = _same_pads(kernel, stride)
+            out_size = [_out_size(n, kernel, stride, pad_begin, pad_end) for n in size]
+        if min(out_size) < 1:
+            break
+        left = max(1, left // stride)
+        pool_k = pool_s = 0
+        if left > 1:
+            options = [k for k in (2, 2, 4) if k <= min(out_size)]
+            if options and c.boolean(0.6):
+                pool_k = pool_s = c.choice(options)
+        elif min(out_size) >= 2 and c.boolean(0.4):
+            pool_k = c.choice((2, 2, 3)) if min(out_size) >= 3 else 2
+            pool_s = c.integer(1, pool_k)
+        if pool_k:
+            out_size = [_out_size(n, pool_k, pool_s, 0, 0) for n in out_size]
+            left = max(1, left // pool_k)
+        bn = c.boolean(0.6)
+        filters = c.choice((1, 2, 3, 4))
+        layers.append(
+            LayerSpec(
+                "conv",
+                out=filters,
+                kernel=kernel,
+                stride=stride,
+                pad_begin=pad_begin,
+                pad_end=pad_end,
+                bias=c.boolean(0.5),
+                bn=bn,
+                negative_bn=bn and c.boolean(0.3),
+                bn_after_pool=bn and pool_k > 0 and c.boolean(0.5),
+                relu=c.boolean(0.8),
+                pool_kernel=pool_k,
+                pool_stride=pool_s,
+                **_weight_choice(c, final=False),
+            )
+        )
+        size = out_size
+    while left > 1 or not layers:
+        # A 1x1 convolution of stride 2 halves the pixels a cycle: W / 2 of an even W.
+        filters = c.choice((1, 2, 3))
+        layers.append(LayerSpec("conv", out=filters, kernel=1, stride=2, relu=c.boolean(0.8), **_weight_choice(c, False)))
+        size = [_out_size(n, 1, 2, 0, 0) for n in size]
+        left = max(1, left // 2)
+    if c.boolean(0.4):
+        layers.append(LayerSpec("dense", out=c.choice((2, 4, 8)), bn=c.boolean(0.5), **_weight_choice(c, final=False)))
+    if c.boolean(0.7):
+        layers.append(
+            LayerSpec(
+                "dense",
+                out=c.choice((1, 2, 3, 5, 10)),
+                relu=False,
+                bias=c.boolean(0.8),
+                zero_rows=1 if c.boolean(0.2) else 0,
+                **_weight_choice(c, final=True),
+            )
+        )
+    return NetworkSpec(in_shape, tuple(layers), weight_seed=c.integer(0, 2**31 - 1), input_rate=float(lanes))
 
 
 #: The rates :func:`with_rate` gives: as drawn, every layer at full rate, or a quarter of it.
@@ -313,13 +417,15 @@ def with_rate(spec: NetworkSpec, rate: str) -> NetworkSpec:
     raise ValueError(f"rate must be one of {', '.join(RATES)}, not {rate!r}")
 
 
-def networks():  # type: ignore[no-untyped-def]
-    """Hypothesis strategy of :class:`NetworkSpec`."""
+def networks(generator: str = "default"):  # type: ignore[no-untyped-def]
+    """Hypothesis strategy of :class:`NetworkSpec` (``generator`` as for :func:`network_from_seed`)."""
     from hypothesis import strategies as st
+
+    draw_spec = draw_lane_network if generator == "lanes2d" else draw_network
 
     @st.composite
     def _spec(draw):  # type: ignore[no-untyped-def]
-        return draw_network(HypothesisChooser(draw))
+        return draw_spec(HypothesisChooser(draw))
 
     return _spec()
 
@@ -434,11 +540,16 @@ def to_onnx(spec: NetworkSpec) -> onnx.ModelProto:
     return model
 
 
-def write_case(folder: Path, spec: NetworkSpec, seed: int | None, failure: str = "", check: str = "") -> Path:
-    """A regression fixture: ``model.onnx`` and ``case.json`` (seed, spec, what failed)."""
+def write_case(
+    folder: Path, spec: NetworkSpec, seed: int | None, failure: str = "", check: str = "", generator: str = "default"
+) -> Path:
+    """A regression fixture: ``model.onnx`` and ``case.json`` (seed, the generator that drew it
+    unless the default, spec, what failed)."""
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(to_onnx(spec), str(folder / "model.onnx"))
     case = {"seed": seed, "spec": spec.to_json(), "check": check, "failure": failure[:2000], "xfail": ""}
+    if generator != "default":
+        case["generator"] = generator
     (folder / "case.json").write_text(json.dumps(case, indent=1, sort_keys=True) + "\n")
     return folder / "model.onnx"
 

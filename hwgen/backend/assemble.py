@@ -150,7 +150,7 @@ def stage_width(stage: Stage) -> int:
     if isinstance(stage, WindowStage):
         if stage.lp is not None:
             return stage.lp.layer.out_features * stage.lp.out_bits
-        return stage.channels * stage.in_bits
+        return stage.out_channels * stage.in_bits
     if isinstance(stage, LanePoolStage):
         return stage.layer.out_shape[0] * stage.bits
     if isinstance(stage, SerializeStage):

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.argmax import registered_tree
 from hwgen.backend.rom import constant_bit
+from hwgen.ir import LaneWindowPoolLayer, PoolLayer
 from hwgen.plan.frames import CollectStage, LanePoolStage, WindowStage
 
 __all__ = ["FrameCollector", "LanePoolTree", "PoolTree", "WindowBuffer"]
@@ -231,7 +232,9 @@ class PoolTree(wiring.Component):
     """Max (or, per channel, min) over a window's taps: a registered comparator tree.
 
     Latency ``stage.pool_levels`` cycles from ``i_data`` to ``o_data``;
-    free-running (the valid strobe is delayed beside it by the caller).
+    free-running (the valid strobe is delayed beside it by the caller). Behind a
+    lane-window pool (:class:`hwgen.ir.LaneWindowPoolLayer`) output ``l * C + c``
+    compares only the taps of channel ``c`` that output lane ``l``'s own window covers.
     """
 
     def __init__(self, stage: WindowStage) -> None:
@@ -240,17 +243,28 @@ class PoolTree(wiring.Component):
         super().__init__(
             {
                 "i_data": In(data.ArrayLayout(signed(stage.in_bits), stage.channels * taps)),
-                "o_data": Out(data.ArrayLayout(signed(stage.in_bits), stage.channels)),
+                "o_data": Out(data.ArrayLayout(signed(stage.in_bits), stage.out_channels)),
             }
         )
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         st = self._stage
+        layer = st.layer
         taps = st.geometry.taps
+        assert isinstance(layer, PoolLayer)
+        if isinstance(layer, LaneWindowPoolLayer):
+            c = layer.channels
+            for out_lane in range(layer.out_lanes):
+                picked = layer.selected_taps(out_lane)
+                for ch in range(c):
+                    values = [self.i_data[(lane * c + ch) * taps + t] for lane, t in picked]
+                    result = _compare_tree(m, values, st.in_bits, layer.minimum[ch], f"l{out_lane}c{ch}")
+                    m.d.comb += self.o_data[out_lane * c + ch].eq(result)
+            return m
         for ch in range(st.channels):
             values: list[Value] = [self.i_data[ch * taps + t] for t in range(taps)]
-            result = _compare_tree(m, values, st.in_bits, self._stage.layer.minimum[ch], f"c{ch}")
+            result = _compare_tree(m, values, st.in_bits, layer.minimum[ch], f"c{ch}")
             m.d.comb += self.o_data[ch].eq(result)
         return m
 

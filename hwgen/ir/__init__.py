@@ -6,6 +6,8 @@ from hwgen.ir.network import (
     DenseLayer,
     FixedFormat,
     LanePoolLayer,
+    LaneTaps,
+    LaneWindowPoolLayer,
     Layer,
     LinearLayer,
     Network,
@@ -13,6 +15,7 @@ from hwgen.ir.network import (
     Requant,
     ThresholdRequant,
     WeightRounding,
+    lane_taps,
     signed_bits_for_range,
 )
 from hwgen.ir.quantizer import Quantizer
@@ -24,6 +27,8 @@ __all__ = [
     "DenseLayer",
     "FixedFormat",
     "LanePoolLayer",
+    "LaneTaps",
+    "LaneWindowPoolLayer",
     "Layer",
     "LinearLayer",
     "Network",
@@ -33,5 +38,6 @@ __all__ = [
     "Requant",
     "ThresholdRequant",
     "WeightRounding",
+    "lane_taps",
     "signed_bits_for_range",
 ]

@@ -37,6 +37,8 @@ __all__ = [
     "DenseLayer",
     "FixedFormat",
     "LanePoolLayer",
+    "LaneTaps",
+    "LaneWindowPoolLayer",
     "Layer",
     "LinearLayer",
     "Network",
@@ -44,6 +46,7 @@ __all__ = [
     "Requant",
     "ThresholdRequant",
     "WeightRounding",
+    "lane_taps",
 ]
 
 
@@ -221,6 +224,33 @@ def _fold_lanes_json(lanes: tuple[int, int]) -> dict[str, Any]:
 def _fold_lanes_of(d: dict[str, Any]) -> tuple[int, int]:
     lanes = d.get("fold_lanes", (1, 1))
     return (int(lanes[0]), int(lanes[1]))
+
+
+@dataclass(frozen=True)
+class LaneTaps:
+    """Where a window along a folded axis finds its taps (:func:`lane_taps`)."""
+
+    #: Per output lane, per original tap ``k``: (folded offset from the window's first, input lane).
+    taps: tuple[tuple[tuple[int, int], ...], ...]
+    #: Folded positions a window spans, and how many of them precede the output's own.
+    kernel: int
+    pad_begin: int
+
+
+def lane_taps(kernel: int, stride: int, pad_begin: int, lanes: int) -> LaneTaps:
+    """A window of ``kernel`` taps, ``stride`` and begin padding ``pad_begin`` along an axis folded
+    into ``lanes`` lanes (position ``lanes * t + lane`` in channel group ``lane`` of folded position
+    ``t``). Output lane ``l`` of folded position ``t`` is original output ``(lanes / stride) * t + l``,
+    whose tap ``k`` reads original position ``lanes * t + stride * l - pad_begin + k``: folded
+    offset ``floor((stride * l - pad_begin + k) / lanes)``, input lane the remainder. ``stride``
+    divides ``lanes``."""
+    assert lanes % stride == 0, (lanes, stride)
+    out_lanes = lanes // stride
+    pos = [[stride * lane - pad_begin + k for k in range(kernel)] for lane in range(out_lanes)]
+    lo = min(min(row) for row in pos) // lanes
+    hi = max(max(row) for row in pos) // lanes
+    taps = tuple(tuple((q // lanes - lo, q % lanes) for q in row) for row in pos)
+    return LaneTaps(taps, hi - lo + 1, -lo)
 
 
 def _window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
@@ -480,6 +510,71 @@ class LanePoolLayer(PoolLayer):
         return y.reshape(len(x), *self.out_shape)
 
 
+@dataclass(frozen=True, eq=False)
+class LaneWindowPoolLayer(PoolLayer):
+    """A MaxPool of any window over positions that arrive ``lanes`` at a time along the last axis.
+
+    Made by :class:`hwgen.passes.fold_lanes.FoldLanes` where the pool's row window overlaps or
+    is padded (e.g. kernel 3, stride 2, pads 1): ``in_shape`` is the folded [lanes * C, ...,
+    W / lanes] (channel ``lane * C + c`` holds position ``lanes * t + lane``); ``kernel``,
+    ``stride`` and ``pads`` are the folded window's (the original's rows; along the row the
+    folded span of :func:`lane_taps`, stride 1), read by an ordinary window buffer.
+    ``row_kernel``, ``row_stride`` and ``row_pad`` are the original window along the row:
+    output channel ``l * C + c`` is the max (min where ``minimum``) of channel ``c``'s taps that
+    the original window of output lane ``l`` covers (:attr:`row_taps`), ``lanes / row_stride``
+    output lanes. ``minimum`` is per input channel (tiled over lanes).
+    """
+
+    lanes: int = 1
+    row_kernel: int = 1
+    row_stride: int = 1
+    row_pad: int = 0
+
+    @property
+    def channels(self) -> int:
+        return self.in_shape[0] // self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes // self.row_stride
+
+    @property
+    def row_taps(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Per output lane, per original row tap: (folded offset in the window, input lane)."""
+        return lane_taps(self.row_kernel, self.row_stride, self.row_pad, self.lanes).taps
+
+    @property
+    def taps_per_output(self) -> int:
+        """Values each output compares: the original window's taps."""
+        return int(np.prod(self.kernel[:-1], dtype=np.int64)) * self.row_kernel
+
+    def selected_taps(self, out_lane: int) -> list[tuple[int, int]]:
+        """(input lane, tap index ``kr * k_folded + offset`` in the folded window) of output lane ``out_lane``."""
+        k2 = self.kernel[-1]
+        rows = int(np.prod(self.kernel[:-1], dtype=np.int64))
+        return [(lane, kr * k2 + off) for kr in range(rows) for off, lane in self.row_taps[out_lane]]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.out_lanes * self.channels, *super().out_shape[1:])
+
+    def _pool(self, x: np.ndarray, low: Any, high: Any) -> np.ndarray:
+        c, nd = self.channels, len(self.kernel)
+        x = np.asarray(x).reshape(len(x), *self.in_shape)
+        mins = np.array(self.minimum[:c], dtype=bool).reshape(1, c, *([1] * nd))
+        win_lo = _windows(x, self.kernel, self.stride, self.pads, low)  # [B, L*C, *out, *kernel]
+        win_hi = _windows(x, self.kernel, self.stride, self.pads, high)
+        outs = []
+        for out_lane in range(self.out_lanes):
+            picked = []
+            for win in (win_lo, win_hi):
+                w = win.reshape(len(x), self.lanes, c, *win.shape[2:])
+                w = w.reshape(*w.shape[: 3 + nd], -1)  # [B, L, C, *out, taps]
+                picked.append(np.stack([w[:, lane, ..., t] for lane, t in self.selected_taps(out_lane)], axis=-1))
+            outs.append(np.where(mins, picked[1].min(axis=-1), picked[0].max(axis=-1)))
+        return np.concatenate(outs, axis=1)
+
+
 Layer = LinearLayer | PoolLayer
 
 #: What the graph does after its last layer; applied to the float outputs only.
@@ -635,10 +730,21 @@ class Network:
     def to_json(self) -> str:
         def layer_json(layer: Layer) -> dict[str, Any]:
             if isinstance(layer, PoolLayer):
-                extra = {"lanes": layer.lanes, "group": layer.group} if isinstance(layer, LanePoolLayer) else {}
+                extra: dict[str, Any] = {}
+                kind = "pool"
+                if isinstance(layer, LanePoolLayer):
+                    extra, kind = {"lanes": layer.lanes, "group": layer.group}, "lanepool"
+                elif isinstance(layer, LaneWindowPoolLayer):
+                    extra = {
+                        "lanes": layer.lanes,
+                        "row_kernel": layer.row_kernel,
+                        "row_stride": layer.row_stride,
+                        "row_pad": layer.row_pad,
+                    }
+                    kind = "lanewindowpool"
                 return {
                     **extra,
-                    "kind": "lanepool" if extra else "pool",
+                    "kind": kind,
                     "name": layer.name,
                     "op": layer.op,
                     "in_shape": list(layer.in_shape),
@@ -704,9 +810,10 @@ class Network:
             raise TwnError("network.json is not a twngen IR file (format twngen-ir-1)")
 
         def layer(d: dict[str, Any]) -> Layer:
-            if d["kind"] in ("pool", "lanepool"):
-                extra = {"lanes": int(d["lanes"]), "group": int(d["group"])} if d["kind"] == "lanepool" else {}
-                cls = LanePoolLayer if extra else PoolLayer
+            if d["kind"] in ("pool", "lanepool", "lanewindowpool"):
+                fields = {"lanepool": ("lanes", "group"), "lanewindowpool": ("lanes", "row_kernel", "row_stride", "row_pad")}
+                extra = {f: int(d[f]) for f in fields.get(d["kind"], ())}
+                cls = {"lanepool": LanePoolLayer, "lanewindowpool": LaneWindowPoolLayer}.get(d["kind"], PoolLayer)
                 return cls(
                     **extra,  # type: ignore[arg-type]
                     name=d["name"],

@@ -39,7 +39,17 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import LanePoolLayer, Layer, LinearLayer, Network, PoolLayer, Requant, ThresholdRequant
+from hwgen.ir import (
+    LanePoolLayer,
+    LaneWindowPoolLayer,
+    Layer,
+    LinearLayer,
+    Network,
+    PoolLayer,
+    Requant,
+    ThresholdRequant,
+    lane_taps,
+)
 from hwgen.ir.quantizer import Quantizer
 
 __all__ = ["FoldLanes", "fold_conv_weights"]
@@ -63,21 +73,17 @@ def fold_conv_weights(
     is [(P / s) * F, P * C * K_h * K2], column ``((lane * C + c) * K_h + r) * K2 + offset``.
     """
     f = weights.shape[0]
-    out_lanes = lanes // stride
-    offsets = [(stride * lane - pad_begin + k) // lanes for lane in range(out_lanes) for k in range(kernel)]
-    lo, hi = min(offsets), max(offsets)
-    k2 = hi - lo + 1
-    folded = np.zeros((out_lanes * f, lanes * channels * kernel_rows * k2), dtype=np.int64)
+    where = lane_taps(kernel, stride, pad_begin, lanes)
+    k2 = where.kernel
+    folded = np.zeros((len(where.taps) * f, lanes * channels * kernel_rows * k2), dtype=np.int64)
     w = weights.reshape(f, channels, kernel_rows, kernel)
-    for lane in range(out_lanes):
-        for k in range(kernel):
-            pos = stride * lane - pad_begin + k
-            off, in_lane = pos // lanes, pos % lanes
+    for lane, taps in enumerate(where.taps):
+        for k, (off, in_lane) in enumerate(taps):
             for c in range(channels):
                 for r in range(kernel_rows):
-                    col = ((in_lane * channels + c) * kernel_rows + r) * k2 + (off - lo)
+                    col = ((in_lane * channels + c) * kernel_rows + r) * k2 + off
                     folded[lane * f : (lane + 1) * f, col] = w[:, c, r, k]
-    return folded, k2, -lo
+    return folded, k2, where.pad_begin
 
 
 def _tile_requant(rq: Requant | ThresholdRequant | None, times: int) -> Requant | ThresholdRequant | None:
@@ -200,20 +206,62 @@ def _fold_conv(layer: LinearLayer, lanes: int, where: str) -> LinearLayer:
 
 
 def _fold_pool(layer: PoolLayer, lanes: int, where: str) -> list[PoolLayer]:
-    """``layer`` on the folded layout: a max across lanes, then what is left of the window."""
+    """``layer`` on the folded layout: a max across lanes then what is left of the window when the
+    row kernel equals the stride (no row padding) and divides or is a multiple of the lanes; any
+    other window (overlapping, padded) whose row stride divides the lanes, a window over folded
+    positions that compares each output lane's own taps."""
     nd = len(layer.kernel)
     rows_k, k = _row_split(layer.kernel, nd)
     rows_s, s = _row_split(layer.stride, nd)
     pad_begin, pad_end = layer.pads[nd - 1], layer.pads[2 * nd - 1]
-    if k != s or pad_begin or pad_end or (lanes % k and k % lanes):
+    if k == s and not pad_begin and not pad_end and (lanes % k == 0 or k % lanes == 0):
+        return _fold_grouped_pool(layer, lanes)
+    if lanes % s:
         raise TwnError(
-            f"{where}: at {lanes} positions per cycle, twngen folds max pooling whose kernel along the row equals "
-            f"its stride, with no padding along the row, and divides or is a multiple of {lanes} (this one has "
-            f"kernel {list(layer.kernel)}, stride {list(layer.stride)}, pads {list(layer.pads)}); use an input "
-            "rate of at most one position per cycle"
+            f"{where}: at {lanes} positions per cycle, twngen folds max pooling whose stride along the row "
+            f"divides {lanes}, or whose kernel along the row equals its stride and is a multiple of {lanes} "
+            f"(this one has kernel {list(layer.kernel)}, stride {list(layer.stride)}, pads {list(layer.pads)}); "
+            "use an input rate whose lanes the stride divides, or at most one position per cycle"
         )
+    out_lanes = lanes // s
+    out_width = layer.out_shape[-1]
+    if out_width % out_lanes:
+        raise TwnError(
+            f"{where}: its output width {out_width} does not divide into {out_lanes} lanes (its input's {lanes} "
+            f"positions per cycle over the stride {s}); twngen folds a pool whose output width is a multiple of "
+            "the lanes it gives, or use a lower input rate"
+        )
+    taps = lane_taps(k, s, pad_begin, lanes)
+    in_width = layer.in_shape[-1] // lanes
+    fold_end = out_width // out_lanes - 1 + taps.kernel - in_width - taps.pad_begin
+    if fold_end < 0 or fold_end >= taps.kernel or taps.pad_begin >= taps.kernel:
+        raise TwnError(f"{where}: cannot fold this window into {lanes} lanes (pads {list(layer.pads)})")
+    return [
+        LaneWindowPoolLayer(
+            name=layer.name,
+            op=layer.op,
+            in_shape=_folded_shape(layer.in_shape, lanes),
+            kernel=(*rows_k, taps.kernel),
+            stride=(*rows_s, 1),
+            pads=(*layer.pads[: nd - 1], taps.pad_begin, *layer.pads[nd : 2 * nd - 1], fold_end),
+            minimum=layer.minimum * lanes,
+            source_nodes=layer.source_nodes,
+            fold_lanes=(lanes, out_lanes),
+            lanes=lanes,
+            row_kernel=k,
+            row_stride=s,
+            row_pad=pad_begin,
+        )
+    ]
+
+
+def _fold_grouped_pool(layer: PoolLayer, lanes: int) -> list[PoolLayer]:
+    """A pool of row kernel = stride ``g`` (no row padding): a max across groups of ``min(g,
+    lanes)`` lanes, then an ordinary pool over the rest (the rows, ``g / lanes`` folded columns)."""
+    nd = len(layer.kernel)
+    rows_k, k = _row_split(layer.kernel, nd)
+    rows_s, _ = _row_split(layer.stride, nd)
     group = min(k, lanes)
-    c = layer.in_shape[0]
     folded = _folded_shape(layer.in_shape, lanes)
     ones = (1,) * nd
     across = LanePoolLayer(

@@ -28,7 +28,15 @@ from functools import cached_property
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import LanePoolLayer, LinearLayer, Network, PoolLayer, Requant, signed_bits_for_range
+from hwgen.ir import (
+    LanePoolLayer,
+    LaneWindowPoolLayer,
+    LinearLayer,
+    Network,
+    PoolLayer,
+    Requant,
+    signed_bits_for_range,
+)
 from hwgen.plan.dense import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, check_requant_slots, tree_levels
 from hwgen.plan.window_schedule import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
@@ -86,9 +94,16 @@ class WindowStage:
         return tuple(self.in_hi if mn else self.in_lo for mn in self.layer.minimum)
 
     @property
+    def pool_taps(self) -> int:
+        """Values each pool output compares: the window's taps (a lane-window pool's own lane's)."""
+        if isinstance(self.layer, LaneWindowPoolLayer):
+            return self.layer.taps_per_output
+        return self.geometry.taps
+
+    @property
     def pool_levels(self) -> int:
         """Registered comparator levels of the pool tree (one register at least)."""
-        return tree_levels(self.geometry.taps)
+        return tree_levels(self.pool_taps)
 
     @property
     def compute_latency(self) -> int:
@@ -105,7 +120,9 @@ class WindowStage:
 
     @property
     def out_channels(self) -> int:
-        return self.lp.layer.out_features if self.lp is not None else self.channels
+        if self.lp is not None:
+            return self.lp.layer.out_features
+        return self.layer.out_shape[0]  # a lane-window pool gives its own lanes
 
     @property
     def out_range(self) -> tuple[int, int, int]:
