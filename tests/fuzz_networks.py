@@ -320,7 +320,8 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
     what :mod:`hwgen.passes.fold_lanes` folds: the row width a multiple of the lanes; while a
     layer sees more than one pixel a cycle, convolutions of any kernel with a stride of 1 or 2
     and padding that leaves an output width the lanes divide (drawn at random, else 'same'),
-    max pools of kernel = stride 2 or 4; a 1x1 stride-2 convolution or a pool brings the rate
+    max pools of kernel = stride 2 or 4 (across lanes), at two lanes also overlapping 3x3 pools
+    of stride 1 or 2 (a window over folded positions); a 1x1 stride-2 convolution or a pool brings the rate
     to one pixel a cycle before a dense layer or the end. Past that, anything
     :func:`draw_network` draws (overlapping pools, odd strides)."""
     lanes = c.choice((2, 4))
@@ -348,15 +349,19 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
         left = max(1, left // stride)
         pool_k = pool_s = 0
         if left > 1:
-            options = [k for k in (2, 2, 4) if k <= min(out_size)]
+            # Kernel = stride (a max across lanes); at two lanes also overlapping windows, whose
+            # output widths (W - 3) // s + 1 of an even W the remaining lanes divide.
+            options = [(k, k) for k in (2, 2, 4) if k <= min(out_size)]
+            if left == 2 and min(out_size) >= 3:
+                options += [(3, 2), (3, 1)]
             if options and c.boolean(0.6):
-                pool_k = pool_s = c.choice(options)
+                pool_k, pool_s = c.choice(options)
         elif min(out_size) >= 2 and c.boolean(0.4):
             pool_k = c.choice((2, 2, 3)) if min(out_size) >= 3 else 2
             pool_s = c.integer(1, pool_k)
         if pool_k:
             out_size = [_out_size(n, pool_k, pool_s, 0, 0) for n in out_size]
-            left = max(1, left // pool_k)
+            left = max(1, left // pool_s)
         bn = c.boolean(0.6)
         filters = c.choice((1, 2, 3, 4))
         layers.append(

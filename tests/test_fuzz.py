@@ -138,6 +138,63 @@ def test_seeded_networks_rtl_is_lint_clean(tmp_path, seed, rate):
     assert check_lint(outdir) == {"files": 2}
 
 
+#: Seeds of network_from_seed(seed, "lanes2d") (2-D networks at 2 or 4 pixels a cycle) simulated
+#: in `make test`: two overlapping 3x3 pools over two lanes (6), four lanes through two 2x2 pools
+#: (10) on Verilator; a small one on Icarus, slow on 2-D designs: a 3x3 pool of stride 2 over two
+#: lanes (38), four lanes halved by a pool (3). (seed, vectors).
+LANE_RTL_SEEDS = {"verilator": ((6, 20), (10, 20)), "icarus": ((38, 4), (3, 4))}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_seeded_lane_networks_fold_exactly(tmp_path, seed):
+    """The 2-D lane generator's networks: the golden model within the error bound of onnxruntime,
+    the build folds them into the lanes drawn (II = pixels / lanes), and the folded golden model
+    computes exactly the unfolded one's integers."""
+    from hwgen import golden
+    from hwgen.build import scheduled_network
+    from hwgen.verify import make_vectors
+
+    spec = network_from_seed(seed, "lanes2d")
+    assert spec.input_rate in (2.0, 4.0) and len(spec.in_shape) == 3
+    path, network = _prepared(tmp_path, spec)
+    check_golden_vs_onnxruntime(path, network)
+    folded, _, _ = scheduled_network(path, ArithmeticOptions(), 250.0, input_rate=spec.input_rate)
+    lanes = int(spec.input_rate)
+    assert folded.input_lanes == lanes
+    assert folded.initiation_interval == spec.in_shape[1] * spec.in_shape[2] // lanes
+    check_merged_graphs(folded)
+    codes = make_vectors(network, 16, seed=seed)
+    np.testing.assert_array_equal(golden.run_integer(folded, codes), golden.run_integer(network, codes))
+
+
+@settings(max_examples=25, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+@given(spec=networks("lanes2d"))
+def test_drawn_lane_networks_fold_exactly(tmp_path_factory, spec):
+    """Hypothesis over the lane generator: every drawn network folds, and exactly."""
+    from hwgen import golden
+    from hwgen.passes import run_passes
+    from hwgen.passes.fold_lanes import FoldLanes
+    from hwgen.verify import make_vectors
+
+    _, network = _prepared(tmp_path_factory.mktemp("lanes"), spec)
+    folded = run_passes(network, (FoldLanes(int(spec.input_rate)),))
+    codes = make_vectors(network, 8, seed=1)
+    np.testing.assert_array_equal(golden.run_integer(folded, codes), golden.run_integer(network, codes))
+
+
+@pytest.mark.parametrize(
+    "simulator, seed, vectors", [(sim, seed, n) for sim, cases in LANE_RTL_SEEDS.items() for seed, n in cases]
+)  # fmt: skip
+def test_seeded_lane_networks_rtl_matches_golden(tmp_path, simulator, seed, vectors):
+    """2-D networks at 2 or 4 pixels a cycle: bit-exact under stalls, linted."""
+    spec = network_from_seed(seed, "lanes2d")
+    model, network, report, outdir = build_case(spec, tmp_path)
+    assert report["schedule"]["lanes"] == int(spec.input_rate)
+    check_golden_vs_onnxruntime(model, network, report)
+    assert check_rtl(outdir, simulator, vectors=vectors, seed=seed)["passed"] == vectors
+    assert check_lint(outdir) == {"files": 2}
+
+
 def test_low_bit_weights_without_a_unit_entry_factor_exactly():
     """Found by the fuzzer (tests/fixtures/fuzz/seed-1): an int4 channel holding only 5s and 7s
     was refused, because smallest/5 is not the exporter's float32 scale."""
@@ -168,7 +225,8 @@ def test_fuzz_regressions_replay(tmp_path, folder):
     spec = NetworkSpec.from_json(meta["spec"])
     if meta.get("seed") is not None:
         # The seed still reproduces the stored model (the generator has not drifted).
-        assert to_onnx(network_from_seed(meta["seed"])).SerializeToString() == to_onnx(spec).SerializeToString()
+        generated = network_from_seed(meta["seed"], meta.get("generator", "default"))
+        assert to_onnx(generated).SerializeToString() == to_onnx(spec).SerializeToString()
     model = folder / "model.onnx"
     result = build(model, "zcu111", tmp_path / "out", input_rate=spec.input_rate, allow_overflow=True)
     check_golden_vs_onnxruntime(model, result.network, result.report)
