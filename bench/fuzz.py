@@ -215,9 +215,7 @@ def main() -> None:
                 if args.no_build:
                     entry = run_one(seed, use, args.vectors, work, True, rate, args.generator)
                 else:
-                    entry = run_isolated(
-                        seed, use, args.vectors, work, 60 * args.timeout_minutes, rate, args.generator
-                    )
+                    entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes, rate, args.generator)
                 shutil.rmtree(work, ignore_errors=True)
                 entries.append(entry)
                 if entry["outcome"] != "ok":

@@ -15,6 +15,14 @@ counted from the same :mod:`hwgen.plan.dense` the backend builds from:
   per output bit for the clamp (one more per sum bit without a DSP);
 * the output FIFO in distributed RAM: two LUTs per bit per 64 entries.
 
+Layers folded into lanes (:mod:`hwgen.passes.fold_lanes`, several positions a
+cycle) are counted as what they are on the folded layout: a convolution's
+adder graph over ``P`` lanes of inputs (the zero taps cost nothing) with a
+requantiser per output lane and channel, its window buffer ``P`` positions
+wide and ``W / P`` long per row; a max across lanes as a comparator tree per
+output lane; a lane-window pool as a tree per output lane over that lane's
+taps only. The report's ``lanes`` says what each layer takes and gives.
+
 Only the adder coefficients are fitted to synthesis so far;
 ``twngen --synth-estimate`` puts Yosys's own counts beside these.
 

@@ -13,8 +13,8 @@ from hwgen.golden import AccuracyReport
 from hwgen.ir import FixedFormat, LaneWindowPoolLayer, LinearLayer, Network, PoolLayer
 from hwgen.paths import RTL_TEMPLATES_DIR, file_sha256
 from hwgen.plan.dense import LayerPlan, NetworkPlan
-from hwgen.plan.window_schedule import WindowGeometry
 from hwgen.plan.frames import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
+from hwgen.plan.window_schedule import WindowGeometry
 
 __all__ = ["make_report", "render_markdown"]
 
@@ -395,12 +395,14 @@ def _pool_row(stage: WindowStage, res: Resources) -> dict[str, object]:
     pool = stage.layer
     assert isinstance(pool, PoolLayer)
     g = stage.geometry
+    folded = ""
+    if isinstance(pool, LaneWindowPoolLayer):
+        folded = f" of a {'x'.join(map(str, _window_kernel(g)))} folded window"
     return _pool_fields(
         pool,
         stage.in_bits,
         stage.latency,
-        f"{'min/max' if any(pool.minimum) else 'max'} over {stage.pool_taps} taps"
-        + (f" of a {'x'.join(map(str, _window_kernel(g)))} folded window" if isinstance(pool, LaneWindowPoolLayer) else ""),
+        f"{'min/max' if any(pool.minimum) else 'max'} over {stage.pool_taps} taps{folded}",
         g.out_positions,
         stage.out_spacing,
         res,

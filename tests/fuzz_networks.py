@@ -386,7 +386,9 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
     while left > 1 or not layers:
         # A 1x1 convolution of stride 2 halves the pixels a cycle: W / 2 of an even W.
         filters = c.choice((1, 2, 3))
-        layers.append(LayerSpec("conv", out=filters, kernel=1, stride=2, relu=c.boolean(0.8), **_weight_choice(c, False)))
+        layers.append(
+            LayerSpec("conv", out=filters, kernel=1, stride=2, relu=c.boolean(0.8), **_weight_choice(c, False))
+        )
         size = [_out_size(n, 1, 2, 0, 0) for n in size]
         left = max(1, left // 2)
     if c.boolean(0.4):

@@ -9,7 +9,6 @@ would be accepted. The simulated designs are in tests/test_frames.py
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import onnx
@@ -32,10 +31,11 @@ def _parsed(tmp_path, spec: str, shape: tuple[int, ...], seed: int = 4) -> Netwo
 
 
 # Kernels 1, 2, 3 and 5; strides 1 and 2; 'same', valid and asymmetric padding; 2x2 and 4x4
-# pools (min pools from negative batch-norm scales), at 2 and 4 pixels a cycle.
+# pools (min pools from negative batch-norm scales) and overlapping, padded ones (3x3 stride 2
+# pad 1, 5x5 stride 2 pad 2), at 2 and 4 pixels a cycle (8: a dense layer reading two lanes).
 SPECS_2D = [
     ("C4k5p2,m2,b,c6k3s2p1", (2, 8, 8), (2, 4)),  # tests/test_frames.py's conv2d
-    ("c4k3p1,m2,c5k3p1,m2,d6,o3", (2, 8, 8), (2, 4)),
+    ("c4k3p1,m2,c5k3p1,m2,d6,o3", (2, 8, 8), (2, 4, 8)),  # 8: the dense layer reads 2 lanes
     ("c4k1,m2,d6,o3", (3, 4, 8), (2,)),
     ("c4k3,c3k3p1s2,d6,o3", (2, 6, 8), (2,)),  # valid padding: width 8 -> 6, three beats of 2
     ("c4k5p2s2,c3k3p1,m2,d6,o3", (2, 8, 16), (2, 4)),
@@ -44,6 +44,10 @@ SPECS_2D = [
     ("c4k2s2,c3k3p1,m2,d6,o3", (2, 8, 8), (2, 4)),  # kernel 2 stride 2
     ("c3k2p1.0,c4k5p2,m2,d6,o3", (1, 5, 12), (2,)),  # asymmetric padding, odd height
     ("c4k3p2.1s2,m2s1,o3", (2, 6, 8), (2,)),  # the overlapping pool sees one pixel a cycle
+    ("c4k3p1,m3s2p1,d6,o3", (2, 8, 8), (2,)),  # overlapping, padded pools over lanes
+    ("c4k3p1,m3s1p1,m2,d6,o3", (2, 8, 8), (2, 4)),
+    ("c4k3p1,m5s2p2,c3k3s2p1,d6,o3", (2, 8, 16), (2, 4)),
+    ("c4k3p1,m3s2,d6,o3", (2, 8, 8), (2,)),
 ]
 
 
@@ -139,12 +143,12 @@ def test_the_rate_of_a_2d_input_counts_pixels(tmp_path):
 @pytest.mark.parametrize(
     "spec, shape, lanes, match",
     [
-        # 4 pixels a cycle reach the dense layer after one 2x2 pool.
+        # 4 pixels a cycle reach the end after one 2x2 pool: the output would stay folded.
         (
-            "c4k3p1,m2,d6,o3",
+            "c4k3p1,m2,c3k3p1",
             (2, 8, 8),
             8,
-            r"layer '/gemm_\d+/Gemm' \(Gemm\): the input rate leaves 4 positions per cycle at this dense layer",
+            r"8 positions per cycle: the network's last layer still sees 4 positions per cycle",
         ),
         # A valid 3x3 convolution leaves 6 columns: not four lanes.
         (
@@ -161,13 +165,20 @@ def test_the_rate_of_a_2d_input_counts_pixels(tmp_path):
             r"layer '/conv_\d+/Conv' \(Conv\): its stride 3 along the row does not divide the 2 positions per "
             r"cycle; twngen folds convolutions whose stride divides the lanes \(here 1, 2\)",
         ),
-        # An overlapping pool while two pixels a cycle arrive.
+        # A pool of stride 3 while two pixels a cycle arrive.
+        (
+            "c4k3p1,m3s3,d6,o3",
+            (2, 6, 12),
+            2,
+            r"layer '/maxpool_\d+/MaxPool' \(MaxPool\): at 2 positions per cycle, twngen folds max pooling whose "
+            r"stride along the row divides 2",
+        ),
+        # An overlapping pool whose output width the lanes do not divide.
         (
             "c4k3p1,m3s2,d6,o3",
             (2, 8, 8),
-            2,
-            r"layer '/maxpool_\d+/MaxPool' \(MaxPool\): at 2 positions per cycle, twngen folds max pooling whose "
-            r"kernel along the row equals its stride",
+            4,
+            r"layer '/maxpool_\d+/MaxPool' \(MaxPool\): its output width 3 does not divide into 2 lanes",
         ),
         # The row width is not a multiple of the lanes.
         ("c4k3p1,m2,d6,o3", (2, 6, 6), 4, r"4 positions per cycle: the input row width 6 is not a multiple of 4"),
@@ -183,11 +194,11 @@ def test_a_2d_rate_no_fold_meets_exits_2_with_the_best_rate(tmp_path, capsys):
     from hwgen.cli import main
 
     path = tmp_path / "m.onnx"
-    onnx.save(stack("c4k3p1,m3s2,d8,o3", (2, 8, 8), seed=1), str(path))
+    onnx.save(stack("c4k3p1,c3k3p1", (2, 8, 8), seed=1), str(path))
     out = tmp_path / "out"
     assert main([str(path), "--board", "zcu111", "-o", str(out), "--input-rate", "2"]) == 2
     err = capsys.readouterr().err
-    assert re.search(r"layer '/maxpool_\d+/MaxPool' \(MaxPool\): at 2 positions per cycle", err), err
+    assert "2 positions per cycle: the network's last layer still sees 2 positions per cycle" in err, err
     assert "fastest schedule this network takes is 1 position(s) per cycle (--input-rate 1: an initiation " in err
     assert "interval of 64 cycles per frame)" in err
     assert "Traceback" not in err and not out.exists()

@@ -2,7 +2,6 @@
 
 import json
 import random
-import re
 
 import numpy as np
 import onnx
@@ -237,20 +236,39 @@ def test_a_fold_the_pooling_cannot_follow_is_refused_by_name(tmp_path):
     net, _ = prepare_network(path, ArithmeticOptions())
     with pytest.raises(TwnError, match=r"'/maxpool_\d+/MaxPool' \(MaxPool\): at 3 positions per cycle"):
         run_passes(net, (FoldLanes(3),))
-    with pytest.raises(TwnError, match="folds lanes only until pooling brings the rate to one position"):
+    # A convolution last: its output would leave the network folded.
+    onnx.save(stack("c4k3p1,m2,c3k3p1", (2, 24), seed=1), str(path))
+    net, _ = prepare_network(path, ArithmeticOptions())
+    with pytest.raises(TwnError, match="last layer still sees 2 positions per cycle; twngen folds lanes only until"):
         run_passes(net, (FoldLanes(4),))
+
+
+def test_a_dense_layer_reads_a_frame_that_arrives_in_lanes(tmp_path):
+    """Four positions a cycle and one pool: the dense layer reads the collected frame in its
+    folded order, the same integers (its weight columns permuted)."""
+    from hwgen.passes.fold_lanes import FoldLanes
+
+    path = tmp_path / "m.onnx"
+    onnx.save(stack("c4k3p1,m2,d8,o3", (2, 24), seed=1), str(path))
+    net, _ = prepare_network(path, ArithmeticOptions())
+    folded = run_passes(net, (FoldLanes(4),))
+    dense = folded.layers[2]
+    assert isinstance(dense, LinearLayer) and not dense.is_conv and dense.fold_lanes == (2, 1)
+    assert sorted(dense.weights.T.tolist()) == sorted(net.layers[2].weights.T.tolist())
+    codes = make_vectors(net, 20, seed=1)
+    np.testing.assert_array_equal(golden.run_integer(folded, codes), golden.run_integer(net, codes))
 
 
 def test_a_rate_no_schedule_meets_names_the_bottleneck_and_the_best_rate(tmp_path, capsys):
     from hwgen.cli import main
 
     path = tmp_path / "m.onnx"
-    onnx.save(stack("c4k3p1,m2,c4k3p1,m2,d8,o3", (2, 32), seed=1), str(path))
+    onnx.save(stack("c4k3p1,m2,c4k3p1,m2", (2, 32), seed=1), str(path))
     out = tmp_path / "out"
     assert main([str(path), "--board", "zcu111", "-o", str(out), "--input-rate", "8"]) == 2
     err = capsys.readouterr().err
-    # Two poolings by 2 leave 2 positions per cycle at the dense layer; 4 lanes is the most that folds.
-    assert re.search(r"layer '/gemm_\d+/Gemm' \(Gemm\): the input rate leaves 2 positions per cycle", err), err
+    # Two poolings by 2 leave 2 positions per cycle at the network's end; 4 lanes is the most that folds.
+    assert "8 positions per cycle: the network's last layer still sees 2 positions per cycle" in err, err
     best = "fastest schedule this network takes is 4 position(s) per cycle (--input-rate 4: an initiation interval"
     assert f"{best} of 8 cycles per frame)" in err
     assert "Traceback" not in err and not out.exists()
@@ -481,7 +499,15 @@ def lane_designs_2d(tmp_path_factory):
     root = tmp_path_factory.mktemp("lanes2d")
     path = root / "conv2d.onnx"
     onnx.save(stack("C4k5p2,m2,b,c6k3s2p1", (2, 8, 8), seed=13, negative_bn=True), str(path))
-    return {p: build(path, "zcu111", root / f"conv2d_x{p}", input_rate=float(p)).outdir for p in (2, 4)}
+    designs: dict[object, object] = {
+        p: build(path, "zcu111", root / f"conv2d_x{p}", input_rate=float(p)).outdir for p in (2, 4)
+    }
+    # An overlapping, padded 3x3 pool of stride 2 over four lanes (a lane-window pool, two lanes out),
+    # a 2x2 pool over the two, a dense tail reading the frame.
+    path = root / "pool3.onnx"
+    onnx.save(stack("C4k3p1,m3s2p1,b,c5k3p1,m2,d6,o3", (2, 8, 8), seed=21, negative_bn=True), str(path))
+    designs["pool3"] = build(path, "zcu111", root / "pool3_x4", input_rate=4.0).outdir
+    return designs
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
@@ -495,6 +521,16 @@ def test_2d_lanes_match_golden_and_the_reported_timing(lane_designs_2d, lanes, s
     assert (r.passed, r.failed, r.extra_outputs) == (vectors, 0, 0), r.mismatches
     assert r.expected_ii_cycles == 64 // lanes
     assert r.measured_ii_cycles == r.expected_ii_cycles
+    assert r.measured_latency_cycles == r.expected_latency_cycles
+
+
+def test_an_overlapping_pool_over_four_lanes_matches_golden_and_the_timing(lane_designs_2d):
+    report = json.loads((lane_designs_2d["pool3"] / "report.json").read_text())
+    pool = report["layers"][1]
+    assert pool["arithmetic"].startswith("min/max over 9 taps of a 3x2 folded window; 4 pixels of a row in, 2 out")
+    r = verify(lane_designs_2d["pool3"], "verilator", vectors=10, seed=6, stall=0.3)
+    assert (r.passed, r.failed, r.extra_outputs) == (10, 0, 0), r.mismatches
+    assert r.measured_ii_cycles == r.expected_ii_cycles == 16
     assert r.measured_latency_cycles == r.expected_latency_cycles
 
 

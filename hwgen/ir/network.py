@@ -811,7 +811,10 @@ class Network:
 
         def layer(d: dict[str, Any]) -> Layer:
             if d["kind"] in ("pool", "lanepool", "lanewindowpool"):
-                fields = {"lanepool": ("lanes", "group"), "lanewindowpool": ("lanes", "row_kernel", "row_stride", "row_pad")}
+                fields = {
+                    "lanepool": ("lanes", "group"),
+                    "lanewindowpool": ("lanes", "row_kernel", "row_stride", "row_pad"),
+                }
                 extra = {f: int(d[f]) for f in fields.get(d["kind"], ())}
                 cls = {"lanepool": LanePoolLayer, "lanewindowpool": LaneWindowPoolLayer}.get(d["kind"], PoolLayer)
                 return cls(

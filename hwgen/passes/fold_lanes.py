@@ -21,14 +21,19 @@ cycle is rewritten on that folded layout, exactly:
   padding) becomes a :class:`~hwgen.ir.LanePoolLayer`, a max across groups of
   ``min(g, P)`` lanes within one beat, followed (when something is left: a
   2-D pool's rows, or ``g / P`` more columns when ``P`` divides ``g``) by an
-  ordinary pool over the folded positions with the rest of the window.
+  ordinary pool over the folded positions with the rest of the window;
+* any other max pool whose horizontal stride divides ``P`` becomes a
+  :class:`~hwgen.ir.LaneWindowPoolLayer`: the folded window (as for a
+  convolution), each output lane comparing the taps its own window covers;
+* a dense layer reached while more than one position arrives a cycle reads
+  the collected frame in its folded order: its weight columns are permuted
+  to match.
 
 The folded network computes the same integer function (the golden model
 folds its input the same way, :meth:`hwgen.ir.Network.fold_input`). Layers a
-fold cannot express (strides or pool sizes that do not divide the lanes, an
-output width the lanes do not divide, overlapping pools, a dense layer before
-the rate falls to one position a cycle) are refused, naming the layer and
-what would be accepted.
+fold cannot express (strides that do not divide the lanes, an output width
+the lanes do not divide, a network that ends while more than one position
+arrives a cycle) are refused, naming the layer and what would be accepted.
 """
 
 from __future__ import annotations
@@ -131,6 +136,7 @@ class FoldLanes:
             raise TwnError(f"{rate}: the input {axis} {width} is not a multiple of {p}")
         layers: list[Layer] = []
         lanes = p
+        before = shape  # the unfolded stream the next layer reads
         for layer in network.layers:
             if lanes == 1:
                 layers.append(layer)
@@ -139,19 +145,19 @@ class FoldLanes:
             if isinstance(layer, PoolLayer):
                 layers.extend(_fold_pool(layer, lanes, where))
                 lanes = layers[-1].out_shape[0] // layer.in_shape[0]
-                continue
-            if not layer.is_conv:
-                raise TwnError(
-                    f"{where}: the input rate leaves {lanes} positions per cycle at this dense layer; twngen "
-                    "folds lanes only until pooling brings the rate to one position per cycle (or a stride does)"
-                )
-            folded = _fold_conv(layer, lanes, where)
-            layers.append(folded)
-            lanes = folded.out_shape[0] // layer.out_shape[0]
+            elif not layer.is_conv:
+                layers.append(_fold_dense(layer, tuple(before), lanes))
+                lanes = 1
+            else:
+                folded = _fold_conv(layer, lanes, where)
+                layers.append(folded)
+                lanes = folded.out_shape[0] // layer.out_shape[0]
+            before = layer.out_shape
         if lanes != 1:
             raise TwnError(
                 f"{rate}: the network's last layer still sees {lanes} positions per cycle; twngen folds lanes "
-                "only until pooling (or a stride) brings the rate to one position per cycle"
+                "only until pooling brings the rate to one position per cycle (or a stride does, or a dense "
+                "layer takes the frame)"
             )
         return network.with_layers(tuple(layers), input_lanes=p)
 
@@ -161,12 +167,21 @@ def _folded_shape(shape: tuple[int, ...], lanes: int) -> tuple[int, ...]:
     return (lanes * c, *outer, width // lanes)
 
 
+def _fold_dense(layer: LinearLayer, stream: tuple[int, ...], lanes: int) -> LinearLayer:
+    """A dense layer reading a frame that arrives folded: the same matrix with its columns in the
+    folded stream's order (the collector flattens [lanes * C, ..., W / lanes] channels-first)."""
+    c, *outer, width = stream
+    original = np.arange(int(np.prod(stream))).reshape(c, *outer, width // lanes, lanes)
+    order = np.moveaxis(original, -1, 0).reshape(-1)  # folded column j reads original column order[j]
+    return replace(layer, weights=layer.weights[:, order], adder_graph=None, fold_lanes=(lanes, 1))
+
+
 def _fold_conv(layer: LinearLayer, lanes: int, where: str) -> LinearLayer:
     """``layer`` on the folded layout of ``lanes`` positions per beat."""
     nd = len(layer.kernel)
     rows_k, k = _row_split(layer.kernel, nd)
     rows_s, s = _row_split(layer.stride, nd)
-    pad_begin, pad_end = layer.pads[nd - 1], layer.pads[2 * nd - 1]
+    pad_begin = layer.pads[nd - 1]
     if lanes % s:
         raise TwnError(
             f"{where}: its stride {s} along the row does not divide the {lanes} positions per cycle; twngen "
