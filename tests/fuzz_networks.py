@@ -321,9 +321,9 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
     layer sees more than one pixel a cycle, convolutions of any kernel with a stride of 1 or 2
     and padding that leaves an output width the lanes divide (drawn at random, else 'same'),
     max pools of kernel = stride 2 or 4 (across lanes), at two lanes also overlapping 3x3 pools
-    of stride 1 or 2 (a window over folded positions); a 1x1 stride-2 convolution or a pool brings the rate
-    to one pixel a cycle before a dense layer or the end. Past that, anything
-    :func:`draw_network` draws (overlapping pools, odd strides)."""
+    of stride 1 or 2 (a window over folded positions). A dense layer may read the frame while it
+    still arrives in lanes; otherwise a 1x1 stride-2 convolution brings the rate to one pixel a
+    cycle before the end. Past that, anything :func:`draw_network` draws (odd strides, pools)."""
     lanes = c.choice((2, 4))
     channels = c.choice((1, 2, 3))
     size = [c.integer(3, 8), lanes * c.integer(2, 16 // lanes)]
@@ -383,7 +383,9 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
             )
         )
         size = out_size
-    while left > 1 or not layers:
+    dense_hidden, dense_final = c.boolean(0.4), c.boolean(0.7)
+    # A dense layer may read a frame that still arrives in lanes; the network's end may not.
+    while not layers or (left > 1 and (not (dense_hidden or dense_final) or c.boolean(0.5))):
         # A 1x1 convolution of stride 2 halves the pixels a cycle: W / 2 of an even W.
         filters = c.choice((1, 2, 3))
         layers.append(
@@ -391,9 +393,9 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
         )
         size = [_out_size(n, 1, 2, 0, 0) for n in size]
         left = max(1, left // 2)
-    if c.boolean(0.4):
+    if dense_hidden:
         layers.append(LayerSpec("dense", out=c.choice((2, 4, 8)), bn=c.boolean(0.5), **_weight_choice(c, final=False)))
-    if c.boolean(0.7):
+    if dense_final:
         layers.append(
             LayerSpec(
                 "dense",
