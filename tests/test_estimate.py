@@ -34,7 +34,10 @@ def test_the_split_leaves_every_total_as_it_was(tmp_path, name):
     assert estimates(name, tmp_path, share_requantisers=False) == json.loads(FIXTURE.read_text())[name]
 
 
-@pytest.mark.parametrize("name", ["mlp_serial", "vgg1d_serial", "vgg1d_mac", "vgg1d_lanes", "conv1d_argmax"])
+@pytest.mark.parametrize(
+    "name",
+    ["mlp_serial", "vgg1d_serial", "vgg1d_mac", "vgg1d_lanes", "conv1d_argmax", "conv2d_lanes4", "conv2d_pool3_lanes2"],
+)
 def test_the_parts_add_up_to_each_layer_and_to_the_design(tmp_path, name):
     plan = plan_network(scheduled(name, tmp_path))
     est = estimate_parts(plan)

@@ -83,8 +83,13 @@ def test_rates_to_initiation_intervals():
     assert stream_rate(frames, 250.0, 2.0, None) == (2, 512)
     assert stream_rate(frames, 250.0, 3.0, None) == (4, 256)
     assert stream_rate(frames, 250.0, None, 300e3) == (2, 512)
-    with pytest.raises(TwnError, match="streams one pixel per cycle at most"):
-        stream_rate(_Shape((3, 8, 8), True), 250.0, 2.0, None)
+    # A 2-D input folds along its rows: lanes divide the row width, II = pixels / lanes.
+    assert stream_rate(_Shape((3, 8, 12), True), 250.0, 2.0, None) == (2, 48)
+    assert stream_rate(_Shape((3, 8, 12), True), 250.0, 5.0, None) == (6, 16)
+    with pytest.raises(TwnError, match=r"more than a whole row \(12 positions\) per cycle"):
+        stream_rate(_Shape((3, 8, 12), True), 250.0, 13.0, None)
+    with pytest.raises(TwnError, match="streams one position per cycle at most"):
+        stream_rate(_Shape((3, 4, 8, 8), True), 250.0, 2.0, None)
 
 
 def test_unreachable_rate_exits_2(tmp_path, capsys):
