@@ -83,7 +83,7 @@ def run_layers(network: Network, q: np.ndarray) -> list[np.ndarray]:
 
 def run_integer(network: Network, q: np.ndarray) -> np.ndarray:
     """Output codes [batch, outputs] (flattened) for input codes [batch, features]."""
-    out = run_layers(network, q)[-1]
+    out = network.unfold_output(run_layers(network, q)[-1])
     return out.reshape(len(out), -1)
 
 
@@ -340,7 +340,8 @@ class LayerCache:
         for k in range(start, len(network.layers)):
             q = network.layers[k].integer_forward(q)
             q = self._store(keys[k], q)
-        return dequantize_output(network, np.asarray(q).reshape(len(q), -1).astype(np.int64))
+        q = network.unfold_output(np.asarray(q))
+        return dequantize_output(network, q.reshape(len(q), -1).astype(np.int64))
 
     def _store(self, key: tuple[object, ...], q: np.ndarray) -> np.ndarray:
         if q.dtype != object:

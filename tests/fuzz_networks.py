@@ -322,8 +322,9 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
     and padding that leaves an output width the lanes divide (drawn at random, else 'same'),
     max pools of kernel = stride 2 or 4 (across lanes), at two lanes also overlapping 3x3 pools
     of stride 1 or 2 (a window over folded positions). A dense layer may read the frame while it
-    still arrives in lanes; otherwise a 1x1 stride-2 convolution brings the rate to one pixel a
-    cycle before the end. Past that, anything :func:`draw_network` draws (odd strides, pools)."""
+    still arrives in lanes, and the network may end in lanes (its output unfolded); sometimes a
+    1x1 stride-2 convolution halves the lanes first. Past one pixel a cycle, anything
+    :func:`draw_network` draws (odd strides, pools)."""
     lanes = c.choice((2, 4))
     channels = c.choice((1, 2, 3))
     size = [c.integer(3, 8), lanes * c.integer(2, 16 // lanes)]
@@ -384,8 +385,8 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
         )
         size = out_size
     dense_hidden, dense_final = c.boolean(0.4), c.boolean(0.7)
-    # A dense layer may read a frame that still arrives in lanes; the network's end may not.
-    while not layers or (left > 1 and (not (dense_hidden or dense_final) or c.boolean(0.5))):
+    # A dense layer may read a frame that still arrives in lanes, and the network may end in them.
+    while not layers or (left > 1 and c.boolean(0.5)):
         # A 1x1 convolution of stride 2 halves the pixels a cycle: W / 2 of an even W.
         filters = c.choice((1, 2, 3))
         layers.append(

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import numpy as np
 import onnx
@@ -236,11 +237,13 @@ def test_a_fold_the_pooling_cannot_follow_is_refused_by_name(tmp_path):
     net, _ = prepare_network(path, ArithmeticOptions())
     with pytest.raises(TwnError, match=r"'/maxpool_\d+/MaxPool' \(MaxPool\): at 3 positions per cycle"):
         run_passes(net, (FoldLanes(3),))
-    # A convolution last: its output would leave the network folded.
+    # A convolution last, still in two lanes: the output frame is unfolded (collector, golden model).
     onnx.save(stack("c4k3p1,m2,c3k3p1", (2, 24), seed=1), str(path))
     net, _ = prepare_network(path, ArithmeticOptions())
-    with pytest.raises(TwnError, match="last layer still sees 2 positions per cycle; twngen folds lanes only until"):
-        run_passes(net, (FoldLanes(4),))
+    folded = run_passes(net, (FoldLanes(4),))
+    assert (folded.input_lanes, folded.output_lanes) == (4, 2)
+    codes = make_vectors(net, 20, seed=1)
+    np.testing.assert_array_equal(golden.run_integer(folded, codes), golden.run_integer(net, codes))
 
 
 def test_a_dense_layer_reads_a_frame_that_arrives_in_lanes(tmp_path):
@@ -263,12 +266,12 @@ def test_a_rate_no_schedule_meets_names_the_bottleneck_and_the_best_rate(tmp_pat
     from hwgen.cli import main
 
     path = tmp_path / "m.onnx"
-    onnx.save(stack("c4k3p1,m2,c4k3p1,m2", (2, 32), seed=1), str(path))
+    onnx.save(stack("c4k3p1,m2,c4k3p1,m2,c4k3s3,d8,o3", (2, 32), seed=1), str(path))
     out = tmp_path / "out"
     assert main([str(path), "--board", "zcu111", "-o", str(out), "--input-rate", "8"]) == 2
     err = capsys.readouterr().err
-    # Two poolings by 2 leave 2 positions per cycle at the network's end; 4 lanes is the most that folds.
-    assert "8 positions per cycle: the network's last layer still sees 2 positions per cycle" in err, err
+    # Two poolings by 2 leave 2 positions per cycle at the stride-3 convolution; 4 lanes is the most that folds.
+    assert re.search(r"layer '/conv_\d+/Conv' \(Conv\): its stride 3 along the row does not divide the 2 ", err), err
     best = "fastest schedule this network takes is 4 position(s) per cycle (--input-rate 4: an initiation interval"
     assert f"{best} of 8 cycles per frame)" in err
     assert "Traceback" not in err and not out.exists()
@@ -507,6 +510,11 @@ def lane_designs_2d(tmp_path_factory):
     path = root / "pool3.onnx"
     onnx.save(stack("C4k3p1,m3s2p1,b,c5k3p1,m2,d6,o3", (2, 8, 8), seed=21, negative_bn=True), str(path))
     designs["pool3"] = build(path, "zcu111", root / "pool3_x4", input_rate=4.0).outdir
+    # A convolution last at four pixels a cycle: the network ends in two lanes, its output frame
+    # unfolded by the collector.
+    path = root / "convlast.onnx"
+    onnx.save(stack("C4k5p2,m2,b,c3k3p1", (2, 8, 8), seed=13, negative_bn=True), str(path))
+    designs["convlast"] = build(path, "zcu111", root / "convlast_x4", input_rate=4.0).outdir
     return designs
 
 
@@ -530,6 +538,21 @@ def test_an_overlapping_pool_over_four_lanes_matches_golden_and_the_timing(lane_
     assert pool["arithmetic"].startswith("min/max over 9 taps of a 3x2 folded window; 4 pixels of a row in, 2 out")
     r = verify(lane_designs_2d["pool3"], "verilator", vectors=10, seed=6, stall=0.3)
     assert (r.passed, r.failed, r.extra_outputs) == (10, 0, 0), r.mismatches
+    assert r.measured_ii_cycles == r.expected_ii_cycles == 16
+    assert r.measured_latency_cycles == r.expected_latency_cycles
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_a_network_ending_in_lanes_gives_its_frame_unfolded(lane_designs_2d, simulator):
+    """The last convolution still takes two pixels a cycle: the collector writes each value where
+    the unfolded frame has it (the golden model of the unfolded network, bit-exact)."""
+    from hwgen.verify import load_build
+
+    net, _ = load_build(lane_designs_2d["convlast"])
+    assert (net.input_lanes, net.output_lanes) == (4, 2)
+    vectors = 3 if simulator == "icarus" else 10
+    r = verify(lane_designs_2d["convlast"], simulator, vectors=vectors, seed=7, stall=0.3)
+    assert (r.passed, r.failed, r.extra_outputs) == (vectors, 0, 0), r.mismatches
     assert r.measured_ii_cycles == r.expected_ii_cycles == 16
     assert r.measured_latency_cycles == r.expected_latency_cycles
 

@@ -140,10 +140,11 @@ def test_seeded_networks_rtl_is_lint_clean(tmp_path, seed, rate):
 
 #: Seeds of network_from_seed(seed, "lanes2d") (2-D networks at 2 or 4 pixels a cycle) simulated
 #: in `make test`: two overlapping 3x3 pools over two lanes (6), four lanes through two 2x2 pools
-#: (10), a dense layer reading a frame of four lanes (0) on Verilator; on Icarus, slow on 2-D
+#: (10), a dense layer reading a frame of four lanes (0), a network ending on an overlapping pool
+#: in two lanes (186) on Verilator; on Icarus, slow on 2-D
 #: designs, small ones: a 3x3 pool of stride 2 over two lanes (38), four lanes halved by a pool
 #: into a dense layer reading two (3). (seed, vectors).
-LANE_RTL_SEEDS = {"verilator": ((6, 20), (10, 20), (0, 20)), "icarus": ((38, 4), (3, 4))}
+LANE_RTL_SEEDS = {"verilator": ((6, 20), (10, 20), (0, 20), (186, 20)), "icarus": ((38, 4), (3, 4))}
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -270,7 +270,8 @@ class PoolTree(wiring.Component):
 
 
 class FrameCollector(wiring.Component):
-    """A frame's positions gathered into one channels-first vector.
+    """A frame's positions gathered into one channels-first vector (unfolded when the network's
+    output arrives in lanes, :attr:`hwgen.plan.frames.CollectStage.unfold`).
 
     On the frame's last ``i_valid`` the shift register holds every position;
     ``o_valid`` follows one cycle later and ``o_data`` stays valid until the
@@ -309,7 +310,6 @@ class FrameCollector(wiring.Component):
         for p in range(n):
             pos = data.View(layout, regs[n - 1 - p])
             for ch in range(st.channels):
-                flat = p * st.channels + ch if st.position_major else ch * n + p
-                m.d.comb += self.o_data[flat].eq(pos[ch])
+                m.d.comb += self.o_data[st.flat_index(p, ch)].eq(pos[ch])
         m.d.comb += self.o_valid.eq(o_valid)
         return m

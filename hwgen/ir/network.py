@@ -612,6 +612,23 @@ class Network:
     #: then see the input as [lanes * C, L / lanes] (1-D) or [lanes * C, H, W / lanes]
     #: (2-D: positions of a row), see :meth:`fold_input`.
     input_lanes: int = 1
+    #: Positions per beat of the last layer's output when the network ends folded (a
+    #: convolution or pool still taking several positions a cycle): the collected output is
+    #: unfolded to the ordinary order, see :meth:`unfold_output`.
+    output_lanes: int = 1
+
+    def unfold_output(self, y: np.ndarray) -> np.ndarray:
+        """The last layer's outputs [batch, lanes * C, ..., W / lanes] (``output_lanes`` > 1)
+        in the ordinary layout [batch, C, ..., W]; unchanged otherwise."""
+        y = np.asarray(y)
+        p = self.output_lanes
+        if p == 1:
+            return y
+        shape = y.shape[1:]
+        c, *outer, width = shape
+        y = y.reshape(len(y), p, c // p, *outer, width)
+        y = np.moveaxis(y, 1, -1)  # [batch, C, *outer, W / lanes, lanes]
+        return y.reshape(len(y), c // p, *outer, width * p)
 
     @property
     def unfolded_stream_shape(self) -> tuple[int, ...]:
@@ -683,7 +700,7 @@ class Network:
         y = self.fold_input(y)
         for layer in self.layers:
             y = layer.float_forward(y)
-        return y
+        return self.unfold_output(y)
 
     def verify(self) -> None:
         """Check the IR's invariants; raise TwnError/AssertionError naming the layer."""
@@ -796,6 +813,8 @@ class Network:
             "input_quantizer": self.input_quantizer.to_json() if self.input_quantizer else None,
             "initiation_interval": self.initiation_interval,
             "input_lanes": self.input_lanes,
+            # Written only when folded, so other networks read as before.
+            **({"output_lanes": self.output_lanes} if self.output_lanes != 1 else {}),
             "argmax_output": self.argmax_output,
             "input_format": self.input_format.to_json() if self.input_format else None,
             "opset": self.opset,
@@ -871,5 +890,6 @@ class Network:
             input_quantizer=Quantizer.from_json(doc["input_quantizer"]) if doc.get("input_quantizer") else None,
             initiation_interval=int(doc.get("initiation_interval", 1)),
             input_lanes=int(doc.get("input_lanes", 1)),
+            output_lanes=int(doc.get("output_lanes", 1)),
             argmax_output=bool(doc.get("argmax_output", False)),
         )

@@ -27,13 +27,16 @@ cycle is rewritten on that folded layout, exactly:
   convolution), each output lane comparing the taps its own window covers;
 * a dense layer reached while more than one position arrives a cycle reads
   the collected frame in its folded order: its weight columns are permuted
-  to match.
+  to match;
+* a network that ends while more than one position arrives a cycle gives
+  its output frame in the ordinary order (``Network.output_lanes``: the
+  collector unfolds it, and so does the golden model).
 
 The folded network computes the same integer function (the golden model
 folds its input the same way, :meth:`hwgen.ir.Network.fold_input`). Layers a
 fold cannot express (strides that do not divide the lanes, an output width
-the lanes do not divide, a network that ends while more than one position
-arrives a cycle) are refused, naming the layer and what would be accepted.
+the lanes do not divide) are refused, naming the layer and what would be
+accepted.
 """
 
 from __future__ import annotations
@@ -153,13 +156,8 @@ class FoldLanes:
                 layers.append(folded)
                 lanes = folded.out_shape[0] // layer.out_shape[0]
             before = layer.out_shape
-        if lanes != 1:
-            raise TwnError(
-                f"{rate}: the network's last layer still sees {lanes} positions per cycle; twngen folds lanes "
-                "only until pooling brings the rate to one position per cycle (or a stride does, or a dense "
-                "layer takes the frame)"
-            )
-        return network.with_layers(tuple(layers), input_lanes=p)
+        # A network that ends folded gives its output frame unfolded (the collector's wiring).
+        return network.with_layers(tuple(layers), input_lanes=p, output_lanes=lanes)
 
 
 def _folded_shape(shape: tuple[int, ...], lanes: int) -> tuple[int, ...]:

@@ -167,6 +167,21 @@ class CollectStage:
     #: Flatten position-major (beat ``p`` lane ``c`` is value ``p * channels + c``): a MAC
     #: layer's output beats of several elements, which are consecutive elements.
     position_major: bool = False
+    #: The network's output frame arriving folded: ``lanes`` positions per beat on rows of
+    #: ``width`` beats (channel ``lane * C + c`` of beat ``p`` is position ``lanes * p + lane``
+    #: of its row); the vector is the unfolded frame, channels-first. (1, 0): not folded.
+    unfold: tuple[int, int] = (1, 0)
+
+    def flat_index(self, position: int, channel: int) -> int:
+        """Where value ``channel`` of beat ``position`` goes in the collected vector."""
+        if self.position_major:
+            return position * self.channels + channel
+        lanes, width = self.unfold
+        if lanes == 1:
+            return channel * self.positions + position
+        lane, c = divmod(channel, self.channels // lanes)
+        row, t = divmod(position, width)
+        return (c * (self.positions // width) + row) * width * lanes + t * lanes + lane
 
     @property
     def latency(self) -> int:
@@ -437,7 +452,8 @@ def _stages(network: Network, beat_spacing: int, with_graphs: bool) -> tuple[Sta
         assert rq is not None
         lo, hi, bits = (0 if rq.relu else rq.out.lo), rq.out.hi, rq.out.bits
     if stream is not None:
-        stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing))
+        unfold = (network.output_lanes, stream[-1]) if network.output_lanes > 1 else (1, 0)
+        stages.append(CollectStage(stream[0], math.prod(stream[1:]), bits, spacing, unfold=unfold))
     if elements:
         stages.append(_element_collector(elements, element_lanes, bits))
     if network.argmax_output:
