@@ -37,6 +37,8 @@ def _lanes_text(layer: LinearLayer | PoolLayer) -> str:
     lanes_in, lanes_out = layer.fold_lanes
     if (lanes_in, lanes_out) == (1, 1):
         return ""
+    if isinstance(layer, LinearLayer) and not layer.is_conv:
+        return f"; reads the frame collected {lanes_in} positions a beat (weight columns in the folded order)"
     what = "pixels of a row" if len(layer.in_shape) == 3 else "positions"
     return f"; {lanes_in} {what} in, {lanes_out} out per beat (folded lanes)"
 
