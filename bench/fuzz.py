@@ -66,12 +66,20 @@ def _prepared(spec: object, work: Path) -> tuple[Path, object]:
 
 
 def run_one(
-    seed: int, simulators: list[str], vectors: int, work: Path, no_build: bool, rate: str = "drawn"
+    seed: int,
+    simulators: list[str],
+    vectors: int,
+    work: Path,
+    no_build: bool,
+    rate: str = "drawn",
+    words: str = "exact",
 ) -> dict[str, object]:
     from hwgen.errors import TwnError
 
     spec = with_rate(network_from_seed(seed), rate)
     entry: dict[str, object] = {"seed": seed, "rate": rate, "network": spec.describe(), "outcome": "ok"}
+    if words != "exact":
+        entry["words"] = words
     started = time.monotonic()
     try:
         if no_build:
@@ -79,9 +87,15 @@ def run_one(
             entry["golden"] = check_golden_vs_onnxruntime(model, network)
             entry["graphs_checked"] = check_merged_graphs(network, seed)
             return entry
-        model, network, report, outdir = build_case(spec, work)
+        model, network, report, outdir = build_case(spec, work, words)
         entry["adders"] = report["adders"]
-        entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
+        wraps = report.get("word_wraps")
+        if wraps and wraps["samples_changed"]:
+            # Words that wrap compute another function: the RTL is checked against the golden
+            # model (which wraps the same), the golden model against onnxruntime only without wraps.
+            entry["samples_changed_by_wraps"] = wraps["samples_changed"]
+        else:
+            entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
         entry["graphs_checked"] = check_merged_graphs(network, seed)
         entry["lint"] = check_lint(outdir)
         entry["rtl"] = {}
@@ -99,14 +113,20 @@ def run_one(
 
 
 def run_isolated(
-    seed: int, simulators: list[str], vectors: int, work: Path, timeout: float, rate: str = "drawn"
+    seed: int,
+    simulators: list[str],
+    vectors: int,
+    work: Path,
+    timeout: float,
+    rate: str = "drawn",
+    words: str = "exact",
 ) -> dict[str, object]:
     """run_one in a child process (its own session) killed after ``timeout`` seconds: a simulation that
     hangs or crawls is recorded as a timeout instead of stopping the campaign."""
     work.mkdir(parents=True, exist_ok=True)
     result = work / "entry.json"
     cmd = [sys.executable, __file__, "--one", str(seed), "--simulators", ",".join(simulators) or ",",
-           "--vectors", str(vectors), "--work", str(work), "--rates", rate]  # fmt: skip
+           "--vectors", str(vectors), "--work", str(work), "--rates", rate, "--words", words]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -167,13 +187,19 @@ def main() -> None:
         help="build each network at the rate drawn for it, at full rate, at a quarter of it "
         "(digit-serial layers), or both full and serial (default %(default)s)",
     )
+    ap.add_argument(
+        "--words",
+        default="exact",
+        help="the build's --words (exact, calibrated or BITS): with BITS most accumulators wrap, and the RTL "
+        "must still match the golden model, which wraps the same (default %(default)s)",
+    )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one seed into --work/entry.json
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     sims = [s for s in args.simulators.split(",") if s]
     rates = ["full", "serial"] if args.rates == "both" else [args.rates]
     if args.one is not None:
-        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0])
+        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0], args.words)
         (args.work / "entry.json").write_text(json.dumps(entry))
         return
 
@@ -188,9 +214,9 @@ def main() -> None:
             for rate in rates:
                 work = Path(tmp) / f"seed-{seed}-{rate}"
                 if args.no_build:
-                    entry = run_one(seed, use, args.vectors, work, True, rate)
+                    entry = run_one(seed, use, args.vectors, work, True, rate, args.words)
                 else:
-                    entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes, rate)
+                    entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes, rate, args.words)
                 shutil.rmtree(work, ignore_errors=True)
                 entries.append(entry)
                 if entry["outcome"] != "ok":
@@ -201,6 +227,8 @@ def main() -> None:
                     meta = json.loads((folder / "case.json").read_text())
                     # A timeout is not replayed in the simulator that crawled (the suite has a time budget).
                     meta["simulators"] = [] if entry["outcome"] == "timeout" else failing_sims
+                    if args.words != "exact":
+                        meta["words"] = args.words
                     (folder / "case.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
                 print(f"{seed} {rate}: {entry['outcome']:8s} {entry['seconds']:6.1f}s {entry['network']}"
                       + (f"\n    {entry['check']}: {str(entry['failure'])[:300]}" if entry["outcome"] != "ok" else ""),

@@ -8,7 +8,7 @@ Amaranth unit tests and the accuracy check against onnxruntime.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 
 from hwgen.errors import TwnError
-from hwgen.ir import FixedFormat, Network
+from hwgen.ir import FixedFormat, LinearLayer, Network
+from hwgen.ir.widths import wrap_signed
 
 __all__ = [
     "AGREEMENT_FLOOR",
@@ -62,12 +63,7 @@ def as_batch(network: Network, x: np.ndarray, what: str = "inputs") -> np.ndarra
 def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
     """Float inputs [batch, *input_shape] to integer codes [batch, features]."""
     _check_ready(network)
-    assert network.input_format is not None
-    x = as_batch(network, x)
-    y = network.preprocess(x)
-    if network.input_quantizer is not None:
-        return network.input_quantizer.codes(y).reshape(len(x), -1)
-    return network.input_format.quantize(y.reshape(len(x), -1))
+    return network.quantize_input(as_batch(network, x))
 
 
 def run_layers(network: Network, q: np.ndarray) -> list[np.ndarray]:
@@ -94,6 +90,38 @@ def hardware_outputs(network: Network, q: np.ndarray) -> np.ndarray:
     out = run_integer(network, q)
     if network.argmax_output:
         return np.argmax(out, axis=1).reshape(len(out), 1).astype(np.int64)
+    return out
+
+
+def word_wraps(network: Network, q: np.ndarray) -> dict[str, object] | None:
+    """What the accumulator words (``--words``) do on input codes q [batch, features]: per layer
+    with a word width, the samples in which any accumulator wrapped, and the samples whose
+    hardware outputs (and, for class scores, top-1 class) differ from the same network with
+    exact words. None when no layer wraps."""
+    if not any(layer.wrap_bits for layer in network.linear_layers):
+        return None
+    _check_ready(network)
+    q = np.asarray(q, dtype=np.int64)
+    x = network.fold_input(q)
+    layers = []
+    for layer in network.layers:
+        if isinstance(layer, LinearLayer) and layer.wrap_bits:
+            acc = layer.accumulate(x)
+            wrapped = (acc != wrap_signed(acc, layer.wrap_bits)).reshape(len(q), -1).any(axis=1)
+            layers.append({"name": layer.name, "word_bits": layer.wrap_bits, "samples_wrapped": int(wrapped.sum())})
+        x = layer.integer_forward(x)
+    exact = network.with_layers(
+        tuple(replace(la, wrap_bits=0) if isinstance(la, LinearLayer) else la for la in network.layers)
+    )
+    got, ref = hardware_outputs(network, q), hardware_outputs(exact, q)
+    out: dict[str, object] = {
+        "samples": len(q),
+        "layers": layers,
+        "samples_changed": int((got != ref).any(axis=1).sum()),
+    }
+    if outputs_are_classes(network):
+        changed = got != ref if network.argmax_output else np.argmax(got, axis=1) != np.argmax(ref, axis=1)
+        out["samples_top1_changed"] = int(np.asarray(changed).reshape(len(q), -1).any(axis=1).sum())
     return out
 
 

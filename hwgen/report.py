@@ -57,6 +57,7 @@ def make_report(
     schedule: dict[str, object] | None = None,
     precision_choice: dict[str, object] | None = None,
     warnings: list[str] | None = None,
+    word_wraps: dict[str, object] | None = None,
 ) -> dict[str, object]:
     layers: list[dict[str, object]] = []
     in_shape = list(network.input_shape)
@@ -128,6 +129,7 @@ def make_report(
         "precision_choice": precision_choice,
         "warnings": list(warnings or []),
         "weight_rounding": _weight_rounding(network, accuracy),
+        "word_wraps": word_wraps,
         "interface": {
             "top": "twn_top",
             "input_element_bits": plan.in_bits,
@@ -261,6 +263,25 @@ def _precision_choice_text(r: dict) -> str:  # type: ignore[type-arg]
         f"Area figure ({pc['area_score_model']}): {pc['area_score']:,.0f}, against {widest['area_score']:,.0f} with "
         f"every activation at its widest; agreement {100 * pc['agreement']:.1f}% (widest: "
         f"{100 * widest['agreement']:.1f}%). Narrowings kept: {steps or 'none'}.\n"
+    )
+
+
+def _word_wraps_text(r: dict) -> str:  # type: ignore[type-arg]
+    """The accumulator words that wrap (``--words``), and what a wrap did on the batch."""
+    ww = r.get("word_wraps")
+    if not ww:
+        return ""
+    rows = "\n".join(f"| {lay['name']} | {lay['word_bits']} | {lay['samples_wrapped']:,} |" for lay in ww["layers"])
+    top1 = (
+        f", of which {ww['samples_top1_changed']:,} changed their top-1 class" if "samples_top1_changed" in ww else ""
+    )
+    return (
+        f"\n## Accumulator words that wrap (--words {r['options']['words']})\n"
+        "Accumulators are kept modulo 2^word (two's complement) in these layers; the golden model wraps the "
+        f"same. On the accuracy batch ({ww['samples']:,} samples), {ww['samples_changed']:,} outputs differ from "
+        f"exact words{top1}.\n\n"
+        "| layer | word bits | samples with a wrap |\n|---|---:|---:|\n"
+        f"{rows}\n"
     )
 
 
@@ -608,5 +629,5 @@ def render_markdown(report: dict[str, object]) -> str:
         backend=_backend_text(r),
         interface=_interface_text(r),
         version=r["twngen_version"],
-        weight_rounding=_weight_rounding_text(r),
+        weight_rounding=_weight_rounding_text(r) + _word_wraps_text(r),
     )
