@@ -24,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "bench"))
+from _common import add_classifier_arguments, replace_between  # noqa: E402
 
 _DOCS = REPO / "docs" / "precision.md"
 _BEGIN, _END = "<!-- bench/words.py: begin -->", "<!-- bench/words.py: end -->"
@@ -82,22 +84,9 @@ def _table(result: dict[str, object]) -> str:
     )
 
 
-def update_docs(text: str) -> None:
-    """Put the generated table between the markers in docs/precision.md (numbers are never typed in)."""
-    doc = _DOCS.read_text()
-    if _BEGIN not in doc or _END not in doc:
-        raise SystemExit(f"{_DOCS}: the markers {_BEGIN!r} and {_END!r} are missing")
-    head, rest = doc.split(_BEGIN, 1)
-    _, tail = rest.split(_END, 1)
-    _DOCS.write_text(f"{head}{_BEGIN}\n\n{text}\n\n{_END}{tail}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rate", type=float, default=2.0)
-    ap.add_argument("--calibrate", type=int, default=256, help="calibration frames (seed 1)")
+    add_classifier_arguments(ap)
     ap.add_argument("--held-out", type=int, default=512, help="held-out frames (seed 2)")
     ap.add_argument("--words", default="exact,calibrated,16")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "words.json"))
@@ -130,7 +119,7 @@ def main() -> None:
     table = _table(result)
     print(table)
     if not args.no_docs:
-        update_docs(table)
+        replace_between(_DOCS, _BEGIN, _END, f"\n\n{table}\n\n")
 
 
 if __name__ == "__main__":
