@@ -253,6 +253,8 @@ def main() -> None:
         "outcomes": outcomes,
         "rtl": by_sim,
         "golden_vs_onnxruntime_networks": sum("golden" in e for e in entries),
+        # --words BITS: networks whose wrapped words changed outputs (checked against the golden model only).
+        "networks_changed_by_wraps": sum("samples_changed_by_wraps" in e for e in entries),
         "merged_graphs_checked": sum(int(e.get("graphs_checked", 0)) for e in entries),  # type: ignore[call-overload]
         "linted": sum("lint" in e or e.get("check") == "lint" for e in entries),
         "lint_failures": sum(e.get("check") == "lint" for e in entries),
