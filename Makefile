@@ -90,7 +90,7 @@ explore: setup
 
 bench: setup
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) -m bench
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Differential fuzzing: random networks, golden vs onnxruntime, merged graphs vs W @ x, the RTL linted
 # (verilator -Wall, the documented waivers), RTL vs golden (Icarus and Verilator in turn); every failing

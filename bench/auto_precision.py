@@ -26,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "bench"))
+from _common import add_classifier_arguments  # noqa: E402
 
 
 def _estimate(model: Path, calib: Path, precision: str, rate: float) -> dict[str, object]:
@@ -48,10 +50,7 @@ def _estimate(model: Path, calib: Path, precision: str, rate: float) -> dict[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rate", type=float, default=2.0)
-    ap.add_argument("--calibrate", type=int, default=256, help="calibration frames (seed 1)")
+    add_classifier_arguments(ap)
     ap.add_argument("--held-out", type=int, default=512, help="held-out frames (seed 2)")
     ap.add_argument("--budget", type=float, default=0.01)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "auto_precision.json"))

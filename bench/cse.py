@@ -600,12 +600,10 @@ _BEGIN, _END = "<!-- bench/cse.py --scale: begin -->", "<!-- bench/cse.py --scal
 
 def update_docs(text: str) -> None:
     """Put the generated table between the markers in docs/cse.md (numbers are never typed in)."""
-    doc = _DOCS.read_text()
-    if _BEGIN not in doc or _END not in doc:
-        raise SystemExit(f"{_DOCS}: the markers {_BEGIN!r} and {_END!r} are missing")
-    head, rest = doc.split(_BEGIN, 1)
-    _, tail = rest.split(_END, 1)
-    _DOCS.write_text(f"{head}{_BEGIN}\n\n```\n{text.splitlines()[0]}\n```\n\n{chr(10).join(text.splitlines()[2:])}\n\n{_END}{tail}")
+    from _common import replace_between
+
+    lines = text.splitlines()
+    replace_between(_DOCS, _BEGIN, _END, f"\n\n```\n{lines[0]}\n```\n\n{chr(10).join(lines[2:])}\n\n")
 
 
 def scale_summary(rows: dict[str, dict[str, object]]) -> str:

@@ -77,12 +77,15 @@ def run_one(
     work: Path,
     no_build: bool,
     rate: str = "drawn",
+    words: str = "exact",
     generator: str = "default",
 ) -> dict[str, object]:
     from hwgen.errors import TwnError
 
     spec = with_rate(network_from_seed(seed, generator), rate)
     entry: dict[str, object] = {"seed": seed, "rate": rate, "network": spec.describe(), "outcome": "ok"}
+    if words != "exact":
+        entry["words"] = words
     if generator != "default":
         entry["generator"] = generator
     started = time.monotonic()
@@ -92,9 +95,15 @@ def run_one(
             entry["golden"] = check_golden_vs_onnxruntime(model, network)
             entry["graphs_checked"] = check_merged_graphs(network, seed)
             return entry
-        model, network, report, outdir = build_case(spec, work)
+        model, network, report, outdir = build_case(spec, work, words)
         entry["adders"] = report["adders"]
-        entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
+        wraps = report.get("word_wraps")
+        if wraps and wraps["samples_changed"]:
+            # Words that wrap compute another function: the RTL is checked against the golden
+            # model (which wraps the same), the golden model against onnxruntime only without wraps.
+            entry["samples_changed_by_wraps"] = wraps["samples_changed"]
+        else:
+            entry["golden"] = check_golden_vs_onnxruntime(model, network, report)
         entry["graphs_checked"] = check_merged_graphs(network, seed)
         entry["lint"] = check_lint(outdir)
         entry["rtl"] = {}
@@ -118,6 +127,7 @@ def run_isolated(
     work: Path,
     timeout: float,
     rate: str = "drawn",
+    words: str = "exact",
     generator: str = "default",
 ) -> dict[str, object]:
     """run_one in a child process (its own session) killed after ``timeout`` seconds: a simulation that
@@ -125,7 +135,8 @@ def run_isolated(
     work.mkdir(parents=True, exist_ok=True)
     result = work / "entry.json"
     cmd = [sys.executable, __file__, "--one", str(seed), "--simulators", ",".join(simulators) or ",",
-           "--vectors", str(vectors), "--work", str(work), "--rates", rate, "--generator", generator]  # fmt: skip
+           "--vectors", str(vectors), "--work", str(work), "--rates", rate, "--words", words,
+           "--generator", generator]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -187,6 +198,12 @@ def main() -> None:
         "(digit-serial layers), or both full and serial (default %(default)s)",
     )
     ap.add_argument(
+        "--words",
+        default="exact",
+        help="the build's --words (exact, calibrated or BITS): with BITS most accumulators wrap, and the RTL "
+        "must still match the golden model, which wraps the same (default %(default)s)",
+    )
+    ap.add_argument(
         "--generator",
         choices=GENERATORS,
         default="default",
@@ -198,7 +215,7 @@ def main() -> None:
     sims = [s for s in args.simulators.split(",") if s]
     rates = ["full", "serial"] if args.rates == "both" else [args.rates]
     if args.one is not None:
-        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0], args.generator)
+        entry = run_one(args.one, sims, args.vectors, args.work, False, rates[0], args.words, args.generator)
         (args.work / "entry.json").write_text(json.dumps(entry))
         return
 
@@ -213,9 +230,11 @@ def main() -> None:
             for rate in rates:
                 work = Path(tmp) / f"seed-{seed}-{rate}"
                 if args.no_build:
-                    entry = run_one(seed, use, args.vectors, work, True, rate, args.generator)
+                    entry = run_one(seed, use, args.vectors, work, True, rate, args.words, args.generator)
                 else:
-                    entry = run_isolated(seed, use, args.vectors, work, 60 * args.timeout_minutes, rate, args.generator)
+                    entry = run_isolated(
+                        seed, use, args.vectors, work, 60 * args.timeout_minutes, rate, args.words, args.generator
+                    )
                 shutil.rmtree(work, ignore_errors=True)
                 entries.append(entry)
                 if entry["outcome"] != "ok":
@@ -228,6 +247,8 @@ def main() -> None:
                     meta = json.loads((folder / "case.json").read_text())
                     # A timeout is not replayed in the simulator that crawled (the suite has a time budget).
                     meta["simulators"] = [] if entry["outcome"] == "timeout" else failing_sims
+                    if args.words != "exact":
+                        meta["words"] = args.words
                     (folder / "case.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
                 print(f"{seed} {rate}: {entry['outcome']:8s} {entry['seconds']:6.1f}s {entry['network']}"
                       + (f"\n    {entry['check']}: {str(entry['failure'])[:300]}" if entry["outcome"] != "ok" else ""),
@@ -252,6 +273,8 @@ def main() -> None:
         "outcomes": outcomes,
         "rtl": by_sim,
         "golden_vs_onnxruntime_networks": sum("golden" in e for e in entries),
+        # --words BITS: networks whose wrapped words changed outputs (checked against the golden model only).
+        "networks_changed_by_wraps": sum("samples_changed_by_wraps" in e for e in entries),
         "merged_graphs_checked": sum(int(e.get("graphs_checked", 0)) for e in entries),  # type: ignore[call-overload]
         "linted": sum("lint" in e or e.get("check") == "lint" for e in entries),
         "lint_failures": sum(e.get("check") == "lint" for e in entries),

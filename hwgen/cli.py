@@ -89,6 +89,16 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         "exact (affine); the codes are the same (default %(default)s)",
     )
     g.add_argument(
+        "--words",
+        type=_words,
+        default=dflt(d.words),
+        metavar="exact|calibrated|BITS",
+        help="accumulator word widths: exact (the worst case, never wrapping), calibrated (the "
+        "calibration batch's accumulators times --headroom) or BITS; a calibrated or BITS word "
+        "wraps as two's complement, the golden model wraps the same, and the report counts the "
+        "batch's samples a wrap changes (default %(default)s)",
+    )
+    g.add_argument(
         "--merge-effort",
         choices=EFFORTS,
         default=dflt(d.merge_effort),
@@ -160,6 +170,15 @@ def _positive_gigabytes(text: str) -> float:
     return value
 
 
+def _words(text: str) -> str | int:
+    from hwgen.passes.words import parse_words
+
+    try:
+        return parse_words(text)
+    except TwnError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--words: ")) from None
+
+
 def _layer_bits(text: str) -> tuple[tuple[str, int], ...]:
     """``conv1=2,conv2=4`` -> (("conv1", 2), ("conv2", 4)); layer names may contain '='."""
     out = []
@@ -192,6 +211,7 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         quantize_weights=tuple(args.quantize_weights or ()),
         layer_act_bits=args.layer_act_bits,
         graph_quantizers=args.graph_quantizers,
+        words=args.words,
     )
 
 

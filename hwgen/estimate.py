@@ -165,12 +165,14 @@ def dsp_count(a_bits: int, b_bits: int) -> int:
     )
 
 
-def parallel_graph_cost(graph: AdderGraph, lo: int, hi: int) -> tuple[float, float]:
-    """LUT sites and FFs of a graph's registered parallel adders (the scheduler's comparison)."""
+def parallel_graph_cost(graph: AdderGraph, lo: int, hi: int, wrap_bits: int = 0) -> tuple[float, float]:
+    """LUT sites and FFs of a graph's registered parallel adders (the scheduler's comparison);
+    with a word width no node is wider than the word (:attr:`LayerPlan.value_bits`)."""
     ranges = graph.value_ranges(lo, hi)
     lut = ff = 0.0
     for k, node in enumerate(graph.nodes):
         w = signed_bits_for_range(*ranges[graph.n_inputs + k])
+        w = min(w, wrap_bits) if wrap_bits else w
         lut += parallel_node_lut(w, len(node.operands))
         ff += w
     return lut, ff
@@ -247,14 +249,18 @@ def layer_parts(lp: LayerPlan, in_value_bits: int) -> Parts:
 
 
 def requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
-    """The requantiser: DSP multiplies (or shifts), offset, clamp; or thresholds."""
-    lut = ff = dsp = 0
-    rq = lp.layer.requant
-    assert rq is not None
+    """The requantiser: DSP multiplies (or shifts), offset, clamp; or thresholds. A wrapped
+    output with a sign costs a negation of the word before it (one LUT a bit)."""
+    negations = Resources(lut=lp.layer.wrap_bits * lp.negated_wraps)
     if lp.thresholds is not None:
-        return _threshold_cost(lp)
+        return _threshold_cost(lp) + negations
     if lp.shared_units:
-        return shared_requant_cost(lp, in_value_bits)
+        return shared_requant_cost(lp, in_value_bits) + negations
+    return _requant_per_channel_cost(lp, in_value_bits) + negations
+
+
+def _requant_per_channel_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
+    lut = ff = dsp = 0
     for i, mult in enumerate(lp.effective_multipliers):
         ff += lp.out_bits
         if mult == 0:
@@ -301,7 +307,7 @@ def shared_requant_cost(lp: LayerPlan, in_value_bits: int) -> Resources:
     slots = lp.requant_slots
     slot_bits = max(slots - 1, 1).bit_length()
     for unit in lp.shared_units:
-        ff += sum(lp.value_bits[lp.graph.outputs[ch].value] for ch in unit.channels)  # type: ignore[union-attr]
+        ff += sum(lp.requant_input_bits(ch) for ch in unit.channels)
         dsp += dsp_count(in_value_bits, unit.mult_bits)
         lut += SHARED_LUT_PER_SELECT_BIT * unit.value_bits * (len(unit.channels) - 1)
         lut += unit.sum_bits * (1 + unit.shift_bits) + lp.out_bits

@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 
 from hwgen.errors import TwnError
-from hwgen.ir import FixedFormat, Network
+from hwgen.ir import FixedFormat, LinearLayer, Network
+from hwgen.ir.widths import wrap_signed
 
 __all__ = [
     "AGREEMENT_FLOOR",
@@ -62,12 +63,7 @@ def as_batch(network: Network, x: np.ndarray, what: str = "inputs") -> np.ndarra
 def quantize_input(network: Network, x: np.ndarray) -> np.ndarray:
     """Float inputs [batch, *input_shape] to integer codes [batch, features]."""
     _check_ready(network)
-    assert network.input_format is not None
-    x = as_batch(network, x)
-    y = network.preprocess(x)
-    if network.input_quantizer is not None:
-        return network.input_quantizer.codes(y).reshape(len(x), -1)
-    return network.input_format.quantize(y.reshape(len(x), -1))
+    return network.quantize_input(as_batch(network, x))
 
 
 def run_layers(network: Network, q: np.ndarray) -> list[np.ndarray]:
@@ -91,7 +87,78 @@ def hardware_outputs(network: Network, q: np.ndarray) -> np.ndarray:
     """What the generated hardware emits for input codes q: the output codes
     [batch, outputs], or with ``argmax_output`` the index of the largest code
     (the first on ties) [batch, 1]."""
-    out = run_integer(network, q)
+    return _emitted(network, run_integer(network, q))
+
+
+def word_wraps(network: Network, q: np.ndarray) -> dict[str, object] | None:
+    """What the accumulator words (``--words``) do on input codes q [batch, features]: per layer
+    with a word width, the samples in which any accumulator wrapped, and the samples whose
+    hardware outputs (and, for class scores, top-1 class) differ from the same network with
+    exact words. None when no layer wraps.
+
+    One pass through the layers: the exact network's activations are carried only for the
+    samples where they have come to differ from the wrapped network's.
+    """
+    if not any(layer.wrap_bits for layer in network.linear_layers):
+        return None
+    _check_ready(network)
+    q = np.asarray(q, dtype=np.int64)
+    x = network.fold_input(q)
+    apart = np.zeros(0, dtype=np.int64)  # samples whose exact activations differ
+    x_exact = x[:0]
+    layers = []
+    for layer in network.layers:
+        if not isinstance(layer, LinearLayer):
+            x_exact = layer.integer_forward(x_exact) if len(apart) else x_exact
+            x = layer.integer_forward(x)
+            x_exact = x_exact if len(apart) else x[:0]
+        else:
+            assert layer.requant is not None
+            if layer.wrap_bits:
+                acc = layer.accumulate(x)
+                word = wrap_signed(acc, layer.wrap_bits)
+                wrapped = (acc != word).reshape(len(q), -1).any(axis=1)
+                layers.append({"name": layer.name, "word_bits": layer.wrap_bits, "samples_wrapped": int(wrapped.sum())})
+                y = layer._channels_first(layer.requant.apply(word))
+                # Samples that wrap here and agreed so far: their exact outputs, from the same input.
+                fresh = np.setdiff1d(np.flatnonzero(wrapped), apart)
+                exact_fresh = layer._channels_first(layer.requant.apply(acc[fresh]))
+            else:
+                y = layer.integer_forward(x)
+                fresh = np.zeros(0, dtype=np.int64)
+                exact_fresh = y[:0]
+            exact_apart = _exact_forward(layer, x_exact) if len(apart) else y[:0]
+            x = y
+            order = np.argsort(np.concatenate([apart, fresh]), kind="stable")
+            apart = np.concatenate([apart, fresh])[order]
+            x_exact = np.concatenate([exact_apart, exact_fresh])[order]
+            # Keep only the samples that still differ.
+            if len(apart):
+                still = (x[apart] != x_exact).reshape(len(apart), -1).any(axis=1)
+                apart, x_exact = apart[still], x_exact[still]
+    got = _emitted(network, network.unfold_output(x).reshape(len(q), -1))
+    ref = got.copy()
+    if len(apart):
+        ref[apart] = _emitted(network, network.unfold_output(x_exact).reshape(len(apart), -1))
+    out: dict[str, object] = {
+        "samples": len(q),
+        "layers": layers,
+        "samples_changed": int((got != ref).any(axis=1).sum()),
+    }
+    if outputs_are_classes(network):
+        changed = got != ref if network.argmax_output else np.argmax(got, axis=1) != np.argmax(ref, axis=1)
+        out["samples_top1_changed"] = int(np.asarray(changed).reshape(len(q), -1).any(axis=1).sum())
+    return out
+
+
+def _exact_forward(layer: LinearLayer, x: np.ndarray) -> np.ndarray:
+    """``layer`` with exact words on activations x."""
+    assert layer.requant is not None
+    return layer._channels_first(layer.requant.apply(layer.accumulate(x)))
+
+
+def _emitted(network: Network, out: np.ndarray) -> np.ndarray:
+    """The last layer's codes [batch, outputs] as the hardware emits them (see :func:`hardware_outputs`)."""
     if network.argmax_output:
         return np.argmax(out, axis=1).reshape(len(out), 1).astype(np.int64)
     return out

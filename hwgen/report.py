@@ -87,6 +87,7 @@ def make_report(
     schedule: dict[str, object] | None = None,
     precision_choice: dict[str, object] | None = None,
     warnings: list[str] | None = None,
+    word_wraps: dict[str, object] | None = None,
 ) -> dict[str, object]:
     layers: list[dict[str, object]] = []
     in_shape = list(network.input_shape)
@@ -158,6 +159,7 @@ def make_report(
         "precision_choice": precision_choice,
         "warnings": list(warnings or []),
         "weight_rounding": _weight_rounding(network, accuracy),
+        "word_wraps": word_wraps,
         "interface": {
             "top": "twn_top",
             "input_element_bits": plan.in_bits,
@@ -288,6 +290,25 @@ def _precision_choice_text(r: dict) -> str:  # type: ignore[type-arg]
         f"Area figure ({pc['area_score_model']}): {pc['area_score']:,.0f}, against {widest['area_score']:,.0f} with "
         f"every activation at its widest; agreement {100 * pc['agreement']:.1f}% (widest: "
         f"{100 * widest['agreement']:.1f}%). Narrowings kept: {steps or 'none'}.\n"
+    )
+
+
+def _word_wraps_text(r: dict) -> str:  # type: ignore[type-arg]
+    """The accumulator words that wrap (``--words``), and what a wrap did on the batch."""
+    ww = r.get("word_wraps")
+    if not ww:
+        return ""
+    rows = "\n".join(f"| {lay['name']} | {lay['word_bits']} | {lay['samples_wrapped']:,} |" for lay in ww["layers"])
+    top1 = (
+        f", of which {ww['samples_top1_changed']:,} changed their top-1 class" if "samples_top1_changed" in ww else ""
+    )
+    return (
+        f"\n## Accumulator words that wrap (--words {r['options']['words']})\n"
+        "Accumulators are kept modulo 2^word (two's complement) in these layers; the golden model wraps the "
+        f"same. On the accuracy batch ({ww['samples']:,} samples), {ww['samples_changed']:,} outputs differ from "
+        f"exact words{top1}.\n\n"
+        "| layer | word bits | samples with a wrap |\n|---|---:|---:|\n"
+        f"{rows}\n"
     )
 
 
@@ -497,12 +518,24 @@ def _synthesis_text(r: dict) -> str:  # type: ignore[type-arg]
             f"({syn['carry_kind']}), {syn['lutram']:,} LUT RAM, {syn['bram']:,} block RAM ({syn['bram_kind']}), "
             f"{syn['dsp']} DSP.\n"
         )
-    return (
+    text = (
         f"\nYosys ({syn['tool']}): {syn['lut_sites']:,} LUT sites "
         f"({syn['lut']:,} LUT, {syn['srl']:,} SRL, {syn['lutram']:,} LUTRAM), "
         f"{syn['ff']:,} FF, {syn['carry']:,} CARRY4, {syn['dsp']} DSP, "
         f"{syn['bram']:g} BRAM36.\n"
     )
+    if syn.get("stages"):
+        estimates = {lay["name"]: lay for lay in r["layers"]}
+        rows = []
+        for st in syn["stages"]:
+            est = estimates.get(st["what"])
+            e = f"{est['lut']:,} | {est['ff']:,}" if est else "| "
+            rows.append(f"| {st['what']} | {st['lut_sites']:,} | {st['ff']:,} | {st['dsp']} | {e} |")
+        text += (
+            f"Synthesised {syn['method']}:\n\n| stage | Yosys LUT sites | Yosys FF | Yosys DSP | estimate LUT "
+            "| estimate FF |\n|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+        )
+    return text
 
 
 def _backend_text(r: dict) -> str:  # type: ignore[type-arg]
@@ -644,5 +677,5 @@ def render_markdown(report: dict[str, object]) -> str:
         backend=_backend_text(r),
         interface=_interface_text(r),
         version=r["twngen_version"],
-        weight_rounding=_weight_rounding_text(r),
+        weight_rounding=_weight_rounding_text(r) + _word_wraps_text(r),
     )

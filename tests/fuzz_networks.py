@@ -710,12 +710,14 @@ def check_lint(outdir: Path) -> dict[str, int]:
     return {"files": len(sources)}
 
 
-def build_case(spec: NetworkSpec, folder: Path) -> tuple[Path, Any, dict[str, Any], Path]:
-    """Write the spec's ONNX into ``folder`` and build it; returns (model, network, report, outdir)."""
-    from hwgen.build import build
+def build_case(spec: NetworkSpec, folder: Path, words: str | int = "exact") -> tuple[Path, Any, dict[str, Any], Path]:
+    """Write the spec's ONNX into ``folder`` and build it (``words``: the ``--words`` option);
+    returns (model, network, report, outdir)."""
+    from hwgen.build import ArithmeticOptions, build
 
     folder.mkdir(parents=True, exist_ok=True)
     model = folder / "model.onnx"
     onnx.save(to_onnx(spec), str(model))
-    result = build(model, "zcu111", folder / "out", input_rate=spec.input_rate, allow_overflow=True)
+    options = ArithmeticOptions(words=words)
+    result = build(model, "zcu111", folder / "out", options, input_rate=spec.input_rate, allow_overflow=True)
     return model, result.network, result.report, result.outdir

@@ -74,3 +74,48 @@ def test_bad_arguments_are_refused(tmp_path):
     (tmp_path / "a.v").write_text("module top; endmodule\n")
     with pytest.raises(SynthesisFailed, match="top must be a Verilog module name, not 'a b'"):
         synthesize(tmp_path / "a.v", "a b")
+
+
+def test_modules_are_split_with_their_attributes():
+    from hwgen.flow.synth import split_modules
+
+    text = (
+        '(* top = 1 *)\n(* generator = "Amaranth" *)\nmodule top(a, y);\n  input a;\n  output y;\n'
+        "  \\top.sub  sub (.a(a), .y(y));\nendmodule\n\n"
+        "module \\top.sub (a, y);\n  input a;\n  output y;\n  assign y = a;\nendmodule\n"
+    )
+    modules = split_modules(text)
+    assert list(modules) == ["top", "top.sub"]
+    assert modules["top"].startswith("(* top = 1 *)") and modules["top"].rstrip().endswith("endmodule")
+    assert "assign y = a;" in modules["top.sub"] and "(* top" not in modules["top.sub"]
+
+
+@needs_yosys
+def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch):
+    """--synth-estimate on a large frame network synthesises each stage alone (the flat run of a
+    whole classifier exceeds Yosys's memory); on a small one the sum equals the flat counts
+    within what crossing a registered boundary can change."""
+    import sys
+    from pathlib import Path
+
+    import onnx
+
+    import hwgen.build as build_module
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from make_conv_net import stack
+
+    onnx.save(stack("c4k3p1,m2,o3", (2, 16), seed=5), str(tmp_path / "m.onnx"))
+    monkeypatch.setattr(build_module, "SYNTH_BY_STAGE_BYTES", 0)
+    result = build_module.build(tmp_path / "m.onnx", "zcu111", tmp_path / "out", input_rate=0.5, synth_estimate=True)
+    syn = result.report["synthesis"]
+    assert syn["method"].startswith("stage by stage")
+    stages = syn["stages"]
+    assert len(stages) == len(result.report["layers"]) + sum(1 for s in stages if s["what"][0] != "/")
+    for key in ("lut_sites", "ff", "dsp"):
+        assert syn[key] == sum(s[key] for s in stages)
+    assert "| /conv" in (tmp_path / "out" / "report.md").read_text()
+    flat = synthesize(tmp_path / "out" / "rtl" / "twn_top.v", "twn_top")
+    assert syn["dsp"] == flat.dsp
+    assert abs(syn["ff"] - flat.ff) <= 0.02 * flat.ff
+    assert abs(syn["lut_sites"] - flat.lut_total) <= 0.05 * flat.lut_total

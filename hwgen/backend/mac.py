@@ -176,7 +176,7 @@ class MacDenseLayer(wiring.Component):
         v_s2 = Signal(name="v_s2")
         m.d.sync += [product.eq(value * mult), offset2.eq(offset), shift2.eq(shift), v_s2.eq(v_s1)]
         # Stage 3: offset, arithmetic shift, clamp.
-        total = Signal(signed(st.product_bits + 1), name="total")
+        total = Signal(signed(max(st.product_bits, st.offset_bits) + 1), name="total")
         m.d.comb += total.eq(product + offset2)
         shifted = total >> shift2
         lo = 0 if rq.relu else rq.out.lo
@@ -297,7 +297,7 @@ class LanedMacDenseLayer(wiring.Component):
             shift2 = Signal.like(shift, name=f"shift2_{lane}", reset_less=True)
             m.d.sync += [product.eq(value * mult), offset2.eq(offset), shift2.eq(shift)]
             # Stage 3: offset, arithmetic shift, clamp.
-            total = Signal(signed(st.product_bits + 1), name=f"total{lane}")
+            total = Signal(signed(max(st.product_bits, st.offset_bits) + 1), name=f"total{lane}")
             m.d.comb += total.eq(product + offset2)
             shifted = total >> shift2
             out = Signal(signed(st.out_bits), name=f"code{lane}", reset_less=True)

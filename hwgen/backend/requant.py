@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,6 +13,25 @@ from hwgen.ir import Requant
 from hwgen.plan.dense import SHARED_REQUANT_LATENCY, LayerPlan
 
 __all__ = ["Requantizer", "SharedRequantizer", "constant_table"]
+
+
+def requant_input(m: Module, plan: LayerPlan, i: int, x: Value) -> Value:
+    """Output ``i``'s value as the requantiser multiplies it.
+
+    Usually the adder graph's output value itself (its sign and shift are in the effective
+    multiplier). A wrapped output (:attr:`LayerPlan.wrapped`) takes them within the word
+    instead: ``(±x << shift)`` kept to ``wrap_bits`` bits is the accumulator modulo the word
+    exactly, where ``-x`` times a multiplier would differ when ``x`` is the word's most
+    negative value. A shift is wiring; a sign costs one subtraction of the word.
+    """
+    if not plan.wrapped[i]:
+        return x
+    out = plan.graph.outputs[i]
+    assert out is not None
+    word = Signal(signed(plan.layer.wrap_bits), name=f"word{i}")
+    value = x << out.shift if out.shift else x
+    m.d.comb += word.eq(-value if out.negate else value)
+    return word
 
 
 class Requantizer(wiring.Component):
@@ -62,7 +81,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += out.eq(value)
             else:
                 product = Signal(signed(plan.product_bits[i]), name=f"p{i}", reset_less=True)
-                m.d.sync += product.eq(self.x[i] * Const(mult))
+                m.d.sync += product.eq(requant_input(m, plan, i, self.x[i]) * Const(mult))
                 total = Signal(signed(plan.sum_bits[i]), name=f"s{i}")
                 m.d.comb += total.eq(product + Const(rq.offset[i]))
                 shifted = total >> rq.shift[i]
@@ -84,7 +103,7 @@ class Requantizer(wiring.Component):
                 m.d.sync += out.eq(int(rq.apply(np.zeros((1, len(rq.base)), dtype=np.int64))[0, i]))
             else:
                 acc = Signal(signed(plan.product_bits[i]), name=f"acc{i}", reset_less=True)
-                m.d.sync += acc.eq(self.x[i] * Const(mult))
+                m.d.sync += acc.eq(requant_input(m, plan, i, self.x[i]) * Const(mult))
                 passed = [(acc >= t) if rq.rising[i] else (acc <= t) for t in rq.thresholds[i]]
                 count = sum(passed, Const(0, range(len(passed) + 1)))
                 m.d.sync += out.eq(rq.base[i] + rq.stride * count)
@@ -163,11 +182,9 @@ class SharedRequantizer(wiring.Component):
         for u, unit in enumerate(plan.shared_units):
             bank = []
             for ch in unit.channels:
-                out_value = plan.graph.outputs[ch]
-                assert out_value is not None
-                reg = Signal(signed(plan.value_bits[out_value.value]), name=f"bank{ch}", reset_less=True)
+                reg = Signal(signed(plan.requant_input_bits(ch)), name=f"bank{ch}", reset_less=True)
                 with m.If(self.strobe):
-                    m.d.sync += reg.eq(self.x[ch])
+                    m.d.sync += reg.eq(requant_input(m, plan, ch, self.x[ch]))
                 bank.append(reg)
             mults = [plan.effective_multipliers[ch] for ch in unit.channels]
             offsets = [rq.offset[ch] for ch in unit.channels]

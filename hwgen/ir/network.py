@@ -12,6 +12,9 @@ Arithmetic conventions (the golden model implements exactly these):
 * an activation tensor is a vector of signed two's-complement integers
   ``q`` of ``bits`` bits meaning ``q * 2**-frac``;
 * a dense layer computes the exact integer accumulator ``acc = W @ q``;
+  with a word width (``wrap_bits``, ``--words``) the accumulator is kept
+  modulo ``2**wrap_bits`` as a signed number, as a register of that width
+  wraps (:func:`hwgen.ir.widths.wrap_signed`), before requantisation;
 * requantisation computes, per output channel ``i``,
   ``floor((acc[i] * multiplier[i] + offset[i]) / 2**shift)`` and clamps it to
   the output format (``[0, 2**(bits-1) - 1]`` after a ReLU). ``offset`` holds
@@ -30,7 +33,7 @@ import numpy as np
 from hwgen.errors import TwnError
 from hwgen.ir.adder_graph import AdderGraph
 from hwgen.ir.quantizer import Quantizer
-from hwgen.ir.widths import signed_bits_for_range
+from hwgen.ir.widths import signed_bits_for_range, wrap_signed
 
 __all__ = [
     "OUTPUT_OPS",
@@ -336,6 +339,10 @@ class LinearLayer:
     #: Positions per beat of the input and of the output (set by the lane-folding pass,
     #: :mod:`hwgen.passes.fold_lanes`, on a convolution it rewrote for the folded layout).
     fold_lanes: tuple[int, int] = (1, 1)
+    #: Accumulator word width (``--words``): the accumulators wrap modulo ``2**wrap_bits`` (two's
+    #: complement), every adder, accumulator and requantiser input at most this wide; 0: exact
+    #: (words as wide as the weights and input range need, never wrapping).
+    wrap_bits: int = 0
 
     def __post_init__(self) -> None:
         if not self.in_shape:
@@ -416,9 +423,15 @@ class LinearLayer:
             return acc.astype(np.int64)
         return self.patches(q.astype(object)) @ self.weights.T.astype(object)
 
+    def word_accumulate(self, q: np.ndarray) -> np.ndarray:
+        """The accumulators as the hardware's words hold them: :meth:`accumulate`, wrapped to
+        ``wrap_bits`` when the layer has a word width."""
+        acc = self.accumulate(q)
+        return wrap_signed(acc, self.wrap_bits) if self.wrap_bits else acc
+
     def integer_forward(self, q: np.ndarray) -> np.ndarray:
         assert self.requant is not None
-        return self._channels_first(self.requant.apply(self.accumulate(q)))
+        return self._channels_first(self.requant.apply(self.word_accumulate(q)))
 
 
 #: Kept for readers of the first IR version: dense layers are LinearLayers.
@@ -668,6 +681,15 @@ class Network:
         q = np.moveaxis(q, -1, 1)  # [batch, lanes, C, *outer, W / lanes]
         return q.reshape(len(q), *self.stream_shape)
 
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float inputs [batch, *input_shape] (preprocessing not yet applied) to the integer
+        codes the accelerator takes, [batch, features]."""
+        assert self.input_format is not None, "quantise the network first"
+        y = self.preprocess(x)
+        if self.input_quantizer is not None:
+            return self.input_quantizer.codes(y).reshape(len(x), -1)
+        return self.input_format.quantize(y.reshape(len(x), -1))
+
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """Apply the graph's input affine to float inputs [batch, *input_shape]."""
         y = np.asarray(x, dtype=np.float64).reshape(len(x), *self.input_shape)
@@ -735,6 +757,7 @@ class Network:
                 assert len(rq.base) == len(rq.thresholds) == len(rq.rising) == w.shape[0], layer.name
                 assert all(list(t) == sorted(t) for t in rq.thresholds), layer.name
             assert layer.requant_units >= 0, layer.name
+            assert layer.wrap_bits == 0 or layer.wrap_bits >= 2, f"{layer.name}: word of {layer.wrap_bits} bits"
             assert not layer.requant_units or isinstance(rq, Requant), f"{layer.name}: shared thresholds"
             if layer.adder_graph is not None:
                 g = layer.adder_graph
@@ -795,6 +818,7 @@ class Network:
                 "realisation": layer.realisation,
                 # Written only when shared, so the IR of every other layer reads as before.
                 **({"requant_units": layer.requant_units} if layer.requant_units else {}),
+                **({"wrap_bits": layer.wrap_bits} if layer.wrap_bits else {}),
                 "weight_rounding": layer.weight_rounding.to_json() if layer.weight_rounding else None,
                 **_fold_lanes_json(layer.fold_lanes),
             }
@@ -869,6 +893,7 @@ class Network:
                 word_bits=int(d.get("word_bits", 0)),
                 realisation=str(d.get("realisation", "graph")),
                 requant_units=int(d.get("requant_units", 0)),
+                wrap_bits=int(d.get("wrap_bits", 0)),
                 weight_rounding=WeightRounding.from_json(d["weight_rounding"]) if d.get("weight_rounding") else None,
                 fold_lanes=_fold_lanes_of(d),
             )

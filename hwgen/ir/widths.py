@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["signed_bits_for_range"]
+from typing import Any
+
+__all__ = ["signed_bits_for_range", "wrap_range", "wrap_signed"]
 
 
 def signed_bits_for_range(lo: int, hi: int) -> int:
@@ -13,3 +15,18 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
     while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
         bits += 1
     return bits
+
+
+def wrap_signed(values: Any, bits: int) -> Any:
+    """``values`` modulo ``2**bits`` as signed ``bits``-bit two's-complement numbers (what a
+    ``bits``-bit register keeps of an integer). Works on ints and on int64/object arrays."""
+    half = 1 << (bits - 1)
+    return ((values + half) % (1 << bits)) - half
+
+
+def wrap_range(lo: int, hi: int, bits: int) -> tuple[int, int]:
+    """The interval of ``wrap_signed(v, bits)`` for v in ``[lo, hi]``: itself when it fits,
+    the whole ``bits``-bit range when it does not."""
+    if -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1:
+        return lo, hi
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1

@@ -67,14 +67,22 @@ class LayerChoice:
 
 
 def layer_choices(
-    graph: AdderGraph, lo: int, hi: int, in_bits: int, initiation_interval: int, three_input: bool = True
+    graph: AdderGraph,
+    lo: int,
+    hi: int,
+    in_bits: int,
+    initiation_interval: int,
+    three_input: bool = True,
+    wrap_bits: int = 0,
 ) -> list[LayerChoice]:
     """Every digit width that meets the II (one per distinct cycle count), and parallel; costed
     with three-input adders where :func:`hwgen.passes.three_input.regroups` says the build uses
-    them (unless ``three_input`` is false)."""
+    them (unless ``three_input`` is false). A word width (``wrap_bits``) bounds the serial word
+    and every parallel node."""
     word = serial_word_bits(graph, lo, hi)
+    word = min(word, wrap_bits) if wrap_bits else word
     regrouped = three_input_graph(graph) if three_input and graph.adders else graph
-    lut, ff = parallel_graph_cost(regrouped, lo, hi)
+    lut, ff = parallel_graph_cost(regrouped, lo, hi, wrap_bits)
     choices = [LayerChoice(0, word, 1, lut, ff)]
     if graph.adders == 0:
         return choices  # nothing to serialise
@@ -123,7 +131,8 @@ def choose_layer(
         if mac.lut < layer.adder_graph.adders:
             return None, "mac"  # every adder costs at least one LUT at any digit width: no graph can win
     g_lo, g_hi = (min(lo, 0), max(hi, 0)) if layer.is_conv else (lo, hi)
-    best = min(layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget), key=lambda c: (c.lut, c.ff, -c.cycles))
+    choices = layer_choices(layer.adder_graph, g_lo, g_hi, bits, budget, wrap_bits=layer.wrap_bits)
+    best = min(choices, key=lambda c: (c.lut, c.ff, -c.cycles))
     return best, "mac" if mac is not None and (mac.lut, mac.ff) < (best.lut, best.ff) else "graph"
 
 

@@ -28,6 +28,7 @@ from functools import cached_property
 
 from hwgen.errors import TwnError
 from hwgen.ir import LinearLayer, Network, Requant, ThresholdRequant, signed_bits_for_range
+from hwgen.ir.widths import wrap_range
 
 __all__ = [
     "INPUT_REGISTER_LATENCY",
@@ -120,10 +121,45 @@ class LayerPlan:
 
     @cached_property
     def value_bits(self) -> list[int]:
-        """Register width of every value (inputs keep the input width)."""
+        """Register width of every value (inputs keep the input width).
+
+        With a word width (``layer.wrap_bits``) no node is wider than the word: a node kept
+        modulo ``2**w`` is congruent to its true value, sums and left shifts of congruent
+        values stay congruent, and a node narrower than the word is exact (its range fits),
+        so every output value is its true value modulo the word.
+        """
         bits = [self.in_bits] * self.graph.n_inputs
         bits += [signed_bits_for_range(lo, hi) for lo, hi in self.value_ranges[self.graph.n_inputs :]]
+        if self.layer.wrap_bits:
+            n = self.graph.n_inputs
+            bits[n:] = [min(b, self.layer.wrap_bits) for b in bits[n:]]
         return bits
+
+    @cached_property
+    def wrapped(self) -> tuple[bool, ...]:
+        """Per output: whether its accumulator (the output's sign and shift applied) can exceed
+        the layer's word, so the requantiser takes it wrapped to the word
+        (:attr:`requant_input_bits`) rather than folding sign and shift into the multiplier."""
+        w = self.layer.wrap_bits
+        if not w:
+            return (False,) * len(self.graph.outputs)
+        ranges = self.graph.output_ranges(self.in_lo, self.in_hi)
+        return tuple(
+            out is not None and wrap_range(lo, hi, w) != (lo, hi)
+            for out, (lo, hi) in zip(self.graph.outputs, ranges, strict=True)
+        )
+
+    def requant_input_bits(self, i: int) -> int:
+        """Width of output ``i``'s value as the requantiser takes it: the word for a wrapped
+        output, the adder graph's output value otherwise."""
+        out = self.graph.outputs[i]
+        assert out is not None
+        return self.layer.wrap_bits if self.wrapped[i] else self.value_bits[out.value]
+
+    @property
+    def negated_wraps(self) -> int:
+        """Wrapped outputs whose sign the requantiser input applies (a negation of the word)."""
+        return sum(1 for i, out in enumerate(self.graph.outputs) if self.wrapped[i] and out is not None and out.negate)
 
     @property
     def serial(self) -> bool:
@@ -180,7 +216,7 @@ class LayerPlan:
             out.append(
                 SharedRequantUnit(
                     channels=chans,
-                    value_bits=max(self.value_bits[self.graph.outputs[i].value] for i in chans),
+                    value_bits=max(self.requant_input_bits(i) for i in chans),
                     mult_bits=_signed_bits([self.effective_multipliers[i] for i in chans]),
                     offset_bits=_signed_bits([rq.offset[i] for i in chans]),
                     product_bits=max(self.product_bits[i] for i in chans),
@@ -225,16 +261,20 @@ class LayerPlan:
         """Requant multiplier with each output's sign and shift folded in (0: constant output).
 
         For threshold requantisation the multiplier is 1: stage 1 then holds
-        the true accumulator (the output's sign and shift applied).
+        the true accumulator (the output's sign and shift applied). A wrapped output
+        (:attr:`wrapped`) reaches the requantiser with its sign and shift already applied
+        within the word, so its multiplier is the requant multiplier alone.
         """
         rq = self.layer.requant
         assert rq is not None
         ones = [1] * len(self.graph.outputs)
         multipliers = ones if isinstance(rq, ThresholdRequant) else rq.multiplier
         result = []
-        for out, m in zip(self.graph.outputs, multipliers, strict=True):
+        for out, m, wrapped in zip(self.graph.outputs, multipliers, self.wrapped, strict=True):
             if out is None:
                 result.append(0)
+            elif wrapped:
+                result.append(m)
             else:
                 result.append((-m if out.negate else m) << out.shift)
         return result
@@ -242,11 +282,13 @@ class LayerPlan:
     @cached_property
     def product_ranges(self) -> list[tuple[int, int]]:
         ranges = []
-        for out, m in zip(self.graph.outputs, self.effective_multipliers, strict=True):
+        for out, m, wrapped in zip(self.graph.outputs, self.effective_multipliers, self.wrapped, strict=True):
             if out is None or m == 0:
                 ranges.append((0, 0))
                 continue
             lo, hi = self.value_ranges[out.value]
+            if wrapped:
+                lo, hi = -(1 << (self.layer.wrap_bits - 1)), (1 << (self.layer.wrap_bits - 1)) - 1
             cands = (lo * m, hi * m)
             ranges.append((min(cands), max(cands)))
         return ranges
@@ -277,8 +319,12 @@ class LayerPlan:
 
     @property
     def accumulator_bits(self) -> int:
-        """Widest adder-graph output (the accumulator width the weights imply)."""
-        widths = [self.value_bits[o.value] + o.shift for o in self.graph.outputs if o is not None]
+        """Widest adder-graph output (the accumulator width the weights imply, at most the word)."""
+        widths = [
+            self.layer.wrap_bits if wrapped else self.value_bits[o.value] + o.shift
+            for o, wrapped in zip(self.graph.outputs, self.wrapped, strict=True)
+            if o is not None
+        ]
         return max(widths, default=1)
 
 

@@ -37,6 +37,7 @@ from hwgen.ir import (
     Requant,
     signed_bits_for_range,
 )
+from hwgen.ir.widths import wrap_range
 from hwgen.plan.dense import OUTPUT_FIFO_LATENCY, LayerPlan, argmax_bits, check_requant_slots, tree_levels
 from hwgen.plan.window_schedule import WINDOW_LATENCY, WindowGeometry, WindowSchedule, simulate_window, window_schedule
 
@@ -270,7 +271,11 @@ class MacStage:
         pos, neg = np.clip(w, 0, None), np.clip(w, None, 0)
         hi = pos.sum(axis=1) * self.in_hi + neg.sum(axis=1) * self.in_lo
         lo = pos.sum(axis=1) * self.in_lo + neg.sum(axis=1) * self.in_hi
-        return [(min(int(a), 0), max(int(b), 0)) for a, b in zip(lo, hi, strict=True)]
+        ranges = [(min(int(a), 0), max(int(b), 0)) for a, b in zip(lo, hi, strict=True)]
+        if self.layer.wrap_bits:
+            # Accumulators as wide as the word at most: they wrap as the golden model's do.
+            return [wrap_range(a, b, self.layer.wrap_bits) for a, b in ranges]
+        return ranges
 
     @cached_property
     def acc_bits(self) -> list[int]:

@@ -1,0 +1,25 @@
+"""What several benches share (not a bench itself: ``make bench`` skips ``bench/_*.py``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_classifier_arguments(ap: argparse.ArgumentParser, calibrate: int = 256) -> None:
+    """The classifier's shape and its frames: ``--channels``, ``--seed``, ``--rate``, ``--calibrate``."""
+    ap.add_argument("--channels", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rate", type=float, default=2.0)
+    ap.add_argument("--calibrate", type=int, default=calibrate, help="calibration frames (seed 1)")
+
+
+def replace_between(doc: Path, begin: str, end: str, body: str) -> None:
+    """Put ``body`` between the marker lines ``begin`` and ``end`` of ``doc`` (generated tables:
+    numbers are never typed in)."""
+    text = doc.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{doc}: the markers {begin!r} and {end!r} are missing")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}{body}{end}{tail}")
