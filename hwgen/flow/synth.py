@@ -269,7 +269,9 @@ def synthesize_by_stage(
         raise SynthesisFailed(f"no module {', '.join(missing)} in the Verilog")
     owned = {name: [m for m in modules if m == name or m.startswith(name + ".")] for name in stages}
     taken = {m for names in owned.values() for m in names}
-    work = [("".join(modules[m] for m in owned[name]), name, family, timeout, ()) for name in stages]
+    work: list[tuple[str, str, str, float, tuple[str, ...]]] = [
+        ("".join(modules[m] for m in owned[name]), name, family, timeout, ()) for name in stages
+    ]
     # The top keeps everything outside the stages; a stage is read only for its ports.
     top_text = "".join(text for m, text in modules.items() if m not in taken or m in stages)
     work.append((top_text, top, family, timeout, tuple(stages)))
