@@ -4,6 +4,9 @@ is caught by the fuzz campaign's lint check)."""
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Const, Module
@@ -12,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from fuzz_networks import lint_findings
 
-from hwgen.backend.rom import constant_bit
+from hwgen.backend.rom import LEAF_INDEX_BITS, constant_bit
 
 
 def _three_input_tables() -> list[int]:
@@ -24,6 +27,14 @@ def _three_input_tables() -> list[int]:
 #: (table, index bits): the three-input adder's (the first is 0x69966996, top bit clear), a window
 #: membership mask with leading zeros, an empty and a full table.
 CASES = [*((t, 5) for t in _three_input_tables()), (0x54, 3), (0x2, 2), (0, 3), (0xFF, 3)]
+
+#: Tables whose index is split (more than LEAF_INDEX_BITS bits): pseudo-random bits with a
+#: zero slice and a full slice among them, at one and two levels of splitting.
+WIDE_CASES = [
+    (int.from_bytes(random.Random(bits).randbytes(1 << (bits - 3)), "little") & ~(((1 << 64) - 1) << 64)
+    | (((1 << 64) - 1) << 128), bits)
+    for bits in (LEAF_INDEX_BITS + 2, LEAF_INDEX_BITS + 3)
+] + [((0x5A5A << 4000) | 0x3, 2 * LEAF_INDEX_BITS + 1)]
 
 
 class _Table(wiring.Component):
@@ -41,7 +52,7 @@ class _Table(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("table, bits", CASES)
+@pytest.mark.parametrize("table, bits", CASES + WIDE_CASES)
 def test_every_index_reads_its_bit(table, bits):
     dut = _Table(table, bits)
     seen = []
@@ -63,7 +74,7 @@ def _lint(tmp_path, dut: _Table) -> list[str]:
     return lint_findings([path], top="table")
 
 
-@pytest.mark.parametrize("table, bits", CASES)
+@pytest.mark.parametrize("table, bits", CASES + WIDE_CASES)
 def test_the_table_is_lint_clean(tmp_path, table, bits):
     assert _lint(tmp_path, _Table(table, bits)) == []
 
@@ -73,3 +84,11 @@ def test_the_lint_check_catches_the_table_before_the_fix(tmp_path):
     findings = _lint(tmp_path, _Table(_three_input_tables()[0], 5, before_the_fix=True))
     assert len(findings) == 1 and "WIDTHEXPAND" in findings[0] and "SHIFTR" in findings[0], findings
     assert "31'h69966996" in findings[0]
+
+
+@pytest.mark.parametrize("bits", [LEAF_INDEX_BITS + 3, 2 * LEAF_INDEX_BITS + 1])
+def test_a_wide_table_has_no_shifter_as_wide_as_itself(bits):
+    """A split index: no shifted operand wider than a leaf (plus the guard bit) in the Verilog."""
+    text = verilog.convert(_Table((1 << (1 << bits)) - 1, bits), name="table", emit_src=False)
+    widths = [int(w) for w in re.findall(r"(\d+)'h[0-9a-f]+ >>", text)]
+    assert widths and max(widths) <= (1 << LEAF_INDEX_BITS) + 1, widths

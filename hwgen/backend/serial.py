@@ -128,7 +128,9 @@ def _serial_sum(m: Module, operands: list[tuple[Value, bool]], first: Value, nam
         total = carry_in
         for digit in digits:
             total = digit + total
-    m.d.sync += [s.eq(total[:d]), carry.eq(total[d:])]
+    # One assignment: the sum is built once (two slices of one expression would each lower
+    # to their own adder in the netlist and in the Verilog, doubled for synthesis to merge).
+    m.d.sync += Cat(s, carry).eq(total)
     return s
 
 
