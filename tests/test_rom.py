@@ -28,13 +28,18 @@ def _three_input_tables() -> list[int]:
 #: membership mask with leading zeros, an empty and a full table.
 CASES = [*((t, 5) for t in _three_input_tables()), (0x54, 3), (0x2, 2), (0, 3), (0xFF, 3)]
 
-#: Tables whose index is split (more than LEAF_INDEX_BITS bits): pseudo-random bits with a
-#: zero slice and a full slice among them, at one and two levels of splitting.
-WIDE_CASES = [
-    (int.from_bytes(random.Random(bits).randbytes(1 << (bits - 3)), "little") & ~(((1 << 64) - 1) << 64)
-    | (((1 << 64) - 1) << 128), bits)
-    for bits in (LEAF_INDEX_BITS + 2, LEAF_INDEX_BITS + 3)
-] + [((0x5A5A << 4000) | 0x3, 2 * LEAF_INDEX_BITS + 1)]
+
+def _split_table(bits: int) -> int:
+    """Pseudo-random bits, the second 64-bit slice all zero and the third (if any) all one."""
+    table = int.from_bytes(random.Random(bits).randbytes(1 << (bits - 3)), "little")
+    slice_mask = (1 << 64) - 1
+    return (table & ~(slice_mask << 64)) | (slice_mask << 128)
+
+
+#: Tables whose index is split (more than LEAF_INDEX_BITS bits), at one and two levels.
+WIDE_CASES = [(_split_table(bits), bits) for bits in (LEAF_INDEX_BITS + 2, LEAF_INDEX_BITS + 3)] + [
+    ((0x5A5A << 4000) | 0x3, 2 * LEAF_INDEX_BITS + 1)
+]
 
 
 class _Table(wiring.Component):
