@@ -9,8 +9,9 @@ of 64 channels, dense 512 -> 512 -> 24) and builds it with
 
 once per checkout and repetition, each with a fresh (cold) merge cache
 (``TWNGEN_CACHE`` in a new folder). A checkout is a folder holding the
-``hwgen`` package (a git worktree of another commit, for the "before"): its
-build runs in this Python with ``PYTHONPATH`` set to it. Repetitions alternate
+``hwgen`` package (by default, for the "before", a temporary git worktree of
+the commit the work started from): its build runs in this Python with
+``PYTHONPATH`` set to it. Repetitions alternate
 between the checkouts, so a machine shared with other jobs loads both alike.
 Per build it records the wall time, the CPU time of the build and its worker
 processes, the peak resident memory of the largest process (``ru_maxrss`` of
@@ -20,8 +21,7 @@ Verilog is byte-identical across repetitions (it must be: deterministic).
 ``--verilator`` also times Verilator's C++ build of each checkout's RTL (the
 ``twngen verify`` model, no simulation).
 
-    git worktree add --detach ../twngen-before 373e79a
-    python bench/build_speed.py --before ../twngen-before [--repeat 2] [--verilator]
+    python bench/build_speed.py [--before COMMIT_OR_FOLDER] [--repeat 2] [--verilator]
 
 Results go to ``bench/results/build_speed.json``.
 """
@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 
 COMMAND = ["--board", "zcu111", "--input-rate", "2"]
+#: The commit the build-speed changes started from (main at the time).
+BEFORE = "96d03e1"
 _STAGE = re.compile(r"twngen: \[\s*[\d.]+s\] (.+?)(?:: \d+/\d+ [\w ]+,|:) done in ([\d.]+)s")
 
 
@@ -52,11 +53,6 @@ def _git_commit(path: Path) -> str:
     proc = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "hwgen"], capture_output=True, text=True)
     return proc.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-
-
-def _children_usage() -> tuple[float, int]:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def build_once(checkout: Path, model: Path, work: Path) -> dict[str, object]:
@@ -70,7 +66,7 @@ def build_once(checkout: Path, model: Path, work: Path) -> dict[str, object]:
     # A fresh interpreter per build (the children's rusage is read around it): each build's
     # peak memory and CPU are its own.
     probe = (
-        "import resource, runpy, sys, time;"
+        "import resource, sys, time;"
         "sys.argv = ['twngen', *sys.argv[1:]];"
         "t0 = time.monotonic();"
         "from hwgen.cli import main;"
@@ -150,7 +146,12 @@ def _summary(runs: list[dict[str, object]]) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--before", required=True, help="checkout (worktree) of the commit to compare with")
+    ap.add_argument(
+        "--before",
+        default=BEFORE,
+        help=f"checkout (a folder) or commit to compare with; a commit is checked out in a temporary "
+        f"git worktree (default {BEFORE}: main before the build-speed work)",
+    )
     ap.add_argument("--after", default=str(REPO), help="checkout to measure (default: this one)")
     ap.add_argument("--repeat", type=int, default=2, help="builds per checkout, alternating")
     ap.add_argument("--verilator", action="store_true", help="also time Verilator's C++ build of each RTL")
@@ -161,10 +162,16 @@ def main() -> None:
     import onnx
     from make_conv_net import vgg1d
 
-    checkouts = {"before": Path(args.before).resolve(), "after": Path(args.after).resolve()}
-    runs: dict[str, list[dict[str, object]]] = {name: [] for name in checkouts}
     verilator: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="twngen-build-speed-") as tmp:
+        before = Path(args.before)
+        if not before.is_dir():
+            before = Path(tmp) / "before-checkout"
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before), args.before], check=True
+            )
+        checkouts = {"before": before.resolve(), "after": Path(args.after).resolve()}
+        runs: dict[str, list[dict[str, object]]] = {name: [] for name in checkouts}
         model = Path(tmp) / "classifier.onnx"
         onnx.save(vgg1d(channels=args.channels, seed=0), str(model))
         for rep in range(args.repeat):
@@ -177,12 +184,15 @@ def main() -> None:
                 if args.verilator and rep == args.repeat - 1:
                     verilator[name] = verilator_build(checkout, model, work)
                     print(f"{name}: verilator build {verilator[name]} s", flush=True)
+        commits = {name: _git_commit(path) for name, path in checkouts.items()}
+        if before != Path(args.before):
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=True)
 
     result: dict[str, object] = {
         "model": f"vgg1d channels={args.channels} seed=0 (examples/make_conv_net.py)",
         "command": "twngen classifier.onnx " + " ".join(COMMAND) + " (cold merge cache: a fresh TWNGEN_CACHE)",
         "machine": f"{os.cpu_count()} cores, shared with other jobs (see load_average_at_start)",
-        "checkouts": {name: {"path": str(path), "commit": _git_commit(path)} for name, path in checkouts.items()},
+        "checkouts": {name: {"path": str(path), "commit": commits[name]} for name, path in checkouts.items()},
         "summary": {name: _summary(r) for name, r in runs.items()},
         "runs": runs,
     }
