@@ -139,11 +139,14 @@ class MacDenseLayer(wiring.Component):
         done = Signal(name="frame_done")
         m.d.sync += done.eq(v1 & last1)
         shadow = []
+        # -x1 once for every output (an expression would be a negator per output in the Verilog).
+        neg_x1 = Signal(signed(st.in_bits + 1), name="neg_x1")
+        m.d.comb += neg_x1.eq(-x1)
         for i in range(n_out):
             acc = Signal(signed(st.acc_bits[i]), name=f"acc{i}", reset_less=True)
             w = row[i]
             if st.ternary:
-                term: Value = Mux(w.any(), Mux(w[-1], -x1, x1), 0)
+                term: Value = Mux(w.any(), Mux(w[-1], neg_x1, x1), 0)
             else:
                 term = w * x1
             with m.If(v1):
@@ -254,12 +257,15 @@ class LanedMacDenseLayer(wiring.Component):
         done = Signal(name="frame_done")
         m.d.sync += done.eq(v1 & last1)
         shadow = []
+        # Each lane's -x once for every output (see MacDenseLayer).
+        neg_x1 = [Signal(signed(st.in_bits + 1), name=f"neg_x1_{lane}") for lane in range(lanes)]
+        m.d.comb += [neg.eq(-x1[lane]) for lane, neg in enumerate(neg_x1)]
         for i in range(n_out):
             acc = Signal(signed(st.acc_bits[i]), name=f"acc{i}", reset_less=True)
             terms: list[Value] = []
             for lane in range(lanes):
                 w, x = row[lane][i], x1[lane]
-                terms.append(Mux(w.any(), Mux(w[-1], -x, x), 0) if st.ternary else w * x)
+                terms.append(Mux(w.any(), Mux(w[-1], neg_x1[lane], x), 0) if st.ternary else w * x)
             while len(terms) > 1:  # a balanced adder tree
                 terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
             with m.If(v1):

@@ -107,7 +107,10 @@ def _serial_sum(m: Module, operands: list[tuple[Value, bool]], first: Value, nam
         # Bit-serial, three operands: the sum bit and the two carry bits are each one
         # 6-input function (three bits, the carry, the strobe), looked up in a constant:
         # three LUTs, where an adder expression makes synthesis build a carry chain.
-        index = Cat(*digits, carry_in[0], carry_in[1])
+        # Named once: the three tables read the same index (an expression would be
+        # lowered, and written to the Verilog, once per table).
+        index = Signal(5, name=f"{name}_index")
+        m.d.comb += index.eq(Cat(*digits, carry_in[:2]))
         sums = [sum((k >> b) & 1 for b in range(3)) + (k >> 3 & 1) + 2 * (k >> 4 & 1) for k in range(32)]
         tables = [sum(((t >> bit) & 1) << k for k, t in enumerate(sums)) for bit in range(3)]
         out = [constant_bit(table, index) for table in tables]
@@ -128,7 +131,9 @@ def _serial_sum(m: Module, operands: list[tuple[Value, bool]], first: Value, nam
         total = carry_in
         for digit in digits:
             total = digit + total
-    m.d.sync += [s.eq(total[:d]), carry.eq(total[d:])]
+    # One assignment: the sum is built once (two slices of one expression would each lower
+    # to their own adder in the netlist and in the Verilog, doubled for synthesis to merge).
+    m.d.sync += Cat(s, carry).eq(total)
     return s
 
 

@@ -844,7 +844,10 @@ class Network:
             "opset": self.opset,
             "layers": [layer_json(layer) for layer in self.layers],
         }
-        return json.dumps(doc, indent=1, sort_keys=True)
+        # Compact: the file is for twngen to read back, and indenting a large network's weights
+        # and graphs made it several times larger (18.7 MB for the classifier, of which most was
+        # whitespace) and slow to write (json's C encoder does not indent).
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
     @staticmethod
     def from_json(text: str) -> Network:
