@@ -518,8 +518,11 @@ def lane_designs_2d(tmp_path_factory):
     return designs
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("lanes", [2, 4])
+@pytest.mark.parametrize(
+    ("lanes", "simulator"),
+    # Icarus takes about a minute a frame on the 2-D lane designs: four lanes on it in `make bench`.
+    [(2, "icarus"), pytest.param(4, "icarus", marks=pytest.mark.bench), (2, "verilator"), (4, "verilator")],
+)
 def test_2d_lanes_match_golden_and_the_reported_timing(lane_designs_2d, lanes, simulator):
     """Two and four pixels a cycle on both simulators, with input gaps and output stalls: bit-exact,
     and the measured II (64 / lanes) and latency are the report's."""
@@ -542,7 +545,7 @@ def test_an_overlapping_pool_over_four_lanes_matches_golden_and_the_timing(lane_
     assert r.measured_latency_cycles == r.expected_latency_cycles
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("simulator", [pytest.param("icarus", marks=pytest.mark.bench), "verilator"])
 def test_a_network_ending_in_lanes_gives_its_frame_unfolded(lane_designs_2d, simulator):
     """The last convolution still takes two pixels a cycle: the collector writes each value where
     the unfolded frame has it (the golden model of the unfolded network, bit-exact)."""

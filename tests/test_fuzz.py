@@ -145,6 +145,8 @@ def test_seeded_networks_rtl_is_lint_clean(tmp_path, seed, rate):
 #: designs, small ones: a 3x3 pool of stride 2 over two lanes (38), four lanes halved by a pool
 #: into a dense layer reading two (3). (seed, vectors).
 LANE_RTL_SEEDS = {"verilator": ((6, 20), (10, 20), (0, 20), (186, 20)), "icarus": ((38, 4), (3, 4))}
+#: Of those, left to `make bench` (pytest -m bench) to keep `make test` under ten minutes.
+LANE_RTL_BENCH = {("verilator", 10), ("verilator", 186), ("icarus", 3)}
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -185,8 +187,13 @@ def test_drawn_lane_networks_fold_exactly(tmp_path_factory, spec):
 
 
 @pytest.mark.parametrize(
-    "simulator, seed, vectors", [(sim, seed, n) for sim, cases in LANE_RTL_SEEDS.items() for seed, n in cases]
-)  # fmt: skip
+    "simulator, seed, vectors",
+    [
+        pytest.param(sim, seed, n, marks=pytest.mark.bench if (sim, seed) in LANE_RTL_BENCH else ())
+        for sim, cases in LANE_RTL_SEEDS.items()
+        for seed, n in cases
+    ],
+)
 def test_seeded_lane_networks_rtl_matches_golden(tmp_path, simulator, seed, vectors):
     """2-D networks at 2 or 4 pixels a cycle: bit-exact under stalls, linted."""
     spec = network_from_seed(seed, "lanes2d")

@@ -41,7 +41,7 @@ def test_regrouped_graph_computes_the_same_matrix(w, merged):
 def _registered_bits(graph: AdderGraph, lo: int, hi: int, in_bits: int) -> int:
     from types import SimpleNamespace
 
-    plan = LayerPlan(SimpleNamespace(adder_graph=graph, digit_bits=0, word_bits=0), lo, hi, in_bits)  # type: ignore[arg-type]
+    plan = LayerPlan(SimpleNamespace(adder_graph=graph, digit_bits=0, word_bits=0, wrap_bits=0), lo, hi, in_bits)  # type: ignore[arg-type]
     bits = plan.value_bits
     nodes = sum(bits[graph.n_inputs :])
     return nodes + sum(bits[v] * length for v, length in plan.delays.items())

@@ -103,10 +103,17 @@ def test_a_build_writes_only_outdir_and_the_cache(tmp_path):
     assert sorted(p.name for p in dirs["models"].iterdir()) == ["m.onnx"]
 
 
+def _default_sigint() -> None:
+    # A suite started in the background of a non-interactive shell (`make test &`) runs with
+    # SIGINT ignored, and a child inherits that: give the build the Ctrl-C a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _build_cli(model: Path, out: Path, dirs: dict[str, Path], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hwgen.cli", str(model), "--board", "zcu111", "-o", str(out)],
         cwd=dirs["cwd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
 
 
