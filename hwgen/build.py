@@ -387,7 +387,11 @@ def build(
         estimate = estimate_parts(plan)
     with progress.stage("accuracy check against onnxruntime"):
         accuracy = accuracy_check(model, network, calib, budget)
-    wraps = word_wraps(network, quantize_input(network, accuracy_batch(network, calib)[0]))
+    wraps = (
+        word_wraps(network, quantize_input(network, accuracy_batch(network, calib)[0]))
+        if network.wrapping_layers
+        else None
+    )
     warnings = accuracy_warnings(accuracy, precision, calib is not None, wraps)
     report = make_report(
         model=model,

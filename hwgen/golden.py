@@ -99,7 +99,7 @@ def word_wraps(network: Network, q: np.ndarray) -> dict[str, object] | None:
     One pass through the layers: the exact network's activations are carried only for the
     samples where they have come to differ from the wrapped network's.
     """
-    if not any(layer.wrap_bits for layer in network.linear_layers):
+    if not network.wrapping_layers:
         return None
     _check_ready(network)
     q = np.asarray(q, dtype=np.int64)
@@ -109,25 +109,23 @@ def word_wraps(network: Network, q: np.ndarray) -> dict[str, object] | None:
     layers = []
     for layer in network.layers:
         if not isinstance(layer, LinearLayer):
-            x_exact = layer.integer_forward(x_exact) if len(apart) else x_exact
             x = layer.integer_forward(x)
-            x_exact = x_exact if len(apart) else x[:0]
+            x_exact = layer.integer_forward(x_exact) if len(apart) else x[:0]
         else:
-            assert layer.requant is not None
             if layer.wrap_bits:
                 acc = layer.accumulate(x)
                 word = wrap_signed(acc, layer.wrap_bits)
                 wrapped = (acc != word).reshape(len(q), -1).any(axis=1)
                 layers.append({"name": layer.name, "word_bits": layer.wrap_bits, "samples_wrapped": int(wrapped.sum())})
-                y = layer._channels_first(layer.requant.apply(word))
+                y = layer.requantize(word)
                 # Samples that wrap here and agreed so far: their exact outputs, from the same input.
                 fresh = np.setdiff1d(np.flatnonzero(wrapped), apart)
-                exact_fresh = layer._channels_first(layer.requant.apply(acc[fresh]))
+                exact_fresh = layer.requantize(acc[fresh])
             else:
                 y = layer.integer_forward(x)
                 fresh = np.zeros(0, dtype=np.int64)
                 exact_fresh = y[:0]
-            exact_apart = _exact_forward(layer, x_exact) if len(apart) else y[:0]
+            exact_apart = layer.requantize(layer.accumulate(x_exact)) if len(apart) else y[:0]
             x = y
             order = np.argsort(np.concatenate([apart, fresh]), kind="stable")
             apart = np.concatenate([apart, fresh])[order]
@@ -149,12 +147,6 @@ def word_wraps(network: Network, q: np.ndarray) -> dict[str, object] | None:
         changed = got != ref if network.argmax_output else np.argmax(got, axis=1) != np.argmax(ref, axis=1)
         out["samples_top1_changed"] = int(np.asarray(changed).reshape(len(q), -1).any(axis=1).sum())
     return out
-
-
-def _exact_forward(layer: LinearLayer, x: np.ndarray) -> np.ndarray:
-    """``layer`` with exact words on activations x."""
-    assert layer.requant is not None
-    return layer._channels_first(layer.requant.apply(layer.accumulate(x)))
 
 
 def _emitted(network: Network, out: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hwgen.ir import FixedFormat, LinearLayer, Quantizer, Requant, ThresholdRequant
-from hwgen.passes.quantize import _accumulator_ranges, graph_quantizer_requant
+from hwgen.passes.quantize import accumulator_ranges, graph_quantizer_requant
 
 
 def _layer(seed, bits, signed, rounding, relu, negative, step):
@@ -19,7 +19,7 @@ def _layer(seed, bits, signed, rounding, relu, negative, step):
 
 
 def _every_accumulator(layer, fmt):
-    lo, hi = _accumulator_ranges(layer, fmt)
+    lo, hi = accumulator_ranges(layer, fmt)
     width = int((hi - lo).max()) + 1
     acc = lo[None, :] + np.arange(width)[:, None]
     return np.minimum(acc, hi[None, :])  # each channel's whole range, padded with its top

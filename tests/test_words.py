@@ -53,10 +53,10 @@ def test_a_width_wraps_only_the_layers_whose_worst_case_is_wider(tmp_path):
     exact = built_network(path)
     fmt = exact.input_format
     widths = []
-    lo, hi = fmt.lo, fmt.hi
+    layer_fmt = fmt
     for layer in exact.linear_layers:
-        widths.append(exact_word_bits(layer, lo, hi))
-        lo, hi = (0 if layer.requant.relu else layer.requant.out.lo), layer.requant.out.hi
+        widths.append(exact_word_bits(layer, layer_fmt))
+        layer_fmt = layer.requant.out
     bits = sorted(widths)[1]  # narrower than some layers' worst case, not all
     net = built_network(path, words=bits)
     assert [la.wrap_bits for la in net.linear_layers] == [bits if w > bits else 0 for w in widths]

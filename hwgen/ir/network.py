@@ -429,9 +429,14 @@ class LinearLayer:
         acc = self.accumulate(q)
         return wrap_signed(acc, self.wrap_bits) if self.wrap_bits else acc
 
-    def integer_forward(self, q: np.ndarray) -> np.ndarray:
+    def requantize(self, acc: np.ndarray) -> np.ndarray:
+        """Output codes [batch, *out_shape] of accumulators ``acc`` (channels last, as
+        :meth:`accumulate` gives them)."""
         assert self.requant is not None
-        return self._channels_first(self.requant.apply(self.word_accumulate(q)))
+        return self._channels_first(self.requant.apply(acc))
+
+    def integer_forward(self, q: np.ndarray) -> np.ndarray:
+        return self.requantize(self.word_accumulate(q))
 
 
 #: Kept for readers of the first IR version: dense layers are LinearLayers.
@@ -706,6 +711,11 @@ class Network:
     @property
     def linear_layers(self) -> tuple[LinearLayer, ...]:
         return tuple(layer for layer in self.layers if isinstance(layer, LinearLayer))
+
+    @property
+    def wrapping_layers(self) -> tuple[LinearLayer, ...]:
+        """The linear layers whose accumulators wrap (a word width, ``--words``)."""
+        return tuple(layer for layer in self.linear_layers if layer.wrap_bits)
 
     @property
     def has_conv(self) -> bool:

@@ -36,6 +36,7 @@ __all__ = [
     "RANGE_METHODS",
     "SYNTHETIC_SAMPLES",
     "QuantizeActivations",
+    "accumulator_ranges",
     "frac_bits_for",
     "synthetic_batch",
 ]
@@ -119,7 +120,7 @@ def _requant(layer: LinearLayer, in_res: float, out: FixedFormat) -> Requant:
     return Requant(tuple(mults), tuple(offsets), tuple(shifts), out, layer.relu)
 
 
-def _accumulator_ranges(layer: LinearLayer, fmt: FixedFormat) -> tuple[np.ndarray, np.ndarray]:
+def accumulator_ranges(layer: LinearLayer, fmt: FixedFormat) -> tuple[np.ndarray, np.ndarray]:
     """Integer bounds of every output channel's accumulator for inputs coded in ``fmt``."""
     lo, hi = min(fmt.lo, 0), max(fmt.hi, 0)  # zero padding lies in the range
     w = layer.weights
@@ -161,7 +162,7 @@ def graph_quantizer_requant(layer: LinearLayer, fmt: FixedFormat, form: str = "a
     """
     q = layer.quantizer
     assert q is not None
-    acc_lo, acc_hi = _accumulator_ranges(layer, fmt)
+    acc_lo, acc_hi = accumulator_ranges(layer, fmt)
     stride, _ = _levels(q)
     ladders = channel_ladders(layer, fmt, acc_lo, acc_hi, stride)
     code_lo = min(ladder.first for ladder in ladders)

@@ -36,8 +36,9 @@ from typing import ClassVar
 import numpy as np
 
 from hwgen.errors import TwnError
-from hwgen.ir import Layer, LinearLayer, Network
+from hwgen.ir import FixedFormat, Layer, LinearLayer, Network
 from hwgen.ir.widths import signed_bits_for_range
+from hwgen.passes.quantize import accumulator_ranges
 
 __all__ = ["MIN_WORD_BITS", "WORD_MODES", "ChooseWordWidths", "exact_word_bits", "parse_words"]
 
@@ -59,23 +60,11 @@ def parse_words(text: str | int) -> str | int:
     return str(text)
 
 
-def exact_word_bits(layer: LinearLayer, lo: int, hi: int) -> int:
-    """Width of the layer's widest accumulator when every input code lies in [lo, hi]
-    (a convolution's zero padding included): the word that never wraps."""
-    if layer.is_conv:
-        lo, hi = min(lo, 0), max(hi, 0)
-    w = layer.weights
-    pos = np.where(w > 0, w, 0).sum(axis=1).astype(object)
-    neg = np.where(w < 0, w, 0).sum(axis=1).astype(object)
-    acc_lo = min((int(v) for v in pos * lo + neg * hi), default=0)
-    acc_hi = max((int(v) for v in pos * hi + neg * lo), default=0)
-    return signed_bits_for_range(min(acc_lo, 0), max(acc_hi, 0))
-
-
-def _codes(layer: LinearLayer) -> tuple[int, int]:
-    assert layer.requant is not None
-    out = layer.requant.out
-    return (0 if layer.requant.relu else out.lo), out.hi
+def exact_word_bits(layer: LinearLayer, fmt: FixedFormat) -> int:
+    """Width of the layer's widest accumulator for inputs coded in ``fmt`` (a convolution's zero
+    padding included): the word that never wraps."""
+    lo, hi = accumulator_ranges(layer, fmt)
+    return signed_bits_for_range(min(int(lo.min(initial=0)), 0), max(int(hi.max(initial=0)), 0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,11 +96,10 @@ class ChooseWordWidths:
             if self.batch is None or len(self.batch) == 0:
                 raise ValueError("calibrated words need a batch of inputs")
             q = network.fold_input(network.quantize_input(self.batch))
-        lo, hi = fmt.lo, fmt.hi
         layers: list[Layer] = []
         for layer in network.layers:
             if isinstance(layer, LinearLayer):
-                exact = exact_word_bits(layer, lo, hi)
+                exact = exact_word_bits(layer, fmt)
                 if isinstance(words, int):
                     bits = words
                 else:
@@ -124,7 +112,8 @@ class ChooseWordWidths:
                     )
                     bits = max(bits, MIN_WORD_BITS)
                 layer = replace(layer, wrap_bits=bits if bits < exact else 0)
-                lo, hi = _codes(layer)
+                assert layer.requant is not None
+                fmt = layer.requant.out
             layers.append(layer)
             if q is not None:
                 q = layer.integer_forward(q)
