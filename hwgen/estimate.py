@@ -381,32 +381,35 @@ def mac_cost(stage: MacStage) -> Resources:
 def mac_parts(stage: MacStage) -> Parts:
     """A weights-in-memory dense layer: accumulators, shadow bank, output multiplexer,
     one shared requantiser, the weight memory in BRAM36 (72 bits wide at depth 512).
-    With lanes (:func:`_laned_mac_parts`): an adder tree per accumulator, a requantiser per
-    output lane."""
-    if stage.lanes > 1 or stage.out_lanes > 1:
-        return _laned_mac_parts(stage)
-    n_in, n_out = stage.layer.in_features, stage.layer.out_features
-    acc = sum(stage.acc_bits)
+    With lanes (:func:`_laned_accumulators`): an adder tree per accumulator, a requantiser per
+    output lane, each with its own ``n_out / out_lanes``:1 multiplexer; the weight memory
+    ``lanes`` columns wide and ``in_features / lanes`` deep."""
+    laned = stage.lanes > 1 or stage.out_lanes > 1
     widest = max(stage.acc_bits)
-    # An accumulator bit: the add/subtract/hold of a ternary weight is one LUT on the carry chain;
-    # wider weights need a multiplier per output: weight x input in DSP48E2s (one up to 18 x 27
-    # bits). FFs: accumulators and shadow bank.
-    accumulators = Resources(
+    one = _mac_requantiser(stage, stage.out_beats)
+    return {
+        "accumulators": _laned_accumulators(stage) if laned else _accumulators(stage),
+        "weight_memory": _weight_memory(stage.lanes * stage.layer.out_features * stage.weight_bits, stage.in_beats),
+        # n_out:1 multiplexers, 4 inputs per LUT6 (plus F7/F8).
+        "output_select": Resources(lut=stage.out_lanes * widest * math.ceil(stage.out_beats / 4)),
+        "requantiser": Resources(
+            lut=stage.out_lanes * one.lut, ff=stage.out_lanes * one.ff, dsp=stage.out_lanes * one.dsp
+        ),
+        "control": Resources(lut=24, ff=24),
+    }
+
+
+def _accumulators(stage: MacStage) -> Resources:
+    """One element a cycle: the add/subtract/hold of a ternary weight is one LUT per
+    accumulator bit on the carry chain; wider weights need a multiplier per output: weight x
+    input in DSP48E2s (one up to 18 x 27 bits). FFs: accumulators and shadow bank."""
+    acc = sum(stage.acc_bits)
+    n_out = stage.layer.out_features
+    return Resources(
         lut=acc + (0 if stage.ternary else n_out * stage.weight_bits),
         ff=2 * acc,
         dsp=0 if stage.ternary else n_out * dsp_count(stage.in_bits, stage.weight_bits),
     )
-    # n_out:1 multiplexer, 4 inputs per LUT6 (plus F7/F8).
-    select = Resources(lut=widest * math.ceil(n_out / 4))
-    requant = _mac_requantiser(stage, n_out)
-    memory = _weight_memory(n_out * stage.weight_bits, n_in)
-    return {
-        "accumulators": accumulators,
-        "weight_memory": memory,
-        "output_select": select,
-        "requantiser": requant,
-        "control": Resources(lut=24, ff=24),
-    }
 
 
 #: LUTs per bit of a laned MAC layer's adder trees, fitted to Yosys (``bench/laned_mac.py``,
@@ -431,22 +434,19 @@ def _weight_memory(width: int, depth: int) -> Resources:
     return Resources(bram=math.ceil(width / 72) * math.ceil(depth / 512))
 
 
-def _laned_mac_parts(stage: MacStage) -> Parts:
-    """:func:`mac_parts` for ``lanes`` elements a cycle in and ``out_lanes`` out.
+def _laned_accumulators(stage: MacStage) -> Resources:
+    """The accumulators of a MAC taking ``lanes`` elements a cycle (:func:`mac_parts`).
 
     Each accumulator adds a balanced tree of ``lanes`` terms, each level's
     adders a bit wider than the last, at :data:`LANE_TREE_LUT_PER_BIT` LUTs
     per adder bit (the signed selects and negations of ternary weights
     included), and the accumulator's own adder a LUT per bit as with one
     lane; wider weights, ``lanes`` multipliers (DSPs) per output and the
-    tree's adders at the products' width. The weight memory is ``lanes`` columns wide and
-    ``in_features / lanes`` deep; each output lane has its own ``n_out /
-    out_lanes``:1 multiplexer and requantiser.
+    tree's adders at the products' width.
     """
-    lanes, out_lanes = stage.lanes, stage.out_lanes
+    lanes = stage.lanes
     n_out = stage.layer.out_features
     acc = sum(stage.acc_bits)
-    widest = max(stage.acc_bits)
     term_bits = stage.in_bits + 1 if stage.ternary else stage.in_bits + stage.weight_bits
     adder_bits = 0  # bits of one output's tree adders
     width, count = term_bits, lanes
@@ -454,22 +454,11 @@ def _laned_mac_parts(stage: MacStage) -> Parts:
         adder_bits += (count // 2) * width
         count, width = count - count // 2, width + 1
     tree = math.ceil(LANE_TREE_LUT_PER_BIT * adder_bits)
-    accumulators = Resources(
+    return Resources(
         lut=acc + n_out * tree,
         ff=2 * acc + lanes * stage.in_bits,
         dsp=0 if stage.ternary else n_out * lanes * dsp_count(stage.in_bits, stage.weight_bits),
     )
-    select = Resources(lut=out_lanes * widest * math.ceil(stage.out_beats / 4))
-    one = _mac_requantiser(stage, stage.out_beats)
-    requant = Resources(lut=out_lanes * one.lut, ff=out_lanes * one.ff, dsp=out_lanes * one.dsp)
-    memory = _weight_memory(lanes * n_out * stage.weight_bits, stage.in_beats)
-    return {
-        "accumulators": accumulators,
-        "weight_memory": memory,
-        "output_select": select,
-        "requantiser": requant,
-        "control": Resources(lut=24, ff=24),
-    }
 
 
 def mac_cost_for(layer: LinearLayer, lo: int, hi: int, bits: int, lanes: int = 1, out_lanes: int = 1) -> Resources:

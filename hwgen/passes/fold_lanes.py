@@ -174,6 +174,22 @@ def _fold_dense(layer: LinearLayer, stream: tuple[int, ...], lanes: int) -> Line
     return replace(layer, weights=layer.weights[:, order], adder_graph=None, fold_lanes=(lanes, 1))
 
 
+def _output_lanes(
+    layer: LinearLayer | PoolLayer, lanes: int, stride: int, where: str, what: str, hint: str = ""
+) -> tuple[int, int]:
+    """(lanes out, output width) of a layer taking ``lanes`` positions a beat at row ``stride``;
+    refused, naming the layer, when its output width does not divide into those lanes."""
+    out_lanes = lanes // stride
+    out_width = layer.out_shape[-1]
+    if out_width % out_lanes:
+        raise TwnError(
+            f"{where}: its output width {out_width} does not divide into {out_lanes} lanes (its input's "
+            f"{lanes} positions per cycle over the stride {stride}); twngen folds {what} whose output width "
+            f"is a multiple of the lanes it gives{hint}, or use a lower input rate"
+        )
+    return out_lanes, out_width
+
+
 def _fold_conv(layer: LinearLayer, lanes: int, where: str) -> LinearLayer:
     """``layer`` on the folded layout of ``lanes`` positions per beat."""
     nd = len(layer.kernel)
@@ -186,14 +202,7 @@ def _fold_conv(layer: LinearLayer, lanes: int, where: str) -> LinearLayer:
             f"folds convolutions whose stride divides the lanes (here {', '.join(map(str, _divisors(lanes)))})"
         )
     c = layer.in_shape[0]
-    out_lanes = lanes // s
-    out_width = layer.out_shape[-1]
-    if out_width % out_lanes:
-        raise TwnError(
-            f"{where}: its output width {out_width} does not divide into {out_lanes} lanes (its input's "
-            f"{lanes} positions per cycle over the stride {s}); twngen folds a convolution whose output width "
-            f"is a multiple of the lanes it gives, e.g. 'same' padding, or use a lower input rate"
-        )
+    out_lanes, out_width = _output_lanes(layer, lanes, s, where, "a convolution", ", e.g. 'same' padding")
     kernel_rows = int(np.prod(rows_k)) if rows_k else 1
     weights, k2, fold_begin = fold_conv_weights(layer.weights, c, k, s, pad_begin, lanes, kernel_rows)
     in_width = layer.in_shape[-1] // lanes
@@ -236,14 +245,7 @@ def _fold_pool(layer: PoolLayer, lanes: int, where: str) -> list[PoolLayer]:
             f"(this one has kernel {list(layer.kernel)}, stride {list(layer.stride)}, pads {list(layer.pads)}); "
             "use an input rate whose lanes the stride divides, or at most one position per cycle"
         )
-    out_lanes = lanes // s
-    out_width = layer.out_shape[-1]
-    if out_width % out_lanes:
-        raise TwnError(
-            f"{where}: its output width {out_width} does not divide into {out_lanes} lanes (its input's {lanes} "
-            f"positions per cycle over the stride {s}); twngen folds a pool whose output width is a multiple of "
-            "the lanes it gives, or use a lower input rate"
-        )
+    out_lanes, out_width = _output_lanes(layer, lanes, s, where, "a pool")
     taps = lane_taps(k, s, pad_begin, lanes)
     in_width = layer.in_shape[-1] // lanes
     fold_end = out_width // out_lanes - 1 + taps.kernel - in_width - taps.pad_begin
