@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def add_classifier_arguments(ap: argparse.ArgumentParser, calibrate: int = 256) -> None:
@@ -23,3 +26,9 @@ def replace_between(doc: Path, begin: str, end: str, body: str) -> None:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     doc.write_text(f"{head}{begin}{body}{end}{tail}")
+
+
+def git_commit() -> str | None:
+    """The checkout's short commit (None outside git), recorded beside a bench's results."""
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    return proc.stdout.strip() or None

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import add_classifier_arguments  # noqa: E402
+from _common import add_classifier_arguments, git_commit  # noqa: E402
 
 
 def _estimate(model: Path, calib: Path, precision: str, rate: float) -> dict[str, object]:
@@ -97,9 +97,8 @@ def main() -> None:
             others[precision] = r
 
     choice = report["precision_choice"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     result = {
-        "twngen_commit": commit.stdout.strip() or None,
+        "twngen_commit": git_commit(),
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
         "frames": f"examples/iq_frames.py: {args.calibrate} calibration frames (seed 1), "
         f"{args.held_out} held out (seed 2), length 1024",

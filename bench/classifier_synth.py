@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import add_classifier_arguments  # noqa: E402
+from _common import add_classifier_arguments, git_commit  # noqa: E402
 
 
 def main() -> None:
@@ -92,9 +91,8 @@ def main() -> None:
                 f"Yosys {y['lut_sites']:,} LUT sites {y['ff']:,} FF {y['dsp']} DSP; {seconds:.0f} s",  # type: ignore[index]
                 flush=True,
             )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     result_doc = {
-        "twngen_commit": commit.stdout.strip() or None,
+        "twngen_commit": git_commit(),
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
         "command": f"twngen classifier.onnx --board zcu111 --input-rate {args.rate:g} --calibrate cal.npy "
         "--synth-estimate --words WORDS",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import add_classifier_arguments, replace_between  # noqa: E402
+from _common import add_classifier_arguments, git_commit, replace_between  # noqa: E402
 
 _DOCS = REPO / "docs" / "precision.md"
 _BEGIN, _END = "<!-- bench/words.py: begin -->", "<!-- bench/words.py: end -->"
@@ -104,9 +103,8 @@ def main() -> None:
         np.save(cal, iq_frames(args.calibrate, 1024, seed=1)[0])
         np.save(held, iq_frames(args.held_out, 1024, seed=2)[0])
         points = [_point(model, cal, held, w, args.rate) for w in args.words.split(",")]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     result = {
-        "twngen_commit": commit.stdout.strip() or None,
+        "twngen_commit": git_commit(),
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
         "frames": f"examples/iq_frames.py: {args.calibrate} calibration frames (seed 1), "
         f"{args.held_out} held out (seed 2), length 1024",
