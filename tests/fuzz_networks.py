@@ -203,6 +203,37 @@ def _weight_choice(c: Chooser, final: bool) -> dict[str, Any]:
     return {"weight_kind": kind, "weight_bits": bits, "sparsity": sparsity, "per_channel": c.boolean()}
 
 
+def _conv_layer(
+    c: Chooser,
+    filters: int,
+    kernel: int,
+    stride: int,
+    pads: tuple[int, int],
+    pool: tuple[int, int],
+    bn: bool,
+    zero_rows: int = 0,
+) -> LayerSpec:
+    """A conv block of the drawn geometry; bias, batch-norm order and sign, ReLU and weights
+    drawn here (in this order: the seeds' networks depend on it)."""
+    return LayerSpec(
+        "conv",
+        out=filters,
+        kernel=kernel,
+        stride=stride,
+        pad_begin=pads[0],
+        pad_end=pads[1],
+        zero_rows=zero_rows,
+        bias=c.boolean(0.5),
+        bn=bn,
+        negative_bn=bn and c.boolean(0.3),
+        bn_after_pool=bn and pool[0] > 0 and c.boolean(0.5),
+        relu=c.boolean(0.8),
+        pool_kernel=pool[0],
+        pool_stride=pool[1],
+        **_weight_choice(c, final=False),
+    )
+
+
 def draw_network(c: Chooser, max_sim_size: bool = True) -> NetworkSpec:
     """Draw a network twngen should build; sizes small enough to simulate in seconds."""
     family = c.choice(("dense", "conv1d", "conv2d"))
@@ -254,25 +285,9 @@ def draw_network(c: Chooser, max_sim_size: bool = True) -> NetworkSpec:
                 out_size = [_out_size(n, pool_k, pool_s, 0, 0) for n in out_size]
             bn = c.boolean(0.6)
             filters = c.choice((1, 2, 3, 4, 6))
-            layers.append(
-                LayerSpec(
-                    "conv",
-                    out=filters,
-                    kernel=kernel,
-                    stride=stride,
-                    pad_begin=pad_begin,
-                    pad_end=pad_end,
-                    zero_rows=1 if filters > 1 and c.boolean(0.2) else 0,
-                    bias=c.boolean(0.5),
-                    bn=bn,
-                    negative_bn=bn and c.boolean(0.3),
-                    bn_after_pool=bn and pool_k > 0 and c.boolean(0.5),
-                    relu=c.boolean(0.8),
-                    pool_kernel=pool_k,
-                    pool_stride=pool_s,
-                    **_weight_choice(c, final=False),
-                )
-            )
+            zero_rows = 1 if filters > 1 and c.boolean(0.2) else 0
+            pads, pool = (pad_begin, pad_end), (pool_k, pool_s)
+            layers.append(_conv_layer(c, filters, kernel, stride, pads, pool, bn, zero_rows))
             size = out_size
         if c.boolean(0.4):
             out = c.choice((2, 4, 8))
@@ -365,24 +380,7 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
             left = max(1, left // pool_s)
         bn = c.boolean(0.6)
         filters = c.choice((1, 2, 3, 4))
-        layers.append(
-            LayerSpec(
-                "conv",
-                out=filters,
-                kernel=kernel,
-                stride=stride,
-                pad_begin=pad_begin,
-                pad_end=pad_end,
-                bias=c.boolean(0.5),
-                bn=bn,
-                negative_bn=bn and c.boolean(0.3),
-                bn_after_pool=bn and pool_k > 0 and c.boolean(0.5),
-                relu=c.boolean(0.8),
-                pool_kernel=pool_k,
-                pool_stride=pool_s,
-                **_weight_choice(c, final=False),
-            )
-        )
+        layers.append(_conv_layer(c, filters, kernel, stride, (pad_begin, pad_end), (pool_k, pool_s), bn))
         size = out_size
     dense_hidden, dense_final = c.boolean(0.4), c.boolean(0.7)
     # A dense layer may read a frame that still arrives in lanes, and the network may end in them.
