@@ -234,6 +234,20 @@ def _conv_layer(
     )
 
 
+def _final_dense(c: Chooser, matmul_drawn: bool) -> LayerSpec:
+    """A final dense layer without ReLU (logits), weights up to 8 bits; MatMul + Add drawn only
+    where ``matmul_drawn`` (in this order: the seeds' networks depend on it)."""
+    return LayerSpec(
+        "dense",
+        out=c.choice((1, 2, 3, 5, 10)),
+        relu=False,
+        bias=c.boolean(0.8),
+        zero_rows=1 if c.boolean(0.2) else 0,
+        matmul=matmul_drawn and c.boolean(0.3),
+        **_weight_choice(c, final=True),
+    )
+
+
 def draw_network(c: Chooser, max_sim_size: bool = True) -> NetworkSpec:
     """Draw a network twngen should build; sizes small enough to simulate in seconds."""
     family = c.choice(("dense", "conv1d", "conv2d"))
@@ -294,18 +308,7 @@ def draw_network(c: Chooser, max_sim_size: bool = True) -> NetworkSpec:
             layers.append(LayerSpec("dense", out=out, bn=c.boolean(0.5), **_weight_choice(c, final=False)))
         rate = c.choice((1.0, 1.0, 0.5, 0.25))
     if family == "dense" or c.boolean(0.7):
-        # A final dense layer without ReLU (logits), weights up to 8 bits.
-        layers.append(
-            LayerSpec(
-                "dense",
-                out=c.choice((1, 2, 3, 5, 10)),
-                relu=False,
-                bias=c.boolean(0.8),
-                zero_rows=1 if c.boolean(0.2) else 0,
-                matmul=family == "dense" and c.boolean(0.3),
-                **_weight_choice(c, final=True),
-            )
-        )
+        layers.append(_final_dense(c, matmul_drawn=family == "dense"))
     return NetworkSpec(in_shape, tuple(layers), weight_seed=c.integer(0, 2**31 - 1), input_rate=rate)
 
 
@@ -395,16 +398,7 @@ def draw_lane_network(c: Chooser) -> NetworkSpec:
     if dense_hidden:
         layers.append(LayerSpec("dense", out=c.choice((2, 4, 8)), bn=c.boolean(0.5), **_weight_choice(c, final=False)))
     if dense_final:
-        layers.append(
-            LayerSpec(
-                "dense",
-                out=c.choice((1, 2, 3, 5, 10)),
-                relu=False,
-                bias=c.boolean(0.8),
-                zero_rows=1 if c.boolean(0.2) else 0,
-                **_weight_choice(c, final=True),
-            )
-        )
+        layers.append(_final_dense(c, matmul_drawn=False))
     return NetworkSpec(in_shape, tuple(layers), weight_seed=c.integer(0, 2**31 - 1), input_rate=float(lanes))
 
 
