@@ -119,3 +119,44 @@ def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch)
     assert syn["dsp"] == flat.dsp
     assert abs(syn["ff"] - flat.ff) <= 0.02 * flat.ff
     assert abs(syn["lut_sites"] - flat.lut_total) <= 0.05 * flat.lut_total
+
+
+def _ternary_mac_stage(n_out: int, n_in: int = 32, bits: int = 12, seed: int = 4):
+    """A ternary MAC stage of ``n_out`` outputs (the first ``n_out`` rows of one weight draw)."""
+    from hwgen.ir import FixedFormat, LinearLayer, Requant
+    from hwgen.plan.frames import MacStage
+
+    rng = np.random.default_rng(seed)
+    w = rng.choice([-1, 0, 1], size=(64, n_in), p=[0.3, 0.4, 0.3])[:n_out]
+    rq = Requant(
+        tuple(int(v) for v in rng.integers(1 << 10, 1 << 12, n_out)),
+        tuple(int(v) for v in rng.integers(-(1 << 12), 1 << 12, n_out)),
+        (14,) * n_out,
+        FixedFormat(8, 0, 0, 127),
+        True,
+    )
+    layer = LinearLayer("fc", "Gemm", w, np.ones(n_out), np.zeros(n_out), True, "ternary", ("fc",), requant=rq)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return MacStage(layer, lo, hi, bits, tuple(range(n_in)), n_in)
+
+
+@needs_yosys
+def test_mac_accumulators_take_one_lut_per_bit(tmp_path):
+    """Each accumulator bit of a ternary MAC is one LUT beside the carry chain: the weight's select
+    (add, subtract or nothing) folds into the sum's LUT and the frame restart is the flip-flops'
+    synchronous reset. Measured as the LUTs that 16 more outputs add: their accumulators, plus
+    their weight bits, requantiser constants and a wider output select (about 0.8 LUT per
+    accumulator bit here). A multiplexer in front of the adder (``(first ? 0 : acc) + term``)
+    costs two LUTs per bit: 2.55 LUTs per accumulator bit in all, which fails this."""
+    from hwgen.backend.mac import MacDenseLayer
+
+    luts = {}
+    for n_out in (16, 32):
+        stage = _ternary_mac_stage(n_out)
+        path = tmp_path / f"mac{n_out}.v"
+        path.write_text(verilog.convert(MacDenseLayer(stage), name="mac", emit_src=False))
+        luts[n_out] = synthesize(path, "mac").lut
+        bits = sum(stage.acc_bits[16:]) if n_out == 32 else None
+    assert bits is not None
+    extra = luts[32] - luts[16]
+    assert bits <= extra <= 2.1 * bits, (luts, bits)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Module, Mux, ResetSignal, Shape, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwgen.backend.rom import constant_table
-from hwgen.backend.serial import mux_tree, padded_select
+from hwgen.backend.serial import mux_tree
 from hwgen.plan.frames import MAC_LATENCY, MacStage, SerializeStage
 
 __all__ = ["LanedMacDenseLayer", "MacDenseLayer", "Serializer", "mac_layer"]
@@ -25,6 +25,34 @@ def _output_counter(m: Module, done: Value, n: int) -> tuple[Signal, Signal]:
         with m.If(index == n - 1):
             m.d.sync += busy.eq(0)
     return index, busy
+
+
+def _accumulate(
+    m: Module, acc: Signal, term: Value, valid: Value, done: Value, restart: Value, name: str, *, negated: bool = False
+) -> Signal:
+    """``acc`` adds ``term`` each ``valid`` cycle; in the ``done`` one (the frame's last element)
+    the sum goes to the returned shadow register instead, and ``acc`` starts again from 0 when
+    ``restart`` (``done`` or reset).
+
+    The restart is a synchronous reset of the accumulator's flip-flops (free on FPGA flip-flops),
+    not a multiplexer in front of the adder: ``(first ? 0 : acc) + term`` leaves the carry chain
+    no plain register bit for its generate input and costs two LUTs per bit, where ``acc + term``
+    with the term's select folded into the sum's LUT costs one. That needs the accumulator, not
+    the term, on the carry chain's generate input, which Yosys chooses freely between the operands
+    of an addition; ``negated`` terms are subtracted (``acc - term``), whose minuend it keeps
+    there. The reset is part of ``restart`` so that a 4-state simulator starts the accumulator
+    from 0, not X.
+    """
+    total = Signal(acc.shape(), name=f"{name}_sum")
+    m.d.comb += total.eq(acc - term if negated else acc + term)
+    shadow = Signal(acc.shape(), name=f"{name}_shadow", reset_less=True)
+    with m.If(restart):
+        m.d.sync += acc.eq(0)
+    with m.Elif(valid):
+        m.d.sync += acc.eq(total)
+    with m.If(done):
+        m.d.sync += shadow.eq(total)
+    return shadow
 
 
 class Serializer(wiring.Component):
@@ -54,7 +82,7 @@ class Serializer(wiring.Component):
         m = Module()
         n = self._stage.per_beat
         bank, index, busy = self._beats(m, n)
-        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(padded_select([bank[k] for k in range(n)], index))]
+        m.d.comb += [self.o_valid.eq(busy), self.o_data.eq(mux_tree([bank[k] for k in range(n)], index))]
         return m
 
     def _beats(self, m: Module, n: int) -> tuple[Signal, Signal, Signal]:
@@ -126,35 +154,35 @@ class MacDenseLayer(wiring.Component):
         m.submodules.weights = mem = Memory(shape=wb * n_out, depth=n_in, init=rows)
         rd = mem.read_port()
 
-        # Cycle t: element arrives, its row is read. t+1: accumulate. t+2: shadow.
+        # Cycle t: element arrives, its row is read. t+1: accumulate (the last one into the shadow).
         addr = Signal(range(max(n_in, 2)), name="element_index")
         with m.If(self.i_valid):
             m.d.sync += addr.eq(Mux(addr == n_in - 1, 0, addr + 1))
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         x1 = Signal(signed(st.in_bits), name="x1", reset_less=True)
-        v1, first1, last1 = Signal(name="v1"), Signal(name="first1"), Signal(name="last1")
-        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), first1.eq(~addr.any()), last1.eq(addr == n_in - 1)]
+        v1, last1 = Signal(name="v1"), Signal(name="last1")
+        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), last1.eq(addr == n_in - 1)]
         row = data.View(data.ArrayLayout(signed(wb), n_out), rd.data)
 
-        done = Signal(name="frame_done")
-        m.d.sync += done.eq(v1 & last1)
+        done, restart = Signal(name="frame_done"), Signal(name="restart")
+        m.d.comb += [done.eq(v1 & last1), restart.eq(done | ResetSignal())]
         shadow = []
         # -x1 once for every output (an expression would be a negator per output in the Verilog).
-        neg_x1 = Signal(signed(st.in_bits + 1), name="neg_x1")
-        m.d.comb += neg_x1.eq(-x1)
+        # Both as wide as the accumulators: a narrower select, sign-extended into the sum, leaves
+        # Yosys a separate LUT per bit for the select instead of folding it into the sum's LUT.
+        if st.ternary:
+            word = max(max(st.acc_bits), st.in_bits + 1)
+            x1_wide, neg_x1 = Signal(signed(word), name="x1_wide"), Signal(signed(word), name="neg_x1")
+            m.d.comb += [x1_wide.eq(x1), neg_x1.eq(-x1)]
         for i in range(n_out):
             acc = Signal(signed(st.acc_bits[i]), name=f"acc{i}", reset_less=True)
             w = row[i]
             if st.ternary:
-                term: Value = Mux(w.any(), Mux(w[-1], neg_x1, x1), 0)
+                # Subtracted (see _accumulate): -w * x1.
+                term: Value = Mux(w.any(), Mux(w[-1], x1_wide, neg_x1), 0)
             else:
                 term = w * x1
-            with m.If(v1):
-                m.d.sync += acc.eq(Mux(first1, 0, acc) + term)
-            sh = Signal(signed(st.acc_bits[i]), name=f"shadow{i}", reset_less=True)
-            with m.If(done):
-                m.d.sync += sh.eq(acc)
-            shadow.append(sh)
+            shadow.append(_accumulate(m, acc, term, v1, done, restart, f"acc{i}", negated=st.ternary))
 
         # Output: one accumulator per cycle through the shared requantiser.
         rq = layer.requant
@@ -166,7 +194,7 @@ class MacDenseLayer(wiring.Component):
         shift = Signal(range(max(2, max(rq.shift) + 1)), name="shift", reset_less=True)
         v_s1 = Signal(name="v_s1")
         m.d.sync += [
-            value.eq(padded_select(shadow, index)),
+            value.eq(mux_tree(shadow, index)),
             mult.eq(constant_table(rq.multiplier, st.mult_bits, index)),
             offset.eq(constant_table(rq.offset, st.offset_bits, index)),
             shift.eq(constant_table(rq.shift, len(shift) + 1, index)),
@@ -188,7 +216,7 @@ class MacDenseLayer(wiring.Component):
         v_out = Signal(name="v_out")
         m.d.sync += [out.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))), v_out.eq(v_s2)]
         m.d.comb += [self.o_valid.eq(v_out), self.o_data.eq(out)]
-        assert MAC_LATENCY == 6  # done +1, busy +1, stage 1, 2, 3 (see MacStage)
+        assert MAC_LATENCY == 5  # input +1, out_busy +1, stage 1, 2, 3 (see MacStage)
         return m
 
 
@@ -244,18 +272,18 @@ class LanedMacDenseLayer(wiring.Component):
         m.submodules.weights = mem = Memory(shape=wb * n_out * lanes, depth=beats, init=rows)
         rd = mem.read_port()
 
-        # Cycle t: beat arrives, its row is read. t+1: accumulate. t+2: shadow.
+        # Cycle t: beat arrives, its row is read. t+1: accumulate (the last one into the shadow).
         addr = Signal(range(max(beats, 2)), name="beat_index")
         with m.If(self.i_valid):
             m.d.sync += addr.eq(Mux(addr == beats - 1, 0, addr + 1))
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         x1 = Signal.like(self.i_data, name="x1", reset_less=True)
-        v1, first1, last1 = Signal(name="v1"), Signal(name="first1"), Signal(name="last1")
-        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), first1.eq(~addr.any()), last1.eq(addr == beats - 1)]
+        v1, last1 = Signal(name="v1"), Signal(name="last1")
+        m.d.sync += [x1.eq(self.i_data), v1.eq(self.i_valid), last1.eq(addr == beats - 1)]
         row = data.View(data.ArrayLayout(data.ArrayLayout(signed(wb), n_out), lanes), rd.data)
 
-        done = Signal(name="frame_done")
-        m.d.sync += done.eq(v1 & last1)
+        done, restart = Signal(name="frame_done"), Signal(name="restart")
+        m.d.comb += [done.eq(v1 & last1), restart.eq(done | ResetSignal())]
         shadow = []
         # Each lane's -x once for every output (see MacDenseLayer).
         neg_x1 = [Signal(signed(st.in_bits + 1), name=f"neg_x1_{lane}") for lane in range(lanes)]
@@ -268,12 +296,7 @@ class LanedMacDenseLayer(wiring.Component):
                 terms.append(Mux(w.any(), Mux(w[-1], neg_x1[lane], x), 0) if st.ternary else w * x)
             while len(terms) > 1:  # a balanced adder tree
                 terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
-            with m.If(v1):
-                m.d.sync += acc.eq(Mux(first1, 0, acc) + terms[0])
-            sh = Signal(signed(st.acc_bits[i]), name=f"shadow{i}", reset_less=True)
-            with m.If(done):
-                m.d.sync += sh.eq(acc)
-            shadow.append(sh)
+            shadow.append(_accumulate(m, acc, terms[0], v1, done, restart, f"acc{i}"))
 
         # Output: out_lanes accumulators per cycle, each lane through its own requantiser.
         rq = layer.requant
@@ -310,7 +333,7 @@ class LanedMacDenseLayer(wiring.Component):
             m.d.sync += out.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
             m.d.comb += self.o_data[lane].eq(out)
         m.d.comb += self.o_valid.eq(v_out)
-        assert MAC_LATENCY == 6  # done +1, busy +1, stage 1, 2, 3 (see MacStage)
+        assert MAC_LATENCY == 5  # input +1, out_busy +1, stage 1, 2, 3 (see MacStage)
         return m
 
 

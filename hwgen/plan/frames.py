@@ -215,7 +215,7 @@ class SerializeStage:
 
 
 #: Cycles from a MAC layer's last input element to its first output element.
-MAC_LATENCY = 6
+MAC_LATENCY = 5
 #: The most elements a MAC layer takes (or gives) per cycle: beyond that its adder trees and
 #: weight memory approach a parallel layer's, which the adder graphs do better.
 MAX_MAC_LANES = 16
