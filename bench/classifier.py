@@ -9,9 +9,17 @@ fresh adder-graph cache, runs ``twngen verify`` on Verilator over 20 frames,
 and writes the measured numbers to ``bench/results/classifier.json``:
 
     python bench/classifier.py [--frames 20] [--seed 0] [--channels 64] [--precision incremental]
+                               [--rate 2] [--synth] [--docs]
 
 With ``--precision incremental`` the results go to
-``bench/results/classifier_incremental.json``.
+``bench/results/classifier_incremental.json``, at another ``--rate`` to
+``classifier_rate4.json`` (and so on). ``--synth`` builds with
+``--synth-estimate`` (Yosys, stage by stage) and records its counts beside the
+estimate; the area split by part is always recorded. ``--docs`` regenerates
+the table of that rate in ``docs/streaming.md`` ("The classifier at 4 samples
+a cycle") from the results.
+
+    python bench/classifier.py --rate 4 --frames 3 --synth --docs   # issue 17's bench
 """
 
 from __future__ import annotations
@@ -27,6 +35,51 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "bench"))
+from _common import git_commit, replace_between  # noqa: E402
+
+_DOCS = REPO / "docs" / "streaming.md"
+_BEGIN, _END = "<!-- bench/classifier.py --rate {rate}: begin -->", "<!-- bench/classifier.py --rate {rate}: end -->"
+
+
+def _table(result: dict) -> str:
+    """The run as markdown: the network's figures, then LUT / FF / DSP by part and by layer."""
+    e, v = result["estimate"], result["verilator"]
+    syn = result.get("synthesis")
+    head = [
+        f"`{result['command']}` on {result['model']}, twngen {result['twngen_commit']}:",
+        "",
+        f"- II {result['initiation_interval_cycles']:,} cycles, {result['throughput_per_s']:,.0f} frames/s, "
+        f"latency {result['latency_cycles']:,} cycles; build {result['build_seconds_cold_cache']:,.0f} s "
+        f"(cold merge cache), {result['verilog_bytes'] / 1e6:.1f} MB of Verilog; fits: {result['fits']}",
+        f"- estimate {e['lut']:,} LUT, {e['ff']:,} FF, {e['dsp']:,} DSP, {e['bram']:,} BRAM36"
+        + (
+            f"; Yosys (stage by stage) {syn['lut_sites']:,} LUT sites, {syn['ff']:,} FF, {syn['dsp']:,} DSP"
+            if syn
+            else ""
+        ),
+        f"- Verilator: {v['passed']} of {v['frames']} frames bit-exact, measured II {v['measured_ii_cycles']} and "
+        f"latency {v['measured_latency_cycles']} cycles; verify "
+        f"{v['verify_seconds_incl_compile']:,.0f} s with the compile",
+        "",
+        "| part | LUT | FF | DSP |",
+        "|---|---:|---:|---:|",
+    ]
+    parts = [
+        f"| {name.replace('_', ' ')} | {r['lut']:,} | {r['ff']:,} | {r['dsp']:,} |"
+        for name, r in result["estimate_by_part"].items()
+        if r["lut"] or r["ff"] or r["dsp"]
+    ]
+    layers = [
+        "",
+        "| layer | arithmetic | cycles / position (available) | LUT | FF | DSP |",
+        "|---|---|---|---:|---:|---:|",
+    ] + [
+        f"| {la['name']} | {la['arithmetic']} | {la['cycles_per_position']} ({la['cycles_available']}) "
+        f"| {la['lut']:,} | {la['ff']:,} | {la['dsp']:,} |"
+        for la in result["layers"]
+    ]
+    return "\n".join(head + parts + layers)
 
 
 def main() -> None:
@@ -37,10 +90,14 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=2.0)
     ap.add_argument("--precision", choices=("fixed", "incremental"), default="fixed")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--synth", action="store_true", help="build with --synth-estimate (Yosys counts)")
+    ap.add_argument("--docs", action="store_true", help="regenerate the rate's table in docs/streaming.md")
     args = ap.parse_args()
     suffix = "" if args.precision == "fixed" else f"_{args.precision}"
+    suffix += "" if args.rate == 2.0 else f"_rate{args.rate:g}"
     args.out = args.out or str(REPO / "bench" / "results" / f"classifier{suffix}.json")
     extra = [] if args.precision == "fixed" else ["--precision", args.precision]
+    extra += ["--synth-estimate"] if args.synth else []
 
     import onnx
     from make_conv_net import vgg1d
@@ -72,6 +129,7 @@ def main() -> None:
         verilog_bytes = (outdir / "rtl" / "twn_top.v").stat().st_size
 
     result = {
+        "twngen_commit": git_commit(),
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
         "command": " ".join(["twngen classifier.onnx --board zcu111 --input-rate", f"{args.rate:g}", *extra]),
         "build_seconds_cold_cache": round(build_s, 1),
@@ -83,6 +141,9 @@ def main() -> None:
         "latency_cycles": report["latency_cycles"],
         "latency_us": report["latency_us"],
         "estimate": report["resources"],
+        "estimate_by_part": report["resources_by_part"],
+        "synthesis": report.get("synthesis"),
+        "fits": report["fits"],
         "accuracy": report["accuracy"],
         "layer_act_bits": report["options"]["layer_act_bits"],
         "layers": [
@@ -107,6 +168,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    if args.docs:
+        replace_between(
+            _DOCS, _BEGIN.format(rate=f"{args.rate:g}"), _END.format(rate=f"{args.rate:g}"), f"\n\n{_table(result)}\n\n"
+        )
     ok = sim["failed"] == 0 and sim["measured_latency_cycles"] == report["latency_cycles"]
     sys.exit(0 if ok and proc.returncode == 0 else 1)
 
