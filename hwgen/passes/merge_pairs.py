@@ -936,7 +936,8 @@ def _ruin_and_recreate(sums: _Sums, limit: int, rng: np.random.Generator, size: 
     """Open up to ``size`` related shared sums back into their rows and merge those rows again.
 
     The sums opened are read by rows only, the first at random, the others
-    from the rows that read it; the rows they leave are searched again (the
+    from the rows that read it (with none to open, ``4 * size`` rows at
+    random); the rows they leave are searched again (the
     pair extraction on the columns those rows hold, with the columns' depths
     and the Kraft sums of their other terms), so the depth limit still holds.
     """
@@ -951,10 +952,8 @@ def _ruin_and_recreate(sums: _Sums, limit: int, rng: np.random.Generator, size: 
             if c >= n:
                 users.setdefault(c, []).append(r)
     top = sorted(c for c in users if c not in read_by_pair)
-    if not top:
-        return sums
     chosen: list[int] = []
-    frontier = [top[int(rng.integers(len(top)))]]
+    frontier = [top[int(rng.integers(len(top)))]] if top else []
     seen = set(frontier)
     while frontier and len(chosen) < size:
         c = frontier.pop(0)
@@ -979,6 +978,9 @@ def _ruin_and_recreate(sums: _Sums, limit: int, rng: np.random.Generator, size: 
             touched.add(r)
         pairs[c - n] = None
         opened.append((a, b, rel))
+    if not touched:
+        # Nothing shared to open (a graph of plain trees): search some rows again.
+        touched.update(rng.choice(len(rows), min(len(rows), 4 * size), replace=False).tolist())
     depth = _Sums(n, pairs, rows).depths()
     cols = sorted({c for r in touched for c in rows[r]})
     at = {c: k for k, c in enumerate(cols)}
