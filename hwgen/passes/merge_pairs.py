@@ -854,14 +854,12 @@ class _Sums:
                 continue
             reads[p[0]] += 1
             reads[p[1]] += 1
-        new = list(range(self.n))
         pairs: list[tuple[int, int, int] | None] = []
         index = {j: j for j in range(self.n)}
         for k, p in enumerate(self.pairs):
             if p is not None:
                 index[self.n + k] = self.n + len(pairs)
                 pairs.append((index[p[0]], index[p[1]], p[2]))
-        del new
         rows = [{index[c]: s for c, s in row.items()} for row in self.rows]
         return _Sums(self.n, pairs, rows)
 
@@ -872,9 +870,8 @@ class _Sums:
             assert p is not None
             a, b, rel = p
             handle.append(builder.add(handle[a], handle[b] if rel > 0 else _negated(handle[b])))
-        return builder.graph(
-            [builder.sum([handle[c] if s > 0 else _negated(handle[c]) for c, s in sorted(row.items())]) for row in self.rows]
-        )
+        outputs = [[handle[c] if s > 0 else _negated(handle[c]) for c, s in sorted(row.items())] for row in self.rows]
+        return builder.graph([builder.sum(terms) for terms in outputs])
 
 
 def _sums_of(graph: AdderGraph) -> _Sums | None:
@@ -942,7 +939,7 @@ def _ruin_and_recreate(sums: _Sums, limit: int, rng: np.random.Generator, size: 
     and the Kraft sums of their other terms), so the depth limit still holds.
     """
     n = sums.n
-    read_by_pair = set()
+    read_by_pair: set[int] = set()
     for p in sums.pairs:
         if p is not None:
             read_by_pair.update((p[0], p[1]))
@@ -1034,7 +1031,7 @@ def _remerged(graph: AdderGraph, limit: int, seed: int, rounds: int) -> AdderGra
             if trial.adders < best.adders:
                 best = trial
     result = best.graph()
-    return result if _better(result, graph) or result.adders == graph.adders and result.depth <= graph.depth else graph
+    return result if _better(result, graph) else graph
 
 
 # --------------------------------------------------------------------------
@@ -1416,7 +1413,8 @@ def _cache_dir(cache_dir: Path | None) -> Path:
 def _cache_key(w: _Int64Array, max_depth: int | None, effort: str = "default", blocks: int = 1) -> str:
     h = hashlib.sha256()
     # The default effort on the whole matrix keeps the key it always had, so existing entries stay valid.
-    variant = ("" if effort == "default" else f"effort={effort}|v{_HIGH_EFFORT_VERSION}|") + ("" if blocks == 1 else f"blocks={blocks}|")
+    variant = "" if effort == "default" else f"effort={effort}|v{_HIGH_EFFORT_VERSION}|"
+    variant += "" if blocks == 1 else f"blocks={blocks}|"
     h.update(f"twngen-merge-v{ALGORITHM_VERSION}|{w.shape}|{max_depth}|{variant}".encode())
     h.update(np.ascontiguousarray(w, dtype="<i8").tobytes())
     return h.hexdigest()
