@@ -12,8 +12,6 @@ from hwgen.passes.merge_bound import cancellation_free_bound
 from hwgen.passes.merge_pairs import merged_adder_graph
 from hwgen.passes.naive_tree import naive_adder_count
 
-pytest.importorskip("scipy")
-
 _Vec = tuple[int, ...]
 
 
