@@ -59,8 +59,12 @@ machinery unchanged (the shift is free wiring).
    rest on the better one; the graph with fewest adders (then least depth)
    wins. Small layers get many runs, a 512x512 layer two. The number of runs
    depends only on the matrix, so the result is deterministic. Runs go side
-   by side to forked workers on large matrices (the same graph either way);
-   ``effort="high"`` adds about nine times as many runs after them.
+   by side to forked workers on large matrices (the same graph either way).
+   ``effort="high"`` adds five times as many runs after them, then ruins and
+   recreates the best graph (:func:`_remerged`): a round opens a few related
+   shared sums back into the rows that read them and searches those rows
+   again with the opened pairs forbidden, keeping the result if it has no
+   more adders; the best graph seen wins, so high is never worse than default.
 8. **Memory.** One run's peak is predicted before it starts
    (:func:`merge_memory_estimate`: expected candidate pairs, columns, a
    fixed part); a matrix over the budget is merged in blocks of inputs, each
@@ -1332,8 +1336,9 @@ def merged_adder_graph(
         ``max_depth``, ``seed``, ``effort`` (and, for layers too large for
         the budget, ``memory_budget``) always give the same graph.
     effort:
-        ``"default"`` or ``"high"``: about ten times the search runs, never
-        more adders than ``"default"``.
+        ``"default"`` or ``"high"``: more search runs, then ruin and recreate
+        (5 to 10 times the default's time on layers of a second or more),
+        never more adders than ``"default"``.
     memory_budget:
         Bytes the search may use (:func:`merge_memory_estimate`); default
         :func:`default_memory_budget`. A matrix whose search would need more
