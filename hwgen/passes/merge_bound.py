@@ -81,7 +81,8 @@ class MergeBound:
     candidates, variables:
         Size of the model.
     seconds:
-        Time to build and solve it.
+        Time to build and solve it (the time limit covers the LP and the ILP together,
+        not the model's construction).
     """
 
     lower: int
@@ -223,7 +224,8 @@ def cancellation_free_bound(weights: np.ndarray, time_limit: float = 60.0) -> Me
         a = coo_array((cv, (ci, cj)), shape=(n_cons, n_y + n_x)).tocsr()
         constraints = [LinearConstraint(a, -np.inf, 0.0)]
     bounds = Bounds(lower, np.ones(n_y + n_x))
-    relaxed = milp(cost, integrality=np.zeros(n_y + n_x), bounds=bounds, constraints=constraints)
+    limit = {"time_limit": time_limit}
+    relaxed = milp(cost, integrality=np.zeros(n_y + n_x), bounds=bounds, constraints=constraints, options=limit)
     lp = _ceil(relaxed.fun) if relaxed.status == 0 else 0
     remaining = max(1.0, time_limit - (time.perf_counter() - start))
     res = milp(
