@@ -662,7 +662,11 @@ def scale_summary(rows: dict[str, dict[str, object]]) -> str:
                 + f"; at or below 0.92: {sum(r <= 0.92 for _, r in ratios)} of {len(ratios)}"
             )
         times = [h["seconds"] / d["seconds"] for _, d, h in pairs]
-        out.append(f"- high effort took {min(times):.1f}x to {max(times):.1f}x the default's time")
+        cpu = [h["cpu_seconds"] / d["cpu_seconds"] for _, d, h in pairs]
+        out.append(
+            f"- high effort took {min(times):.1f}x to {max(times):.1f}x the default's wall time, "
+            f"{min(cpu):.1f}x to {max(cpu):.1f}x its CPU time"
+        )
     da = [
         (n, get(n, "default"), rows[n]["da4ml"])
         for n in rows
