@@ -827,7 +827,7 @@ def bound_table(rows: dict[str, dict[str, object]], order: list[str], args: argp
             continue
         lower = r.get("lower")
         refused = "refused" in r
-        shown = "too large" if refused else ("none in time" if not lower else lower)
+        shown = "too large" if refused else (lower or "none in time")
         optimal = "yes" if r.get("optimum") is not None else "no"
         lines.append(
             f"| {name} | {r['naive']} | {r['greedy']} | {r.get('da4ml', '-')} | {r['default']} | {r['high']} "
