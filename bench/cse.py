@@ -13,6 +13,7 @@ layer with 576 inputs and 128 outputs, i.e. a 128 x 576 weight matrix.
     .venv/bin/python bench/cse.py --quick    # small matrices only
     .venv/bin/python bench/cse.py --no-da4ml
     .venv/bin/python bench/cse.py --scale    # image-network layer sizes: time, peak memory, effort
+    .venv/bin/python bench/cse.py --bound    # small layers against the exact (ILP) optimum; needs scipy
 
 ``--scale`` merges trained-like layers of 1152 to 4608 inputs (and the two
 speed-target matrices) each in a child process, at the default and the high
@@ -20,6 +21,11 @@ effort, and records wall and CPU seconds, the peak resident memory (the
 child's ``ru_maxrss`` and that of its largest forked worker) and the adders,
 with the greedy anchor (and da4ml where it finishes) beside them; results go
 to ``bench/results/cse_scale.json`` and the table to ``bench/results/cse_scale.md``.
+
+``--bound`` runs small layers (random ternary 8x8 to 16x16, the smallest
+trained ones) through :func:`hwgen.passes.merge_bound.cancellation_free_bound`
+and puts every tool's adders beside the optimum of cancellation-free graphs
+(or HiGHS' lower bound when the time limit stops it): ``bench/results/cse_bound.{json,md}``.
 """
 
 from __future__ import annotations
@@ -656,7 +662,11 @@ def scale_summary(rows: dict[str, dict[str, object]]) -> str:
                 + f"; at or below 0.92: {sum(r <= 0.92 for _, r in ratios)} of {len(ratios)}"
             )
         times = [h["seconds"] / d["seconds"] for _, d, h in pairs]
-        out.append(f"- high effort took {min(times):.1f}x to {max(times):.1f}x the default's time")
+        cpu = [h["cpu_seconds"] / d["cpu_seconds"] for _, d, h in pairs]
+        out.append(
+            f"- high effort took {min(times):.1f}x to {max(times):.1f}x the default's wall time, "
+            f"{min(cpu):.1f}x to {max(cpu):.1f}x its CPU time"
+        )
     da = [
         (n, get(n, "default"), rows[n]["da4ml"])
         for n in rows
@@ -726,6 +736,130 @@ def scale_table(rows: dict[str, dict[str, object]], args: argparse.Namespace, or
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------
+# --bound: small layers against the exact model (hwgen.passes.merge_bound)
+
+BOUND_SHAPES = [(8, 8), (12, 12), (16, 16)]  # inputs x outputs
+
+
+def bound_matrices() -> list[tuple[str, np.ndarray]]:
+    """Random ternary layers of 8 to 16 inputs and the trained layers small enough for the model."""
+    work = [
+        (f"random {i}x{o}, {z:.0%} zeros", random_ternary(i, o, z)) for i, o in BOUND_SHAPES for z in ZEROS
+    ]
+    work += [(n, w) for n, w in model_layers([]) if "conv1" in n or "out.weight" in n]
+    return work
+
+
+def bound(args: argparse.Namespace) -> int:
+    """Adders of greedy, da4ml, default and high against the exact model's optimum (or lower bound)."""
+    from hwgen.errors import TwnError
+    from hwgen.passes.merge_bound import cancellation_free_bound
+
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, object]] = {}
+    if args.resume is not None and args.resume.is_file():
+        rows = json.loads(args.resume.read_text())
+    work = bound_matrices()
+    for name, w in work:
+        if args.only and args.only not in name:
+            continue
+        row = rows.get(name, {})
+        if "high" not in row:
+            g = greedy_pairs(w, args.greedy_budget)
+            row["naive"] = naive_adder_count(w)
+            row["greedy"] = g.adders if g is not None else "timeout"
+            if args.da4ml:
+                res = run_da4ml(w, args.da4ml_budget)
+                row["da4ml"] = int(res["adders"]) if isinstance(res, dict) else res  # type: ignore[call-overload]
+            for effort in ("default", "high"):
+                t = time.perf_counter()
+                graph = merged_adder_graph(w, effort=effort)
+                assert np.array_equal(graph.coefficients(), w), f"{effort} graph wrong on {name}"
+                row[effort], row[f"{effort}_s"] = graph.adders, time.perf_counter() - t
+        if "lower" not in row:
+            try:
+                b = cancellation_free_bound(w, time_limit=args.bound_time)
+            except TwnError as e:
+                row["refused"] = str(e)
+            else:
+                row.update(
+                    lower=b.lower, optimum=b.optimum, lp=b.lp, variables=b.variables, bound_s=b.seconds
+                )
+                for key in ("greedy", "default", "high"):
+                    if isinstance(row[key], int):
+                        assert b.lower <= row[key], f"bound above the {key} graph on {name}"  # type: ignore[operator]
+        rows[name] = row
+        print(f"  {name}: {row}", file=sys.stderr, flush=True)
+        if args.resume is not None:
+            args.resume.write_text(json.dumps(rows, indent=1))
+    (out_dir / "cse_bound.json").write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    text = bound_table(rows, [n for n, _ in work], args)
+    (out_dir / "cse_bound.md").write_text(text + "\n")
+    print(text)
+    if args.docs:
+        from _common import replace_between
+
+        lines = text.splitlines()
+        replace_between(_DOCS, _BOUND_BEGIN, _BOUND_END, f"\n\n```\n{lines[0]}\n```\n\n{chr(10).join(lines[2:])}\n\n")
+    return 0
+
+
+_BOUND_BEGIN, _BOUND_END = "<!-- bench/cse.py --bound: begin -->", "<!-- bench/cse.py --bound: end -->"
+
+
+def bound_table(rows: dict[str, dict[str, object]], order: list[str], args: argparse.Namespace) -> str:
+    def ratio(a: object, b: object) -> str:
+        return f"{a / b:.3f}" if isinstance(a, int) and isinstance(b, int) and b else "-"  # type: ignore[operator]
+
+    lines = [
+        f"twngen bench/cse.py --bound: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"HiGHS time limit {args.bound_time:g} s per matrix",
+        "",
+        "| matrix (in x out) | naive | greedy | da4ml | default | high | bound | optimal | LP | greedy/bound "
+        "| default/bound | high/bound | default s | high s | ILP s | ILP variables |",
+        "|---|" + "---:|" * 15,
+    ]
+    for name in order:
+        r = rows.get(name)
+        if r is None:
+            continue
+        lower = r.get("lower")
+        refused = "refused" in r
+        shown = "too large" if refused else (lower or "none in time")
+        optimal = "yes" if r.get("optimum") is not None else "no"
+        lines.append(
+            f"| {name} | {r['naive']} | {r['greedy']} | {r.get('da4ml', '-')} | {r['default']} | {r['high']} "
+            f"| {shown} | {'-' if refused else optimal} "
+            f"| {r.get('lp', '-')} | {ratio(r['greedy'], lower)} | {ratio(r['default'], lower)} "
+            f"| {ratio(r['high'], lower)} | {r['default_s']:.2f} | {r['high_s']:.2f} "
+            f"| {'-' if refused else format(r['bound_s'], '.1f')} | {r.get('variables', '-')} |"
+        )
+    solved = [r for r in rows.values() if r.get("optimum") is not None]
+    bounded = [r for r in rows.values() if r.get("lower")]
+    if bounded:
+        lines += [
+            "",
+            f"- optimum proved on {len(solved)} of {len(bounded)} matrices with a bound (else HiGHS' dual bound "
+            "or the LP at the time limit)",
+        ]
+        if solved:
+            lines.append(
+                "- total over the matrices with a proved optimum: greedy/optimum "
+                f"{sum(r['greedy'] for r in solved) / sum(r['lower'] for r in solved):.3f}, "  # type: ignore[misc]
+                f"default/optimum {sum(r['default'] for r in solved) / sum(r['lower'] for r in solved):.3f}, "  # type: ignore[misc]
+                f"high/optimum {sum(r['high'] for r in solved) / sum(r['lower'] for r in solved):.3f}; "  # type: ignore[misc]
+                f"optimum/greedy {sum(r['lower'] for r in solved) / sum(r['greedy'] for r in solved):.3f}"  # type: ignore[misc]
+            )
+            at = sum(r["high"] == r["optimum"] for r in solved)
+            lines.append(f"- high effort at the proved optimum on {at} of {len(solved)}")
+    refused_rows = [(n, r["refused"]) for n, r in rows.items() if "refused" in r]
+    for n, why in refused_rows:
+        lines.append(f"- {n}: not modelled ({why})")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small random matrices and the model layers only")
@@ -745,7 +879,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge-memory", type=float, default=None, metavar="GB", help="--scale: the merge's budget")
     p.add_argument("--docs", action="store_true", help="--scale: also put the table into docs/cse.md")
     p.add_argument("--models", action="store_true", help="--scale: also the shared models' layers")
+    p.add_argument("--bound", action="store_true", help="small layers against the exact model (needs scipy)")
+    p.add_argument("--bound-time", type=float, default=120.0, metavar="S", help="--bound: HiGHS time limit")
     args = p.parse_args(argv)
+    if args.bound:
+        if args.da4ml and not da4ml_available():
+            args.da4ml = False
+        return bound(args)
     if args.scale:
         if args.da4ml and not da4ml_available():
             args.da4ml = False

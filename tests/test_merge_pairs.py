@@ -474,6 +474,51 @@ def test_high_effort_never_has_more_adders(trained: dict[str, np.ndarray]) -> No
     assert high.adders <= default.adders
 
 
+HIGH_EFFORT_MATRICES = {
+    "ternary 40x20": (random_matrix((40, 20), [-1, 1], seed=40, zeros=0.5), None),
+    "binary 12x30": (random_matrix((12, 30), [-1, 1], seed=41), None),
+    "ternary 24x16, least depth": (random_matrix((24, 16), [-1, 1], seed=42, zeros=0.4), "least"),
+    "int4 8x10": (random_matrix((8, 10), list(range(-8, 8)), seed=43), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIGH_EFFORT_MATRICES))
+def test_high_effort_is_exact_deterministic_and_never_worse(name: str) -> None:
+    w, depth = HIGH_EFFORT_MATRICES[name]
+    limit = min_depth(w) if depth == "least" else None
+    default = merged_adder_graph(w, max_depth=limit)
+    high = merged_adder_graph(w, max_depth=limit, effort="high")
+    check_graph(high, w, max_depth=limit)
+    assert high.adders <= default.adders
+    assert merged_adder_graph(w, max_depth=limit, effort="high").to_json() == high.to_json()
+
+
+def test_ruin_and_recreate_finds_the_sharing_a_naive_graph_lacks() -> None:
+    from hwgen.passes.naive_tree import naive_adder_graph
+
+    w = random_matrix((40, 30), [-1, 1], seed=44, zeros=0.5)
+    naive = naive_adder_graph(w)
+    improved = merge_pairs._remerged(naive, default_max_depth(w), 0, 40)
+    check_graph(improved, w)
+    assert improved.adders < naive.adders - 20
+
+
+@pytest.mark.parametrize("orientation", ["direct", "transposed"])
+def test_shared_sums_rebuild_the_same_graph(orientation: str) -> None:
+    w = random_matrix((24, 36), [-1, 1], seed=45, zeros=0.5)
+    search = merge_pairs._Search(
+        merge_pairs._expand(w), merge_pairs._expand(np.ascontiguousarray(w.T)), default_max_depth(w), 0, w.shape
+    )
+    graph = search.run(orientation, 0, 3)
+    assert graph is not None
+    sums = merge_pairs._sums_of(graph)
+    assert sums is not None
+    assert sums.adders == graph.adders
+    rebuilt = sums.compact().graph()
+    check_graph(rebuilt, w)
+    assert rebuilt.adders == graph.adders
+
+
 def test_unknown_effort_is_refused() -> None:
     with pytest.raises(TwnError, match="merge effort must be one of default, high, not 'max'"):
         merged_adder_graph(np.eye(3, dtype=np.int64), effort="max")

@@ -59,8 +59,12 @@ machinery unchanged (the shift is free wiring).
    rest on the better one; the graph with fewest adders (then least depth)
    wins. Small layers get many runs, a 512x512 layer two. The number of runs
    depends only on the matrix, so the result is deterministic. Runs go side
-   by side to forked workers on large matrices (the same graph either way);
-   ``effort="high"`` adds about nine times as many runs after them.
+   by side to forked workers on large matrices (the same graph either way).
+   ``effort="high"`` adds five times as many runs after them, then ruins and
+   recreates the best graph (:func:`_remerged`): a round opens a few related
+   shared sums back into the rows that read them and searches those rows
+   again with the opened pairs forbidden, keeping the result if it has no
+   more adders; the best graph seen wins, so high is never worse than default.
 8. **Memory.** One run's peak is predicted before it starts
    (:func:`merge_memory_estimate`: expected candidate pairs, columns, a
    fixed part); a matrix over the budget is merged in blocks of inputs, each
@@ -318,8 +322,13 @@ class _Extraction:
         *,
         transpose_depth: _TransposeDepth | None = None,
         ablate: frozenset[str] = frozenset(),
+        depths: _Int64Array | None = None,
+        kraft_offset: _Int64Array | None = None,
+        forbidden: frozenset[tuple[int, int, int]] = frozenset(),
     ) -> None:
         m, n = t.shape
+        # Pairs (low column, high column, rel) never to extract (the high effort's tabu).
+        self.forbidden = forbidden
         self.m, self.n, self.ncol = m, n, n
         self.words = max(1, (m + 63) // 64)
         cap = max(2 * n, 16)
@@ -335,8 +344,16 @@ class _Extraction:
         self.freq = np.zeros(cap, np.int64)
         self.freq[:n] = np.count_nonzero(t, axis=0)
         self.kraft = np.count_nonzero(t, axis=1).astype(np.int64)
-        self.kraft_max = int(self.kraft.max(initial=0))
         self.depth_max = 0
+        if depths is not None:
+            # Columns that are already sums (the high effort's re-merging): their
+            # depths, and the Kraft sums of the rows' terms outside the matrix.
+            self.depth[:n] = depths
+            self.depth_max = int(depths.max(initial=0))
+            self.kraft = (np.abs(t).astype(np.int64) << depths.astype(np.int64)[None, :]).sum(axis=1)
+        if kraft_offset is not None:
+            self.kraft += kraft_offset
+        self.kraft_max = int(self.kraft.max(initial=0))
         self.budget = 1 << depth_limit
         self.block_level = block_level
         # Switches to measure what each heuristic is worth (bench/cse.py --ablations):
@@ -481,6 +498,8 @@ class _Extraction:
 
     def _extract(self, a: int, b: int, rel: int, x: int) -> int:
         """Make pair (a, b, rel) a new column on the rows ``x``; its index, or -1 if refused."""
+        if self.forbidden and (min(a, b), max(a, b), rel) in self.forbidden:
+            return -1
         tracker = self.transpose_depth
         if tracker is not None:
             plan = tracker.plan(a, b, x.bit_count())
@@ -795,6 +814,231 @@ def _transposed_graph(ext: _Extraction, terms: _Terms, n_inputs: int, n_outputs:
 
 
 # --------------------------------------------------------------------------
+# High effort: ruin and recreate over a finished graph
+
+
+@dataclass
+class _Sums:
+    """A cancellation-free graph as the search sees it: shared sums (pairs) and what each row adds.
+
+    Column ``j < n`` is input ``j``; column ``n + k`` is ``col a + rel * col b``
+    for ``pairs[k] = (a, b, rel)`` (or None once dropped); ``rows[r]`` maps the
+    columns row ``r`` adds to their signs. A node read once, on the way to one
+    output, is not a column: it is part of that row's own sum, which the graph
+    builds shallowest-first.
+    """
+
+    n: int
+    pairs: list[tuple[int, int, int] | None]
+    rows: list[dict[int, int]]
+
+    @property
+    def adders(self) -> int:
+        return sum(p is not None for p in self.pairs) + sum(max(0, len(r) - 1) for r in self.rows)
+
+    def depths(self) -> list[int]:
+        d = [0] * (self.n + len(self.pairs))
+        for k, p in enumerate(self.pairs):
+            if p is not None:
+                d[self.n + k] = 1 + max(d[p[0]], d[p[1]])
+        return d
+
+    def compact(self) -> _Sums:
+        """Drop the pairs nothing reads any more and number the rest densely (same order)."""
+        reads = [0] * (self.n + len(self.pairs))
+        for row in self.rows:
+            for c in row:
+                reads[c] += 1
+        for k in range(len(self.pairs) - 1, -1, -1):
+            p = self.pairs[k]
+            if p is None:
+                continue
+            if reads[self.n + k] == 0:
+                self.pairs[k] = None
+                continue
+            reads[p[0]] += 1
+            reads[p[1]] += 1
+        pairs: list[tuple[int, int, int] | None] = []
+        index = {j: j for j in range(self.n)}
+        for k, p in enumerate(self.pairs):
+            if p is not None:
+                index[self.n + k] = self.n + len(pairs)
+                pairs.append((index[p[0]], index[p[1]], p[2]))
+        rows = [{index[c]: s for c, s in row.items()} for row in self.rows]
+        return _Sums(self.n, pairs, rows)
+
+    def graph(self) -> AdderGraph:
+        builder = _GraphBuilder(self.n)
+        handle = [Operand(j) for j in range(self.n)]
+        for p in self.pairs:
+            assert p is not None
+            a, b, rel = p
+            handle.append(builder.add(handle[a], handle[b] if rel > 0 else _negated(handle[b])))
+        outputs = [[handle[c] if s > 0 else _negated(handle[c]) for c, s in sorted(row.items())] for row in self.rows]
+        return builder.graph([builder.sum(terms) for terms in outputs])
+
+
+def _sums_of(graph: AdderGraph) -> _Sums | None:
+    """The graph's shared sums and row sums; None if it is not a two-input graph without shifts."""
+    n = graph.n_inputs
+    if any(node.c is not None or node.a.shift or node.b.shift for node in graph.nodes):
+        return None
+    if any(o is not None and o.shift for o in graph.outputs):
+        return None
+    reads = [0] * graph.n_values
+    for node in graph.nodes:
+        reads[node.a.value] += 1
+        reads[node.b.value] += 1
+    for o in graph.outputs:
+        if o is not None:
+            reads[o.value] += 1
+    private = [v >= n and reads[v] == 1 for v in range(graph.n_values)]
+    # Nodes reached from an output only through nodes read once are that row's own sum.
+    rows: list[dict[int, int]] = []
+    own = [False] * graph.n_values
+    leaves: list[list[tuple[int, int]]] = []
+    for o in graph.outputs:
+        found: list[tuple[int, int]] = []
+        stack = [] if o is None else [(o.value, -1 if o.negate else 1)]
+        while stack:
+            v, s = stack.pop()
+            if private[v]:
+                own[v] = True
+                node = graph.nodes[v - n]
+                stack.append((node.a.value, -s if node.a.negate else s))
+                stack.append((node.b.value, -s if node.b.negate else s))
+            else:
+                found.append((v, s))
+        leaves.append(found)
+    # Every other node is a column, canonical up to sign: value = sign * (col a + rel * col b).
+    handle: dict[int, tuple[int, int]] = {j: (j, 1) for j in range(n)}
+    pairs: list[tuple[int, int, int] | None] = []
+    for k, node in enumerate(graph.nodes):
+        v = n + k
+        if own[v]:
+            continue
+        (ca, sa), (cb, sb) = handle[node.a.value], handle[node.b.value]
+        sa = -sa if node.a.negate else sa
+        sb = -sb if node.b.negate else sb
+        handle[v] = (n + len(pairs), sa)
+        pairs.append((ca, cb, sa * sb))
+    for found in leaves:
+        row: dict[int, int] = {}
+        for v, s in found:
+            c, sc = handle[v]
+            if c in row:
+                return None  # a column read twice by one row: not cancellation-free
+            row[c] = s * sc
+        rows.append(row)
+    return _Sums(n, pairs, rows)
+
+
+def _ruin_and_recreate(sums: _Sums, limit: int, rng: np.random.Generator, size: int) -> _Sums:
+    """Open up to ``size`` related shared sums back into their rows and merge those rows again.
+
+    The sums opened are read by rows only, the first at random, the others
+    from the rows that read it (with none to open, ``4 * size`` rows at
+    random); the rows they leave are searched again (the
+    pair extraction on the columns those rows hold, with the columns' depths
+    and the Kraft sums of their other terms), so the depth limit still holds.
+    """
+    n = sums.n
+    read_by_pair: set[int] = set()
+    for p in sums.pairs:
+        if p is not None:
+            read_by_pair.update((p[0], p[1]))
+    users: dict[int, list[int]] = {}
+    for r, row in enumerate(sums.rows):
+        for c in row:
+            if c >= n:
+                users.setdefault(c, []).append(r)
+    top = sorted(c for c in users if c not in read_by_pair)
+    chosen: list[int] = []
+    frontier = [top[int(rng.integers(len(top)))]] if top else []
+    seen = set(frontier)
+    while frontier and len(chosen) < size:
+        c = frontier.pop(0)
+        chosen.append(c)
+        near = sorted({d for r in users[c] for d in sums.rows[r] if d >= n and d not in read_by_pair} - seen)
+        rng.shuffle(near)
+        for d in near:
+            seen.add(d)
+            frontier.append(d)
+    rows = [dict(row) for row in sums.rows]
+    pairs = list(sums.pairs)
+    touched: set[int] = set()
+    opened: list[tuple[int, int, int]] = []
+    for c in chosen:
+        p = pairs[c - n]
+        assert p is not None
+        a, b, rel = p
+        for r in users[c]:
+            s = rows[r].pop(c)
+            rows[r][a] = s
+            rows[r][b] = s * rel
+            touched.add(r)
+        pairs[c - n] = None
+        opened.append((a, b, rel))
+    if not touched:
+        # Nothing shared to open (a graph of plain trees): search some rows again.
+        touched.update(rng.choice(len(rows), min(len(rows), 4 * size), replace=False).tolist())
+    depth = _Sums(n, pairs, rows).depths()
+    cols = sorted({c for r in touched for c in rows[r]})
+    at = {c: k for k, c in enumerate(cols)}
+    active = sorted(r for r in range(len(rows)) if any(c in at for c in rows[r]))
+    t = np.zeros((len(active), len(cols)), np.int8)
+    offset = np.zeros(len(active), np.int64)
+    for i, r in enumerate(active):
+        for c, s in rows[r].items():
+            if c in at:
+                t[i, at[c]] = s
+            else:
+                offset[i] += 1 << depth[c]
+    ext = _Extraction(
+        t,
+        limit,
+        int(rng.integers(1 << 31)),
+        3 + int(rng.integers(2)),
+        depths=np.array([depth[c] for c in cols], np.int64),
+        kraft_offset=offset,
+        forbidden=frozenset((min(at[a], at[b]), max(at[a], at[b]), rel) for a, b, rel in opened),
+    ).run()
+    index = list(cols)
+    for a, b, rel in ext.pairs:
+        index.append(n + len(pairs))
+        pairs.append((index[a], index[b], rel))
+    for i, r in enumerate(active):
+        row = {c: s for c, s in rows[r].items() if c not in at}
+        for k in np.flatnonzero(ext.matrix[i, : ext.ncol]).tolist():
+            row[index[k]] = int(ext.matrix[i, k])
+        rows[r] = row
+    return _Sums(n, pairs, rows).compact()
+
+
+#: Shared sums one round opens: 2, 3, ... _RUIN_SIZES + 1, in turn.
+_RUIN_SIZES = 7
+
+
+def _remerged(graph: AdderGraph, limit: int, seed: int, rounds: int) -> AdderGraph:
+    """Ruin and recreate from ``graph`` for ``rounds`` rounds; the best graph (never worse)."""
+    sums = _sums_of(graph)
+    if sums is None:
+        return graph
+    rng = np.random.default_rng(seed)
+    best = current = sums.compact()
+    for k in range(rounds):
+        size = 2 + k % _RUIN_SIZES
+        trial = _ruin_and_recreate(current, limit, rng, size)
+        # Equal counts are accepted: the search drifts over graphs of the same cost.
+        if trial.adders <= current.adders:
+            current = trial
+            if trial.adders < best.adders:
+                best = trial
+    result = best.graph()
+    return result if _better(result, graph) else graph
+
+
+# --------------------------------------------------------------------------
 # The portfolio and the public API
 
 #: Search runs per matrix: ``ceil(_RUNS_SCALE / sqrt(terms))`` within
@@ -820,8 +1064,14 @@ def _better(g: AdderGraph, best: AdderGraph | None) -> bool:
 #: ``effort="high"``: extra runs per default run (other seeds, block thresholds
 #: 2..5, both orientations), after the default portfolio, whose graph they can
 #: only improve on. About ten times the default's time.
-_HIGH_EFFORT_FACTOR = 9
-_HIGH_EFFORT_MIN_RUNS = 12
+_HIGH_EFFORT_FACTOR = 5
+_HIGH_EFFORT_MIN_RUNS = 8
+#: ``effort="high"``, after the restarts: rounds of ruin and recreate
+#: (:func:`_remerged`) per default run, at least the minimum.
+_REMERGE_ROUNDS_PER_RUN = 25
+_REMERGE_MIN_ROUNDS = 60
+#: Part of the high effort's cache key: bump whenever its graphs change.
+_HIGH_EFFORT_VERSION = 2
 
 #: Memory model of one search run, bytes (calibrated with tracemalloc on
 #: trained-like layers of 576..4608 inputs, with margin): per candidate pair
@@ -1053,6 +1303,10 @@ def _merged_whole(w: _Int64Array, limit: int, seed: int, effort: str, budget: in
         other = "direct" if favourite == "transposed" else "transposed"
         extra = max(_HIGH_EFFORT_MIN_RUNS, _HIGH_EFFORT_FACTOR * runs)
         keep([(other if k % 3 == 2 else favourite, runs + k, 2 + k % 4) for k in range(extra)])
+        # Then ruin and recreate from the best graph (never worse than it).
+        assert best is not None
+        rounds = max(_REMERGE_MIN_ROUNDS, _REMERGE_ROUNDS_PER_RUN * runs)
+        best = _remerged(best, limit, (seed % (1 << 32)) * 1024 + 1023, rounds)
     assert best is not None
     return best
 
@@ -1082,8 +1336,9 @@ def merged_adder_graph(
         ``max_depth``, ``seed``, ``effort`` (and, for layers too large for
         the budget, ``memory_budget``) always give the same graph.
     effort:
-        ``"default"`` or ``"high"``: about ten times the search runs, never
-        more adders than ``"default"``.
+        ``"default"`` or ``"high"``: more search runs, then ruin and recreate
+        (5 to 10 times the default's time on layers of a second or more),
+        never more adders than ``"default"``.
     memory_budget:
         Bytes the search may use (:func:`merge_memory_estimate`); default
         :func:`default_memory_budget`. A matrix whose search would need more
@@ -1163,7 +1418,8 @@ def _cache_dir(cache_dir: Path | None) -> Path:
 def _cache_key(w: _Int64Array, max_depth: int | None, effort: str = "default", blocks: int = 1) -> str:
     h = hashlib.sha256()
     # The default effort on the whole matrix keeps the key it always had, so existing entries stay valid.
-    variant = ("" if effort == "default" else f"effort={effort}|") + ("" if blocks == 1 else f"blocks={blocks}|")
+    variant = "" if effort == "default" else f"effort={effort}|v{_HIGH_EFFORT_VERSION}|"
+    variant += "" if blocks == 1 else f"blocks={blocks}|"
     h.update(f"twngen-merge-v{ALGORITHM_VERSION}|{w.shape}|{max_depth}|{variant}".encode())
     h.update(np.ascontiguousarray(w, dtype="<i8").tobytes())
     return h.hexdigest()
