@@ -336,8 +336,13 @@ def _threshold_cost(lp: LayerPlan) -> Resources:
     return Resources(lut=lut, ff=ff)
 
 
-def window_cost(stage: WindowStage) -> Resources:
-    """A window buffer: wait register, shift register (SRLs between taps), masks, control."""
+def window_cost(stage: WindowStage, masks_fold: bool = False) -> Resources:
+    """A window buffer: wait register, shift register (SRLs between taps), masks, control.
+
+    ``masks_fold``: the padding masks cost nothing because every tap goes into a LUT with inputs
+    to spare, a digit-serial layer's input converters (load or digit select): Yosys folds the
+    mask there (``bench/classifier_synth.py``: the serial convolutions' stages came out about one
+    window's masks under the estimate that counted them, a LUT per masked tap bit)."""
     g = stage.geometry
     width = stage.channels * stage.in_bits
     tapped = {g.tap_offset(kr, kc) for kr in range(g.k_h) for kc in range(g.k_w)} - {0}
@@ -357,7 +362,7 @@ def window_cost(stage: WindowStage) -> Resources:
         for kc in range(g.k_w)
         if g.row_range(kr) != (0, g.out_h - 1) or g.col_range(kc) != (0, g.out_w - 1)
     )
-    lut += masked * width
+    lut += 0 if masks_fold else masked * width
     # Counters, slot control and the emission tables.
     counters = 4 * (max(g.height, g.width, g.out_h, g.out_w, stage.spacing, 2).bit_length() + 1)
     lut += 2 * counters + math.ceil((g.height + 2 * g.width) / 64) + 8
@@ -365,12 +370,19 @@ def window_cost(stage: WindowStage) -> Resources:
     return Resources(lut=lut, ff=ff)
 
 
+#: LUTs of one compare-and-select node of a pool tree beside its ``bits + ceil(bits / 2)`` (the
+#: select, and the comparison two bits a LUT into the carry chain), fitted to Yosys: 27 LUTs per
+#: 16-bit node in all seven pools of the classifier (``bench/classifier_synth.py``).
+POOL_NODE_LUT_EXTRA = 3
+
+
 def pool_cost(stage: WindowStage) -> Resources:
     """The comparator tree: per output channel taps - 1 compare-and-select nodes, registered (a
     lane-window pool's outputs are its own lanes', each comparing its lane's taps)."""
     nodes = stage.out_channels * (stage.pool_taps - 1)
     regs = stage.out_channels * max(1, stage.pool_taps - 1)
-    return Resources(lut=nodes * 2 * stage.in_bits, ff=regs * stage.in_bits)
+    bits = stage.in_bits
+    return Resources(lut=nodes * (bits + (bits + 1) // 2 + POOL_NODE_LUT_EXTRA), ff=regs * bits)
 
 
 def mac_cost(stage: MacStage) -> Resources:
@@ -478,7 +490,8 @@ def _frame_parts(plan: FramePlan) -> Estimate:
     outside: Parts = {}
     for stage in plan.stages:
         if isinstance(stage, WindowStage):
-            parts: Parts = {"window_buffer": window_cost(stage)}
+            serial = stage.lp is not None and stage.lp.serial
+            parts: Parts = {"window_buffer": window_cost(stage, masks_fold=serial)}
             if stage.lp is not None:
                 parts.update(layer_parts(stage.lp, stage.lp.graph_out_bits))
             else:
@@ -501,7 +514,8 @@ def _frame_parts(plan: FramePlan) -> Estimate:
         elif isinstance(stage, LanePoolStage):
             outs = stage.layer.out_shape[0]
             nodes = outs * (stage.layer.group - 1)
-            rows.append({"pooling": Resources(lut=nodes * 2 * stage.bits, ff=outs * stage.levels * stage.bits)})
+            node_lut = stage.bits + (stage.bits + 1) // 2 + POOL_NODE_LUT_EXTRA
+            rows.append({"pooling": Resources(lut=nodes * node_lut, ff=outs * stage.levels * stage.bits)})
         else:
             # The collector's registers.
             _add_part(outside, "collector", Resources(lut=8, ff=stage.channels * stage.positions * stage.bits + 12))

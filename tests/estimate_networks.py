@@ -9,6 +9,9 @@ rewritten when MAC layers learnt to take two elements a cycle (branch kmac):
 its first dense layer (72 inputs in 40 cycles) left the adder graph for a
 2-lane MAC layer. ``conv2d_lanes4`` and ``conv2d_pool3_lanes2`` (2-D inputs at 4 and 2
 pixels a cycle, branch lanes2d) were added with the estimate as it was when they first built.
+Rewritten when the pool comparators and the window masks of digit-serial layers were refitted
+to Yosys (``hwgen.estimate.POOL_NODE_LUT_EXTRA``, ``window_cost(masks_fold=...)``): only those
+rows' LUTs moved, every schedule and every FF, DSP and BRAM count stayed as it was.
 """
 
 from __future__ import annotations
