@@ -563,7 +563,7 @@ def _depfile_inputs(outdir: Path) -> list[Path]:
 
 
 def _cmd_inspect(argv: list[str]) -> int:
-    from hwgen.build import prepare_network
+    from hwgen.build import quantized_network
     from hwgen.ir import LinearLayer
 
     p = argparse.ArgumentParser(
@@ -572,7 +572,9 @@ def _cmd_inspect(argv: list[str]) -> int:
     p.add_argument("model", metavar="MODEL.onnx")
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
-    net, _ = prepare_network(args.model, _options_from(args))
+    # The table needs the quantised layers, not their adder graphs: merging a large network's
+    # graphs would take minutes and gigabytes for nothing printed here.
+    net, _ = quantized_network(args.model, _options_from(args))
     fmt = net.input_format
     assert fmt is not None
     print(
