@@ -71,7 +71,8 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
     over the tree seen while it ran."""
     wrapper = (
         "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(u.ru_maxrss, round(u.ru_utime + u.ru_stime), file=sys.stderr); sys.exit(rc)"
     )
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -92,9 +93,12 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
     sampler.join()
     seconds = time.monotonic() - t0
     lines = err.rstrip("\n").splitlines()
-    peak_one_kb = int(lines.pop()) if lines and lines[-1].isdigit() else 0
+    last = lines.pop().split() if lines else []
+    peak_one_kb, cpu = (int(last[0]), int(last[1])) if len(last) == 2 and "".join(last).isdigit() else (0, 0)
     return {
         "seconds": round(seconds, 1),
+        "cpu_seconds": cpu,
+        "load_average": round(os.getloadavg()[0], 1),
         "returncode": proc.returncode,
         "stdout": out,
         "stderr": "\n".join(lines),
@@ -145,6 +149,8 @@ def build_and_verify(
         "spec": cifar10_vgg_spec(channels, dense),
         "command": "twngen cifar_vgg.onnx --board zcu111 --allow-overflow   (default --input-rate: 1 pixel/cycle)",
         "build_seconds_cold_cache": run["seconds"],
+        "build_cpu_seconds": run["cpu_seconds"],
+        "load_average_at_end": run["load_average"],
         "build_peak_process_gb": run["peak_process_gb"],
         "build_peak_tree_gb": run["peak_tree_gb"],
         "build_stages_seconds": _stages(str(run["stderr"])),
@@ -202,8 +208,9 @@ def _row(label: str, r: dict) -> str:
         sim = sim if exact else f"**{v['failed']} failed**: {sim}"
     else:
         sim = "not simulated"
+    cpu = f" ({r['build_cpu_seconds']:,.0f} s CPU)" if "build_cpu_seconds" in r else ""
     return (
-        f"| {label} | {r['build_seconds_cold_cache']:,.0f} s | {r['build_peak_tree_gb']:.1f} GB "
+        f"| {label} | {r['build_seconds_cold_cache']:,.0f} s{cpu} | {r['build_peak_tree_gb']:.1f} GB "
         f"({r['build_peak_process_gb']:.1f}) | {r['initiation_interval_cycles']:,} | {r['latency_cycles']:,} | "
         f"{est['lut']:,} | {est['ff']:,} | {est['bram']:,} | {est['dsp']:,} | {ok} | {sim} |"
     )
@@ -212,8 +219,9 @@ def _row(label: str, r: dict) -> str:
 def table(result: dict) -> str:
     """The markdown tables of ``docs/streaming.md``, from the results alone."""
     runs = result["runs"]
+    arguments = " ".join(a for a in result["arguments"].split() if a != "--no-docs")
     lines = [
-        f"Measured {result['date']} (`python bench/cifar_vgg.py {result['arguments']}`, commit "
+        f"Measured {result['date']} (`python bench/cifar_vgg.py {arguments}`, commit "
         f"{result['twngen_commit']}, {result['machine']}; numbers from `bench/results/cifar_vgg.json`):",
         "",
         "| network | build (cold cache) | peak memory: tree (one process) | II | latency | LUT | FF | BRAM36 | DSP "
