@@ -139,8 +139,22 @@ def build_and_verify(
     print(f"bench: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     run = run_measured(cmd, env)
     print(run["stderr"], file=sys.stderr)
+    failed = {
+        "model": f"examples/make_conv_net.py --preset cifar10-vgg --channels {channels} "
+        f"--dense {','.join(map(str, dense))} --seed {seed}",
+        "spec": cifar10_vgg_spec(channels, dense),
+        "build_seconds_cold_cache": run["seconds"],
+        "build_cpu_seconds": run["cpu_seconds"],
+        "load_average_at_end": run["load_average"],
+        "build_peak_process_gb": run["peak_process_gb"],
+        "build_peak_tree_gb": run["peak_tree_gb"],
+        "build_stages_seconds": _stages(str(run["stderr"])),
+        "build_returncode": run["returncode"],
+    }
     if run["returncode"] != 0:
-        raise SystemExit(f"the build failed (exit {run['returncode']}): {str(run['stderr'])[-2000:]}")
+        # A refusal is a result too: what the build says, and how long it took to say it.
+        errors = [line for line in str(run["stderr"]).splitlines() if line.startswith("twngen: error:")]
+        return {**failed, "build_error": errors[-1] if errors else str(run["stderr"])[-2000:]}
     report = json.loads((outdir / "report.json").read_text())
     summary = [line.strip() for line in str(run["stdout"]).splitlines() if "does not fit" in line]
     result: dict[str, object] = {
@@ -192,6 +206,13 @@ def build_and_verify(
 
 
 def _row(label: str, r: dict) -> str:
+    cpu = f" ({r['build_cpu_seconds']:,.0f} s CPU)" if "build_cpu_seconds" in r else ""
+    if r.get("build_returncode"):
+        return (
+            f"| {label} | refused after {r['build_seconds_cold_cache']:,.0f} s{cpu} | "
+            f"{r['build_peak_tree_gb']:.1f} GB ({r['build_peak_process_gb']:.1f}) | | | | | | | | "
+            f"exit {r['build_returncode']}: see below |"
+        )
     est, v = r["estimate"], r.get("verilator")
     ok = "yes" if r["fits"] else "**no**"
     if v:
@@ -208,7 +229,6 @@ def _row(label: str, r: dict) -> str:
         sim = sim if exact else f"**{v['failed']} failed**: {sim}"
     else:
         sim = "not simulated"
-    cpu = f" ({r['build_cpu_seconds']:,.0f} s CPU)" if "build_cpu_seconds" in r else ""
     return (
         f"| {label} | {r['build_seconds_cold_cache']:,.0f} s{cpu} | {r['build_peak_tree_gb']:.1f} GB "
         f"({r['build_peak_process_gb']:.1f}) | {r['initiation_interval_cycles']:,} | {r['latency_cycles']:,} | "
@@ -219,7 +239,9 @@ def _row(label: str, r: dict) -> str:
 def table(result: dict) -> str:
     """The markdown tables of ``docs/streaming.md``, from the results alone."""
     runs = result["runs"]
-    arguments = " ".join(a for a in result["arguments"].split() if a != "--no-docs")
+    words = result["arguments"].split()
+    shown = [a for k, a in enumerate(words) if a not in ("--no-docs", "--out") and words[k - 1 : k] != ["--out"]]
+    arguments = " ".join(shown)
     lines = [
         f"Measured {result['date']} (`python bench/cifar_vgg.py {arguments}`, commit "
         f"{result['twngen_commit']}, {result['machine']}; numbers from `bench/results/cifar_vgg.json`):",
@@ -230,16 +252,21 @@ def table(result: dict) -> str:
     ]
     for r in runs:
         lines.append(_row(f"base width {r['channels']} (`{r['spec']}`)", r))
-    full = runs[0]
-    stages = ", ".join(f"{k} {v:,.0f} s" for k, v in full["build_stages_seconds"].items() if v >= 1)
-    lines += [
-        "",
-        f"Where the build of base width {full['channels']} went: {stages}; "
-        f"{full['verilog_bytes'] / 2**20:,.0f} MB of Verilog, {full['adders']:,} merged adders "
-        f"({full['naive_adders']:,} in naive trees).",
-    ]
-    if full["does_not_fit"]:
-        lines += ["", f"The build says: `{full['does_not_fit']}`"]
+    for r in runs:
+        stages = ", ".join(f"{k} {v:,.0f} s" for k, v in r["build_stages_seconds"].items() if v >= 1)
+        lines += ["", f"Where the build of base width {r['channels']} went: {stages}."]
+        if r.get("build_error"):
+            lines += ["", f"It stops with: `{r['build_error']}`"]
+        else:
+            lines[-1] += (
+                f" {r['verilog_bytes'] / 2**20:,.1f} MB of Verilog, {r['adders']:,} merged adders "
+                f"({r['naive_adders']:,} in naive trees)."
+            )
+        if r.get("does_not_fit"):
+            lines += ["", f"It says: `{r['does_not_fit']}`"]
+    full = next((r for r in runs if "layers" in r), None)
+    if full is None:
+        return "\n".join(lines)
     lines += [
         "",
         f"Per layer (base width {full['channels']}, estimate):",
@@ -269,8 +296,16 @@ def main() -> None:
     )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "cifar_vgg.json"))
     ap.add_argument("--no-docs", action="store_true", help="do not regenerate the table in docs/streaming.md")
+    ap.add_argument("--combine", nargs="+", metavar="JSON", help="join the runs of earlier results into --out")
     ap.add_argument("--tables-only", action="store_true", help="regenerate the docs' table from --out, run nothing")
     args = ap.parse_args()
+    if args.combine:
+        # Runs measured by separate invocations of this script (one width each), as one result.
+        parts = [json.loads(Path(f).read_text()) for f in args.combine]
+        result = {**parts[0], "runs": [r for p in parts for r in p["runs"]]}
+        result["arguments"] = " ; ".join(p["arguments"] for p in parts)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        args.tables_only = True
     if args.tables_only:
         replace_between(_DOCS, _BEGIN, _END, f"\n\n{table(json.loads(Path(args.out).read_text()))}\n\n")
         return

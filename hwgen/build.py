@@ -347,7 +347,7 @@ def build(
     A build that misses it still writes OUTDIR, and says so in ``BuildResult.warnings``
     and the reports.
     """
-    from hwgen.backend import TOP_NAME, generate_verilog
+    from hwgen.backend import TOP_NAME, generate_verilog, too_wide
     from hwgen.estimate import estimate_parts
     from hwgen.flow.vendor import resolve_part
     from hwgen.plan import plan_network
@@ -385,6 +385,9 @@ def build(
     with progress.stage("planning and estimating resources"):
         plan = plan_network(network)
         estimate = estimate_parts(plan)
+    why = too_wide(plan) if emit_rtl else None
+    if why is not None:  # before the accuracy check and the Verilog, which would fail minutes later
+        raise TwnError(f"cannot generate the Verilog: {why}")
     with progress.stage("accuracy check against onnxruntime"):
         accuracy = accuracy_check(model, network, calib, budget)
     wraps = (
