@@ -123,6 +123,22 @@ def _layers(report: dict) -> list[dict[str, object]]:
     return [{k: la.get(k) for k in keys} for la in report["layers"]]
 
 
+def _from_report(report: dict) -> dict[str, object]:
+    return {
+        "adders": report["adders"],
+        "naive_adders": report["naive_adders"],
+        "initiation_interval_cycles": report["initiation_interval_cycles"],
+        "throughput_per_s": report["throughput_per_s"],
+        "latency_cycles": report["latency_cycles"],
+        "latency_us": report["latency_us"],
+        "estimate": report["resources"],
+        "utilisation": report["utilisation"],
+        "fits": report["fits"],
+        "accuracy": report["accuracy"],
+        "layers": _layers(report),
+    }
+
+
 def build_and_verify(
     channels: int, dense: tuple[int, ...], seed: int, frames: int, tmp: Path, verify: bool
 ) -> dict[str, object]:
@@ -152,9 +168,20 @@ def build_and_verify(
         "build_returncode": run["returncode"],
     }
     if run["returncode"] != 0:
-        # A refusal is a result too: what the build says, and how long it took to say it.
+        # A refusal is a result too: what the build says, and how long it took to say it; the
+        # estimate (II, latency, area, fit) then comes from an estimate-only build (twngen explore).
         errors = [line for line in str(run["stderr"]).splitlines() if line.startswith("twngen: error:")]
-        return {**failed, "build_error": errors[-1] if errors else str(run["stderr"])[-2000:]}
+        failed["build_error"] = errors[-1] if errors else str(run["stderr"])[-2000:]
+        xdir = tmp / f"explore_{channels}"
+        xcmd = [twngen, "explore", str(model), "--board", "zcu111", "--rates", "1", "--keep", "-o", str(xdir)]
+        print(f"bench: {' '.join(xcmd[1:])}", file=sys.stderr, flush=True)
+        xrun = run_measured([*xcmd, "--jobs", "1"], env)
+        print(xrun["stderr"], file=sys.stderr)
+        reports = sorted(xdir.glob("points/**/report.json"))
+        if xrun["returncode"] != 0 or not reports:
+            return failed
+        failed["estimate_only_seconds_warm_cache"] = xrun["seconds"]
+        return {**failed, **_from_report(json.loads(reports[0].read_text()))}
     report = json.loads((outdir / "report.json").read_text())
     summary = [line.strip() for line in str(run["stdout"]).splitlines() if "does not fit" in line]
     result: dict[str, object] = {
@@ -169,18 +196,8 @@ def build_and_verify(
         "build_peak_tree_gb": run["peak_tree_gb"],
         "build_stages_seconds": _stages(str(run["stderr"])),
         "verilog_bytes": (outdir / "rtl" / "twn_top.v").stat().st_size,
-        "adders": report["adders"],
-        "naive_adders": report["naive_adders"],
-        "initiation_interval_cycles": report["initiation_interval_cycles"],
-        "throughput_per_s": report["throughput_per_s"],
-        "latency_cycles": report["latency_cycles"],
-        "latency_us": report["latency_us"],
-        "estimate": report["resources"],
-        "utilisation": report["utilisation"],
-        "fits": report["fits"],
+        **_from_report(report),
         "does_not_fit": summary[0] if summary else None,
-        "accuracy": report["accuracy"],
-        "layers": _layers(report),
     }
     if not verify:
         return result
@@ -207,6 +224,15 @@ def build_and_verify(
 
 def _row(label: str, r: dict) -> str:
     cpu = f" ({r['build_cpu_seconds']:,.0f} s CPU)" if "build_cpu_seconds" in r else ""
+    if r.get("build_returncode") and "estimate" in r:
+        est = r["estimate"]
+        return (
+            f"| {label} | refused after {r['build_seconds_cold_cache']:,.0f} s{cpu} | "
+            f"{r['build_peak_tree_gb']:.1f} GB ({r['build_peak_process_gb']:.1f}) | "
+            f"{r['initiation_interval_cycles']:,} | {r['latency_cycles']:,} | {est['lut']:,} | {est['ff']:,} | "
+            f"{est['bram']:,} | {est['dsp']:,} | {'yes' if r['fits'] else '**no**'} | no Verilog (see below); "
+            f"estimate-only build {r['estimate_only_seconds_warm_cache']:,.0f} s |"
+        )
     if r.get("build_returncode"):
         return (
             f"| {label} | refused after {r['build_seconds_cold_cache']:,.0f} s{cpu} | "
