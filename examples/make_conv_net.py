@@ -16,6 +16,11 @@ Concat -> Reshape), which twngen constant-folds.
     python examples/make_conv_net.py vgg1d.onnx --channels 64 --length 1024 --convs 7
     python examples/make_conv_net.py tw64.onnx --final-peak 3.375 --first-bits 8   # like the real checkpoint
     python examples/make_conv_net.py incra128.onnx --channels 128 --act-bits 1,2,4,8,16,16,1  # TW-INCRA-128
+    python examples/make_conv_net.py cifar.onnx --preset cifar10-vgg   # 32x32x3, convs 64..256, dense 512, 512, 10
+
+``--preset cifar10-vgg`` (:func:`cifar10_vgg`) is a CIFAR-10-shaped ternary VGG;
+``--channels`` scales its widths (16: 16, 16, 32, 32, 64, 64) and ``--dense`` sets its
+hidden dense layers.
 """
 
 from __future__ import annotations
@@ -194,6 +199,7 @@ def stack(
     seed: int = 0,
     zeros: float = 0.6,
     negative_bn: bool = False,
+    first_zeros: float | None = None,
 ) -> onnx.ModelProto:
     """Any chain of the supported layers, from a compact spec (comma-separated).
 
@@ -206,7 +212,9 @@ def stack(
     Gemm with 16 outputs, batch norm and ReLU; ``o5`` a final Gemm with 5
     outputs at 1/64 weight resolution. ``in_shape`` is [channels, *spatial].
     ``negative_bn`` flips half the batch-norm scales (max pooling before
-    them becomes min pooling).
+    them becomes min pooling). ``zeros`` is the ternary layers' fraction of
+    zero weights; ``first_zeros`` the first convolution's, when it differs
+    (a trained first layer, which sees few input channels, is denser).
     """
     b = _Builder(seed)
     x, shape = "input", list(in_shape)
@@ -238,7 +246,8 @@ def stack(
             k, stride = int(fields["k"]), int(fields["s"])
             pads = [int(v) for v in str(fields["p"]).split(".")]
             begin, end = pads[0], pads[-1]
-            w = b.ternary((int(filters), shape[0], *([k] * nd)), zeros)
+            first = first_zeros is not None and not any(n.op_type == "Conv" for n in b.nodes)
+            w = b.ternary((int(filters), shape[0], *([k] * nd)), first_zeros if first else zeros)
             x = b.node(
                 "Conv",
                 [x, b.const(w, "conv_w")],
@@ -277,6 +286,44 @@ def stack(
     return b.model(["batch", *in_shape], "logits", out_dim)
 
 
+def cifar10_vgg_spec(channels: int = 64, dense: tuple[int, ...] = (512, 512), classes: int = 10) -> str:
+    """The CIFAR-10 VGG's layer chain for :func:`stack`: six 3x3 'same' convolutions of
+    ``channels``, ``channels``, 2x, 2x, 4x, 4x ``channels`` filters with a 2x2 max pool after
+    the second, fourth and sixth, then the dense layers and ``classes`` logits."""
+    c = (channels, channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels)
+    convs = [f"c{n}k3p1" + (",m2" if k % 2 else "") for k, n in enumerate(c)]
+    return ",".join([*convs, *(f"d{n}" for n in dense), f"o{classes}"])
+
+
+def cifar10_vgg(
+    channels: int = 64,
+    dense: tuple[int, ...] = (512, 512),
+    classes: int = 10,
+    seed: int = 0,
+    zeros: float = 0.75,
+    first_zeros: float = 0.3,
+    size: int = 32,
+) -> onnx.ModelProto:
+    """A CIFAR-10-shaped ternary VGG: input [3, size, size] (32x32 RGB), the convolutions of
+    :func:`cifar10_vgg_spec` (3 -> 64 -> 64 -> 128 -> 128 -> 256 -> 256), each with batch norm
+    and ReLU, flatten (4096 features at 32x32), dense 512 -> 512 with batch norm and ReLU, and
+    10 logits at 1/64 weight resolution.
+
+    The channels are those of FINN's CNV (BNN-PYNQ ``cnv``, the usual binarised/ternary CIFAR-10
+    network on FPGAs), whose dense head is 512 -> 512 -> 10 as here; CNV's convolutions are
+    unpadded, these are 'same' (padding 1), as in the VGG-style networks of the ternary-weight
+    papers, so the pools see 32, 16 and 8 pixels a side. Ternary weights at trained-like
+    sparsity: ``zeros`` (75%, what trained CIFAR-10 VGG layers show) in every layer but the
+    first convolution (27 inputs), which has ``first_zeros``.
+    """
+    spec = cifar10_vgg_spec(channels, dense, classes)
+    return stack(spec, (3, size, size), seed, zeros=zeros, first_zeros=first_zeros)
+
+
+#: Named networks for ``--preset``.
+PRESETS = ("cifar10-vgg",)
+
+
 def _bn(b: _Builder, x: str, channels: int, negative: bool) -> str:
     out = b.batchnorm(x, channels)
     if negative:
@@ -294,7 +341,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=1024)
     ap.add_argument("--convs", type=int, default=7)
     ap.add_argument("--dense", default="512,512", help="hidden dense widths")
-    ap.add_argument("--classes", type=int, default=24)
+    ap.add_argument("--classes", type=int, default=None, help="outputs (default 24; 10 for --preset cifar10-vgg)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--final-peak",
@@ -311,19 +358,25 @@ def main() -> None:
     )
     ap.add_argument("--spec", help="any layer chain instead of vgg1d (see stack()), e.g. c8k3p1,m2,d16,o5")
     ap.add_argument("--shape", default="2,64", help="input [channels, *spatial] for --spec, e.g. 3,16,16")
+    ap.add_argument("--preset", choices=PRESETS, help="a named network instead of vgg1d: cifar10-vgg")
     args = ap.parse_args()
+    dense = tuple(int(v) for v in args.dense.split(",") if v)
+    if args.preset == "cifar10-vgg":
+        classes = 10 if args.classes is None else args.classes
+        onnx.save(cifar10_vgg(args.channels, dense, classes, args.seed), args.output)
+        print(f"wrote {args.output}: {cifar10_vgg_spec(args.channels, dense, classes)} on 3x32x32")
+        return
     if args.spec:
         shape = tuple(int(v) for v in args.shape.split(","))
         onnx.save(stack(args.spec, shape, args.seed), args.output)
         print(f"wrote {args.output}")
         return
-    dense = tuple(int(v) for v in args.dense.split(",") if v)
     model = vgg1d(
         args.channels,
         args.length,
         args.convs,
         dense,
-        args.classes,
+        24 if args.classes is None else args.classes,
         args.seed,
         final_peak=args.final_peak,
         first_bits=args.first_bits,

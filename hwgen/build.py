@@ -347,11 +347,11 @@ def build(
     A build that misses it still writes OUTDIR, and says so in ``BuildResult.warnings``
     and the reports.
     """
-    from hwgen.backend import TOP_NAME, generate_verilog
+    from hwgen.backend import TOP_NAME, generate_verilog, too_wide
     from hwgen.estimate import estimate_parts
     from hwgen.flow.vendor import resolve_part
     from hwgen.plan import plan_network
-    from hwgen.report import make_report
+    from hwgen.report import make_report, overflow_summary
 
     if not emit_rtl and (synth_estimate or pnr):
         raise TwnError("--synth-estimate and --pnr need the RTL: they cannot run on an estimate-only build")
@@ -385,6 +385,9 @@ def build(
     with progress.stage("planning and estimating resources"):
         plan = plan_network(network)
         estimate = estimate_parts(plan)
+    why = too_wide(plan) if emit_rtl else None
+    if why is not None:  # before the accuracy check and the Verilog, which would fail minutes later
+        raise TwnError(f"cannot generate the Verilog: {why}")
     with progress.stage("accuracy check against onnxruntime"):
         accuracy = accuracy_check(model, network, calib, budget)
     wraps = (
@@ -419,12 +422,9 @@ def build(
     if not report["fits"] and not allow_overflow:
         raise TwnError(
             f"the design does not fit {board_obj.name} ({board_obj.part}): "
-            + ", ".join(
-                f"{k} {v['used']:,} of {v['available']:,}"
-                for k, v in report["utilisation"].items()  # type: ignore[attr-defined]
-                if v["used"] > v["available"] and k in board_obj.checked_resources
-            )
-            + "; use --allow-overflow to write the RTL anyway"
+            + overflow_summary(report, board_obj.checked_resources)
+            + "; use --allow-overflow to write the RTL anyway (report.json and report.md then give every "
+            "layer's estimate), or a lower rate (--input-rate, --target-fps) for digit-serial layers"
         )
     if not emit_rtl:
         return _write_reports(out, network, report, {"network.json": network.to_json() + "\n"}, progress, warnings)

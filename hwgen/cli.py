@@ -217,7 +217,9 @@ def _options_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _cmd_build(argv: list[str]) -> int:
     from hwgen.build import build
+    from hwgen.flow.boards import load_board
     from hwgen.passes.precision import PRECISION_MODES
+    from hwgen.report import overflow_summary
 
     p = argparse.ArgumentParser(
         prog="twngen",
@@ -336,6 +338,9 @@ def _cmd_build(argv: list[str]) -> int:
     print(
         f"  estimate: {res['lut']:,} LUT, {res['ff']:,} FF, {res['bram']} BRAM36, {res['dsp']} DSP; fits: {r['fits']}"
     )  # type: ignore[index]
+    if not r["fits"]:
+        checked = load_board(args.board).checked_resources  # --part changes the part, not what is checked
+        print(f"  does not fit (written anyway, --allow-overflow): {overflow_summary(r, checked)}")
     if "synthesis" in r:
         syn = r["synthesis"]
         print(f"  Yosys: {syn['lut_sites']:,} LUT sites, {syn['ff']:,} FF, {syn['dsp']} DSP ({syn['tool']})")  # type: ignore[index]
@@ -563,7 +568,7 @@ def _depfile_inputs(outdir: Path) -> list[Path]:
 
 
 def _cmd_inspect(argv: list[str]) -> int:
-    from hwgen.build import prepare_network
+    from hwgen.build import quantized_network
     from hwgen.ir import LinearLayer
 
     p = argparse.ArgumentParser(
@@ -572,7 +577,9 @@ def _cmd_inspect(argv: list[str]) -> int:
     p.add_argument("model", metavar="MODEL.onnx")
     _add_arithmetic_options(p)
     args = p.parse_args(argv)
-    net, _ = prepare_network(args.model, _options_from(args))
+    # The table needs the quantised layers, not their adder graphs: merging a large network's
+    # graphs would take minutes and gigabytes for nothing printed here.
+    net, _ = quantized_network(args.model, _options_from(args))
     fmt = net.input_format
     assert fmt is not None
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from hwgen import __version__
 from hwgen.estimate import PARTS, Estimate, Resources, total_of
@@ -16,7 +17,22 @@ from hwgen.plan.dense import LayerPlan, NetworkPlan
 from hwgen.plan.frames import MAC_LATENCY, DenseStage, FramePlan, LanePoolStage, MacStage, WindowStage
 from hwgen.plan.window_schedule import WindowGeometry
 
-__all__ = ["make_report", "render_markdown"]
+__all__ = ["make_report", "overflow_summary", "render_markdown"]
+
+
+def overflow_summary(report: dict[str, Any], checked: tuple[str, ...], largest: int = 3) -> str:
+    """What does not fit, for a report whose ``fits`` is false: each checked resource over the
+    board's capacity (used, available, percent) and the ``largest`` layers by that resource."""
+    over = [k for k, v in report["utilisation"].items() if k in checked and v["used"] > v["available"]]
+    parts = []
+    for k in over:
+        u = report["utilisation"][k]
+        top = sorted(report["layers"], key=lambda la: -float(la.get(k, 0)))[:largest]
+        layers = ", ".join(f"{la['name']} {float(la.get(k, 0)):,.0f} ({la['arithmetic']})" for la in top)
+        parts.append(
+            f"{k} {u['used']:,} of {u['available']:,} ({100 * u['used'] / u['available']:.0f}%; largest: {layers})"
+        )
+    return "; ".join(parts)
 
 
 def _fmt_json(f: FixedFormat) -> dict[str, int]:

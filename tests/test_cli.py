@@ -364,3 +364,26 @@ def test_verify_reports_the_compile_and_the_vectors_passed(built, tmp_path):
     ]
     assert quiet.stderr == ""
     assert loud.stdout == quiet.stdout and "[icarus] 6 passed, 0 failed" in loud.stdout
+
+
+def test_a_value_too_wide_for_the_verilog_generator_exits_2_before_the_verilog(tmp_path, capsys):
+    """A flatten of 4,096 16-bit features before a dense adder graph would be one 65,536-bit
+    collector value, one bit more than Amaranth's netlist holds (it failed an assertion in a
+    worker after minutes of conversion): refused after planning, naming the stage and the fix."""
+    from make_conv_net import stack
+
+    from hwgen.backend import MAX_VALUE_BITS, too_wide
+    from hwgen.build import ArithmeticOptions, build
+    from hwgen.plan import plan_network
+
+    model = tmp_path / "wide.onnx"
+    onnx.save(stack("c64k3p1,d4", (1, 8, 8), seed=2), str(model))
+    out = tmp_path / "out"
+    assert main([str(model), "--board", "zcu111", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not out.exists()
+    assert "cannot generate the Verilog: stage 1, the frame collector (4,096 elements of 16 bits" in err
+    assert f"one 65,536-bit value; the Verilog generator (Amaranth) takes at most {MAX_VALUE_BITS:,}" in err
+    assert "elements of at most 15 bits there (--act-bits 15" in err
+    narrower = build(model, "zcu111", tmp_path / "e", ArithmeticOptions(act_bits=15), emit_rtl=False)
+    assert too_wide(plan_network(narrower.network)) is None

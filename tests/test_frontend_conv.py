@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from conftest import REPO
-from make_conv_net import _Builder, vgg1d
+from make_conv_net import _Builder, cifar10_vgg, cifar10_vgg_spec, vgg1d
 
 from hwgen import golden
 from hwgen.build import ArithmeticOptions, prepare_network
@@ -186,3 +186,43 @@ def test_windows_a_stream_cannot_hold_are_refused_clearly(tmp_path, capsys):
 
 def test_bundled_examples_exist():
     assert (REPO / "examples" / "make_conv_net.py").is_file()
+
+
+def test_the_cifar10_vgg_preset_is_the_intended_network(tmp_path):
+    """``make_conv_net.py --preset cifar10-vgg``: 3x32x32, six 3x3 'same' convolutions
+    (64, 64, 128, 128, 256, 256) with 2x2 pools after the 2nd, 4th and 6th, dense 4096 -> 512
+    -> 512 -> 10; ternary at 75% zeros but the first convolution (30%)."""
+    assert cifar10_vgg_spec() == "c64k3p1,c64k3p1,m2,c128k3p1,c128k3p1,m2,c256k3p1,c256k3p1,m2,d512,d512,o10"
+    path = tmp_path / "cifar.onnx"
+    onnx.save(cifar10_vgg(), str(path))
+    net = load_onnx(path)
+    assert net.input_shape == (3, 32, 32)
+    shapes = [(layer.op, layer.in_shape, layer.out_shape) for layer in net.layers]
+    assert shapes == [
+        ("Conv", (3, 32, 32), (64, 32, 32)),
+        ("Conv", (64, 32, 32), (64, 32, 32)),
+        ("MaxPool", (64, 32, 32), (64, 16, 16)),
+        ("Conv", (64, 16, 16), (128, 16, 16)),
+        ("Conv", (128, 16, 16), (128, 16, 16)),
+        ("MaxPool", (128, 16, 16), (128, 8, 8)),
+        ("Conv", (128, 8, 8), (256, 8, 8)),
+        ("Conv", (256, 8, 8), (256, 8, 8)),
+        ("MaxPool", (256, 8, 8), (256, 4, 4)),
+        ("Gemm", (4096,), (512,)),
+        ("Gemm", (512,), (512,)),
+        ("Gemm", (512,), (10,)),
+    ]
+    convs = [layer for layer in net.layers if layer.op == "Conv"]
+    assert all(layer.kernel == (3, 3) and layer.pads == (1, 1, 1, 1) and layer.relu for layer in convs)
+    zeros = [1 - layer.weights_nonzero / layer.weights.size for layer in net.layers if layer.op != "MaxPool"]
+    assert abs(zeros[0] - 0.3) < 0.05
+    assert all(abs(z - 0.75) < 0.01 for z in zeros[1:-1])
+    assert {int(v) for v in np.unique(net.layers[1].weights)} == {-1, 0, 1}
+    # A narrower one keeps the shape (the test-sized variant of the bench).
+    small = load_onnx(_saved(cifar10_vgg(channels=4, dense=(16,)), tmp_path / "small.onnx"))
+    assert [layer.out_shape for layer in small.layers][-5:] == [(16, 8, 8), (16, 8, 8), (16, 4, 4), (16,), (10,)]
+
+
+def _saved(model: onnx.ModelProto, path):
+    onnx.save(model, str(path))
+    return path

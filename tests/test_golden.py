@@ -68,3 +68,28 @@ def test_layer_cache_gives_the_golden_outputs_of_every_variant(tmp_path, max_byt
         expected = golden.dequantize_output(net, golden.run_integer(net, golden.quantize_input(net, x)))
         assert np.array_equal(cache.outputs(net), expected)
         assert np.array_equal(cache.outputs(net), expected)  # again, from what it kept
+
+
+def test_convolutions_give_the_same_numbers_a_slice_of_the_batch_at_a_time(monkeypatch, tmp_path):
+    """Large batches of large images go through a convolution's patches in slices
+    (``hwgen.ir.network.PATCH_BYTES``): the float and integer results do not depend on it."""
+    import onnx
+    from make_conv_net import stack
+
+    import hwgen.ir.network as ir_network
+
+    path = tmp_path / "conv.onnx"
+    onnx.save(stack("c6k3p1,m2,c5k3p1,d8,o3", (2, 8, 8), seed=4), str(path))
+    net = built_network(path)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 2, 8, 8))
+    conv = net.layers[2]
+    q = rng.integers(-2000, 2000, size=(37, *conv.in_shape))
+
+    def results():
+        return conv.float_forward(x[:, :1].repeat(6, 1)[:, :, :4, :4]), conv.accumulate(q), golden.run(net, x)
+
+    whole = results()
+    monkeypatch.setattr(ir_network, "PATCH_BYTES", 1)  # one sample at a time
+    for a, b in zip(whole, results(), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

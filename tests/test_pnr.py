@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import stderr_without_progress, write_mlp
+from conftest import built_network, stderr_without_progress, write_mlp
 
 from hwgen.build import build
 from hwgen.cli import main
@@ -147,6 +147,15 @@ def test_a_network_too_large_for_the_device_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not fit icebreaker (iCE40UP5K-SG48): lut" in err and "dsp" not in err
     assert not out.exists()
+    # What does not fit, by how much, and where it is: the largest layers by that resource.
+    line = err.strip().splitlines()[-1]
+    assert "%; largest: " in line and "(naive" not in line and "Traceback" not in err
+    names = [la.name for la in built_network(model, adder_graph="naive").layers]
+    assert all(name in line for name in names[:2])
+    args = [str(model), "--board", "icebreaker", "--adder-graph", "naive", "-o", str(out)]
+    assert main([*args, "--allow-overflow"]) == 0
+    assert "does not fit (written anyway, --allow-overflow): lut " in capsys.readouterr().out
+    assert (out / "rtl" / "twn_top.v").exists()
 
 
 def test_lattice_cells_are_classified():

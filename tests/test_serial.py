@@ -27,6 +27,7 @@ from hwgen.backend.serial import (
 )
 from hwgen.backend.serial_graph import SerialAdderGraph
 from hwgen.ir import AdderGraph, AddNode, Operand
+from hwgen.passes.merge_pairs import merged_adder_graph
 from hwgen.passes.naive_tree import naive_adder_graph
 from hwgen.paths import SIM_DIR
 from hwgen.plan.bit_serial import SerialGraphPlan, digits_per_word, serial_word_bits
@@ -488,6 +489,57 @@ def test_plan_counts_match_a_hand_count():
     assert merged.delays == {0: 1, 1: 1, 2: 1, 5: 1}
     assert (merged.latency, merged.strobe_delay) == (2, 2)
     assert (merged.adders, merged.three_input_adders, merged.carry_bits, merged.adder_register_bits) == (2, 1, 3, 2)
+
+
+def _mapped_delays_bit_by_bit(plan: SerialGraphPlan) -> tuple[int, int, int]:
+    """The SRL mapping counted one bit at a time, as it was before the taps became runs of bits."""
+    from hwgen.plan.bit_serial import SRL_MIN_LENGTH, shift_register_cells
+
+    d = plan.digit_bits
+    used: dict[int, list[set[int]]] = {}
+    for op in plan.ops:
+        for operand in op.operands:
+            lag = plan.operand_lag(op, operand)
+            q, r = divmod(operand.shift, d)
+            for b in range(d):
+                used.setdefault(operand.value, [set() for _ in range(d)])[b].add(lag + q + (b >= d - r))
+    for out in plan.graph.outputs:
+        if out is not None:
+            for b in range(d):
+                used.setdefault(out.value, [set() for _ in range(d)])[b].add(
+                    plan.latency - plan.graph.depths[out.value]
+                )
+    srl = ffs = absorbed = 0
+    for value, per_bit in used.items():
+        for lags in per_bit:
+            previous = 0
+            for lag in sorted(lags):
+                if lag > previous:
+                    first = previous == 0 and value >= plan.graph.n_inputs and lag - previous + 1 >= SRL_MIN_LENGTH
+                    cells, rest = shift_register_cells(lag - previous + first)
+                    srl, ffs, absorbed = srl + cells, ffs + rest, absorbed + first
+                previous = lag
+    return srl, ffs, absorbed
+
+
+@settings(max_examples=60, deadline=None)
+@given(graph=small_graphs(), d=st.sampled_from([1, 2, 3, 5, 8]))
+def test_delay_mapping_counts_runs_of_bits_like_single_bits(graph, d):
+    """``bit_taps`` groups a value's bits into runs read at the same lags (one entry per run, not
+    per bit: fast on wide digits over large graphs); the SRL and flip-flop counts are the per-bit ones."""
+    plan = SerialGraphPlan(graph, d, 16)
+    assert plan._mapped_delays == _mapped_delays_bit_by_bit(plan)
+    for runs in plan.bit_taps.values():
+        assert sum(bits for bits, _ in runs) == d
+
+
+def test_delay_mapping_of_a_merged_layer_counts_like_single_bits():
+    rng = np.random.default_rng(5)
+    w = rng.choice([-1, 0, 1], size=(24, 40), p=[0.2, 0.6, 0.2])
+    graph = merged_adder_graph(w)
+    for d in (1, 3, 6, 11):
+        plan = SerialGraphPlan(graph, d, 22)
+        assert plan._mapped_delays == _mapped_delays_bit_by_bit(plan)
 
 
 @pytest.mark.parametrize("d", [1, 2])

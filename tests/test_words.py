@@ -40,6 +40,19 @@ def test_a_wrapped_value_is_what_a_register_of_that_width_keeps():
     assert wrap_range(-8, 7, 4) == (-8, 7) and wrap_range(-9, 0, 4) == (-8, 7) and wrap_range(0, 3, 4) == (0, 3)
 
 
+def test_signed_bits_for_range_is_the_smallest_twos_complement_width():
+    # The closed form (the scheduler asks it millions of times) against the definition.
+    for lo in range(-70, 70):
+        for hi in range(lo, 70):
+            bits = signed_bits_for_range(lo, hi)
+            assert -(1 << (bits - 1)) <= lo and hi < 1 << (bits - 1)
+            assert bits == 1 or not (-(1 << (bits - 2)) <= lo and hi < 1 << (bits - 2))
+    assert signed_bits_for_range(-(2**70), 2**70 - 1) == 71
+    assert signed_bits_for_range(np.int64(-5), np.int64(7)) == 4
+    with pytest.raises(ValueError, match="empty range"):
+        signed_bits_for_range(1, 0)
+
+
 def test_parse_words_accepts_the_modes_and_widths_and_nothing_else():
     assert parse_words("exact") == "exact" and parse_words("calibrated") == "calibrated"
     assert parse_words("16") == 16 and parse_words(12) == 12

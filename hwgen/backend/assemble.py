@@ -30,9 +30,13 @@ from hwgen.plan.frames import (
     WindowStage,
 )
 
-__all__ = ["TOP_NAME", "StreamingFrameNetwork", "StreamingNetwork", "generate_verilog"]
+__all__ = ["MAX_VALUE_BITS", "TOP_NAME", "StreamingFrameNetwork", "StreamingNetwork", "generate_verilog", "too_wide"]
 
 TOP_NAME = "twn_top"
+
+#: The widest value Amaranth's netlist holds: it numbers a value's bits with 16 bits
+#: (``amaranth.hdl._nir.Net``), and a wider one fails an assertion deep inside the conversion.
+MAX_VALUE_BITS = (1 << 16) - 1
 
 
 class StreamingNetwork(wiring.Component):
@@ -162,6 +166,37 @@ def stage_width(stage: Stage) -> int:
     if isinstance(stage, ArgmaxStage):
         return stage.out_bits
     return stage.lp.layer.out_features * stage.lp.out_bits
+
+
+def too_wide(plan: NetworkPlan | FramePlan) -> str | None:
+    """Why the Verilog of ``plan`` cannot be generated (None: it can): a frame stage whose
+    output would be one value wider than :data:`MAX_VALUE_BITS`, such as the collected vector
+    of a large flatten before a dense adder graph (4,096 features of 16 bits are 65,536)."""
+    if not isinstance(plan, FramePlan):
+        return None
+    for k, stage in enumerate(plan.stages):
+        width = stage_width(stage)
+        if width <= MAX_VALUE_BITS:
+            continue
+        if isinstance(stage, CollectStage):
+            elements = stage.channels * stage.positions
+            what = f"the frame collector ({elements:,} elements of {stage.bits} bits"
+            after = plan.stages[k + 1] if k + 1 < len(plan.stages) else None
+            what += f", the input of dense layer {after.lp.layer.name!r})" if isinstance(after, DenseStage) else ")"
+            fix = (
+                f"elements of at most {MAX_VALUE_BITS // elements} bits there (--act-bits "
+                f"{MAX_VALUE_BITS // elements}, or --layer-act-bits on the layer before, where a ReLU's B value "
+                "bits make (B + 1)-bit elements), or fewer features into that layer"
+                if MAX_VALUE_BITS // elements >= 2
+                else "fewer features into that layer"
+            )
+        else:
+            what, fix = f"a {type(stage).__name__} ({width:,} bits)", "fewer channels or narrower activations"
+        return (
+            f"stage {k}, {what}, would be one {width:,}-bit value; the Verilog generator (Amaranth) "
+            f"takes at most {MAX_VALUE_BITS:,} bits per value: {fix}"
+        )
+    return None
 
 
 class FrameStage(wiring.Component):

@@ -25,6 +25,7 @@ Arithmetic conventions (the golden model implements exactly these):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +35,10 @@ from hwgen.errors import TwnError
 from hwgen.ir.adder_graph import AdderGraph
 from hwgen.ir.quantizer import Quantizer
 from hwgen.ir.widths import signed_bits_for_range, wrap_signed
+
+#: Bytes of convolution patches (windows laid out as matrix rows) one product may build at once:
+#: larger batches go through :meth:`LinearLayer.float_forward` and ``accumulate`` in slices.
+PATCH_BYTES = 1 << 28
 
 __all__ = [
     "OUTPUT_OPS",
@@ -397,6 +402,23 @@ class LinearLayer:
         win = win.transpose(order)
         return win.reshape(*win.shape[: 1 + nd], -1)
 
+    def _times_patches(self, x: np.ndarray, w_t: np.ndarray) -> np.ndarray:
+        """``patches(x) @ w_t``, a slice of the batch at a time: a convolution's patches are
+        ``kernel taps`` times its input (a 32x32 image's 3x3 convolution over 1024 samples
+        would be gigabytes), while the product is only as large as the output."""
+        if not self.is_conv or len(x) == 0:
+            return self.patches(x) @ w_t
+        per_sample = math.prod(self.out_shape[1:]) * self.weights.shape[1] * max(x.dtype.itemsize, 8)
+        chunk = max(1, PATCH_BYTES // per_sample)
+        if len(x) <= chunk:
+            return self.patches(x) @ w_t
+        first = self.patches(x[:chunk]) @ w_t
+        out = np.empty((len(x), *first.shape[1:]), dtype=first.dtype)
+        out[:chunk] = first
+        for start in range(chunk, len(x), chunk):
+            out[start : start + chunk] = self.patches(x[start : start + chunk]) @ w_t
+        return out
+
     def _channels_first(self, y: np.ndarray) -> np.ndarray:
         """[batch, *out_spatial, O] -> [batch, O, *out_spatial]."""
         return np.moveaxis(y, -1, 1) if self.is_conv else y
@@ -404,7 +426,7 @@ class LinearLayer:
     def float_forward(self, x: np.ndarray) -> np.ndarray:
         """The float layer as parsed (before any quantisation): [batch, *out_shape]."""
         w = self.weights.astype(np.float64) * self.scale[:, None]
-        y = self.patches(np.asarray(x, dtype=np.float64)) @ w.T + self.bias
+        y = self._times_patches(np.asarray(x, dtype=np.float64), w.T) + self.bias
         y = self._channels_first(np.maximum(y, 0.0) if self.relu else y)
         return self.quantizer(y) if self.quantizer is not None else y
 
@@ -419,9 +441,9 @@ class LinearLayer:
         peak = int(np.abs(q).max(initial=0)) if q.size else 0
         bound = peak * int(np.abs(self.weights).sum(axis=1).max(initial=0))
         if q.dtype.kind in "iu" and bound < 2**52:
-            acc = self.patches(q.astype(np.float64)) @ self.weights.T.astype(np.float64)
+            acc = self._times_patches(q.astype(np.float64), self.weights.T.astype(np.float64))
             return acc.astype(np.int64)
-        return self.patches(q.astype(object)) @ self.weights.T.astype(object)
+        return self._times_patches(q.astype(object), self.weights.T.astype(object))
 
     def word_accumulate(self, q: np.ndarray) -> np.ndarray:
         """The accumulators as the hardware's words hold them: :meth:`accumulate`, wrapped to

@@ -11,10 +11,10 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
     """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
     if lo > hi:
         raise ValueError(f"empty range [{lo}, {hi}]")
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
+    # b bits hold hi >= 0 when hi < 2**(b-1), and lo < 0 when -lo - 1 < 2**(b-1): closed form,
+    # since the schedule asks this of every node of every candidate (millions of calls).
+    lo, hi = int(lo), int(hi)
+    return 1 + max(hi.bit_length() if hi > 0 else 0, (-lo - 1).bit_length() if lo < 0 else 0)
 
 
 def wrap_signed(values: Any, bits: int) -> Any:

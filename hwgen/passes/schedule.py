@@ -156,7 +156,9 @@ def choose_requant_units(layer: LinearLayer, budget: int, lo: int, hi: int, bits
             continue
         tried.add(units)
         cand = LayerPlan(replace(layer, requant_units=units), g_lo, g_hi, bits)
-        cand.__dict__["value_ranges"] = base.value_ranges  # the same graph and inputs: reuse the intervals
+        # The same graph and inputs: reuse the intervals and the widths.
+        cand.__dict__["value_ranges"] = base.value_ranges
+        cand.__dict__["value_bits"] = base.value_bits
         assert cand.requant_slots <= budget
         cost = score(requant_cost(cand, cand.graph_out_bits))
         if cost < best:

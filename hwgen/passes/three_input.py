@@ -29,6 +29,7 @@ Yosys on a merged 32x96 layer: ``bench/three_input.py`` and ``docs/precision.md`
 from __future__ import annotations
 
 import heapq
+import weakref
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -45,7 +46,26 @@ def _shifted(op: Operand, negate: bool, shift: int) -> Operand:
 
 
 def three_input_graph(graph: AdderGraph) -> AdderGraph:
-    """The same matrix as ``graph`` with its single-reader sums regrouped into three-input nodes."""
+    """The same matrix as ``graph`` with its single-reader sums regrouped into three-input nodes.
+
+    Kept on the (immutable) graph: the scheduler costs the regrouped graph and
+    :class:`ThreeInputAdders` then builds it, seconds each on a large layer."""
+    key = id(graph)
+    kept = _REGROUPED.get(key)
+    if kept is not None and kept[0]() is graph:
+        return kept[1]
+    regrouped = _regrouped(graph)
+    _REGROUPED[key] = (weakref.ref(graph), regrouped)
+    weakref.finalize(graph, _REGROUPED.pop, key, None)
+    return regrouped
+
+
+#: Regrouped graphs by the identity of their source graph, while it lives (not in the graph
+#: itself, which is pickled to the Verilog workers).
+_REGROUPED: dict[int, tuple[weakref.ref[AdderGraph], AdderGraph]] = {}
+
+
+def _regrouped(graph: AdderGraph) -> AdderGraph:
     n = graph.n_inputs
     readers = [0] * graph.n_values
     for node in graph.nodes:

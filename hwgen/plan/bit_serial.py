@@ -32,6 +32,7 @@ still belong to the current word).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -329,7 +330,7 @@ class SerialGraphPlan:
         copy (their carry chains and registers stay apart: each carry feeds back on
         itself); at ``d = 1`` the carry is inside the LUT and nothing is shared.
         """
-        return len({tuple(sorted(op.operands)) for op in self.ops})
+        return len({tuple(sorted((o.value, o.negate, o.shift) for o in op.operands)) for op in self.ops})
 
     @property
     def adder_bits(self) -> int:
@@ -357,32 +358,45 @@ class SerialGraphPlan:
         return self.adder_register_bits + self.carry_bits + self.delay_bits + self.strobe_delay
 
     @cached_property
-    def bit_taps(self) -> dict[int, tuple[tuple[int, ...], ...]]:
-        """For every value, for every bit of its digit, the sorted lags at which that bit is read.
+    def bit_taps(self) -> dict[int, tuple[tuple[int, tuple[int, ...]], ...]]:
+        """For every value, the sorted lags at which each bit of its digit is read, as runs of
+        adjacent bits read at the same lags: ``((bits, lags), ...)`` covering the ``d`` bits.
 
         A shift by ``q*d + r`` bits (``r > 0``) reads the low ``d - r`` bits at lag ``q`` and only
-        the high ``r`` bits at lag ``q + 1``.
+        the high ``r`` bits at lag ``q + 1``. Runs, not one entry per bit: every read covers a
+        range of bits, and a wide digit over a large graph would otherwise cost ``d`` sets per value.
         """
         d = self.digit_bits
-        used: dict[int, list[set[int]]] = {}
+        reads: dict[int, list[tuple[int, int, int]]] = {}  # value -> (lag, first bit, end bit)
 
-        def read(value: int, lag: int, bits: range) -> None:
-            per_bit = used.setdefault(value, [set() for _ in range(d)])
-            for b in bits:
-                per_bit[b].add(lag)
+        def read(value: int, lag: int, first: int, end: int) -> None:
+            entry = reads.get(value)
+            if entry is None:
+                entry = reads[value] = []
+            entry.append((lag, first, end))
 
         for op in self.ops:
             for operand in op.operands:
                 lag = self.operand_lag(op, operand)
                 q, r = divmod(operand.shift, d)
-                read(operand.value, lag + q, range(d - r))
+                read(operand.value, lag + q, 0, d - r)
                 if r:
-                    read(operand.value, lag + q + 1, range(d - r, d))
+                    read(operand.value, lag + q + 1, d - r, d)
         depths = self.graph.depths
         for out in self.graph.outputs:
             if out is not None:
-                read(out.value, self.latency - depths[out.value], range(d))
-        return {v: tuple(tuple(sorted(lags)) for lags in per_bit) for v, per_bit in sorted(used.items())}
+                read(out.value, self.latency - depths[out.value], 0, d)
+        taps: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {}
+        for value, entries in sorted(reads.items()):
+            if all(e[1] == 0 and e[2] == d for e in entries):  # no shift by a part of a digit: one run
+                taps[value] = ((d, tuple(sorted({e[0] for e in entries}))),)
+                continue
+            cuts = sorted({0, d, *(e[1] for e in entries), *(e[2] for e in entries)})
+            taps[value] = tuple(
+                (b - a, tuple(sorted({lag for lag, first, end in entries if first <= a < end})))
+                for a, b in itertools.pairwise(cuts)
+            )
+        return taps
 
     @cached_property
     def _mapped_delays(self) -> tuple[int, int, int]:
@@ -394,20 +408,20 @@ class SerialGraphPlan:
         register is the first stage of the first piece.
         """
         srl = ffs = absorbed = 0
-        for value, per_bit in self.bit_taps.items():
+        for value, runs in self.bit_taps.items():
             is_node = value >= self.graph.n_inputs
-            for lags in per_bit:
+            for bits, lags in runs:
                 previous = 0
                 for lag in lags:
                     if lag > previous:
                         length = lag - previous
                         if previous == 0 and is_node and length + 1 >= SRL_MIN_LENGTH:
                             cells, rest = shift_register_cells(length + 1)
-                            absorbed += 1
+                            absorbed += bits
                         else:
                             cells, rest = shift_register_cells(length)
-                        srl += cells
-                        ffs += rest
+                        srl += bits * cells
+                        ffs += bits * rest
                     previous = lag
         return srl, ffs, absorbed
 
