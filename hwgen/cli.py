@@ -110,7 +110,7 @@ def _add_arithmetic_options(p: argparse.ArgumentParser, defaults: bool = True) -
         default=None,
         metavar="GB",
         help="memory the merge may use; a layer needing more is merged in blocks of inputs and a line on "
-        "stderr says so (default: half the memory available)",
+        "stderr says so (default: 8; a constant, so the graphs do not depend on the machine's load)",
     )
     g.add_argument(
         "--layer-act-bits",

@@ -571,3 +571,19 @@ def test_cse_bad_scale_options(tmp_path: Path, capsys: pytest.CaptureFixture[str
     status, _, err = run_cse(capsys, str(tmp_path / "w.npy"), "--no-cache", *argv)
     assert status == 2
     assert err.startswith("twngen: error:") and err.count("\n") == 1
+
+
+def test_the_merge_plan_does_not_depend_on_the_memory_free_now(monkeypatch):
+    """Same options, same graph: the default budget is a constant; the memory free now only limits
+    what runs side by side, and a merge that cannot fit it is refused, never planned otherwise."""
+    w = np.random.default_rng(8).choice([-1, 0, 1], size=(48, 160), p=[0.3, 0.4, 0.3])
+    assert merge_pairs.default_memory_budget() == merge_pairs.DEFAULT_MERGE_MEMORY
+    graphs = []
+    for free in (64 << 30, 2 * merge_pairs.merge_memory_estimate(w)):
+        monkeypatch.setattr(merge_pairs, "available_memory", lambda free=free: free)
+        assert merge_pairs._merge_plan(w, None, None) == [(0, 160)]
+        graphs.append(merged_adder_graph(w))
+    assert graphs[0].adders == graphs[1].adders and graphs[0].nodes == graphs[1].nodes
+    monkeypatch.setattr(merge_pairs, "available_memory", lambda: 1 << 20)
+    with pytest.raises(TwnError, match=r"layer fc3, a 48 x 160 .* is available now: give --merge-memory"):
+        merged_adder_graph(w, name="layer fc3")

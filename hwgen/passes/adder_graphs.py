@@ -88,14 +88,21 @@ class BuildAdderGraphs:
     def _merged_graphs(self, matrices: list, names: list[str]) -> list[AdderGraph]:  # type: ignore[type-arg]
         import os
 
-        from hwgen.passes.merge_pairs import EFFORTS, default_memory_budget
+        from hwgen.passes.merge_pairs import EFFORTS, available_memory, default_memory_budget, merge_memory_estimate
 
         if self.effort not in EFFORTS:
             raise TwnError(f"--merge-effort must be one of {', '.join(EFFORTS)}, not {self.effort!r}")
-        # Small layers are not worth a process; large ones run side by side.
+        # Small layers are not worth a process; large ones run side by side, as many as the
+        # memory available now holds (their planned peaks). Every layer plans with the whole
+        # budget, so the graphs do not depend on how many run at once.
         big = [k for k, w in enumerate(matrices) if w.size >= 20_000]
         workers = min(len(big), self.jobs or os.cpu_count() or 1)
         budget = default_memory_budget() if self.memory_budget is None else self.memory_budget
+        free = available_memory()
+        if workers > 1 and free is not None:
+            peaks = sorted((min(merge_memory_estimate(matrices[k]), budget) for k in big), reverse=True)
+            while workers > 1 and sum(peaks[:workers]) > free:
+                workers -= 1
         graphs: dict[int, AdderGraph] = {}
         if workers > 1:
             import multiprocessing
@@ -104,8 +111,7 @@ class BuildAdderGraphs:
             order = sorted(big, key=lambda k: -matrices[k].size)
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 # Counted here, in the parent, as each worker hands back a layer.
-                # Each worker gets its share of the memory budget.
-                jobs = [(k, matrices[k], self.max_depth, self.effort, budget // workers, names[k]) for k in order]
+                jobs = [(k, matrices[k], self.max_depth, self.effort, budget, names[k]) for k in order]
                 for k, graph in pool.imap_unordered(_merged_job, jobs, chunksize=1):
                     graphs[k] = graph
                     self._done(len(graphs), len(matrices))

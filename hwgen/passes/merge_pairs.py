@@ -99,7 +99,9 @@ from hwgen.ir.adder_graph import AdderGraph, AddNode, Operand
 
 __all__ = [
     "ALGORITHM_VERSION",
+    "DEFAULT_MERGE_MEMORY",
     "EFFORTS",
+    "available_memory",
     "default_max_depth",
     "default_memory_budget",
     "merge_memory_estimate",
@@ -1127,16 +1129,34 @@ def merge_memory_estimate(weights: np.ndarray) -> int:
     return max(_search_bytes(_expand(w).matrix), _search_bytes(_expand(np.ascontiguousarray(w.T)).matrix))
 
 
+#: The merge memory budget when none is given (bytes). A constant, not the memory free now: whether
+#: a layer is merged whole or in blocks, and so its graph and the Verilog, depends on the options
+#: only, never on the machine's load or how many layers merge side by side.
+DEFAULT_MERGE_MEMORY = 8 << 30
+
+
 def default_memory_budget() -> int:
-    """Bytes the merge may use by default: half the memory available now (Linux), else 4 GB."""
+    """Bytes the merge plans with by default (:data:`DEFAULT_MERGE_MEMORY`)."""
+    return DEFAULT_MERGE_MEMORY
+
+
+def available_memory() -> int | None:
+    """Memory available now (``MemAvailable``, Linux), or None where it cannot be read. It limits
+    how much runs side by side and refuses a merge that cannot fit; it never changes a graph."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 4 << 30
+    return None
+
+
+def _parallel_memory(budget: int) -> int:
+    """Memory that search runs side by side may share: the budget, at most half of what is free."""
+    free = available_memory()
+    return budget if free is None else min(budget, free // 2)
 
 
 def _gb(n: float) -> str:
@@ -1280,7 +1300,7 @@ def _merged_whole(w: _Int64Array, limit: int, seed: int, effort: str, budget: in
     terms = int(np.count_nonzero(search.direct.matrix))
     runs = max(2, min(_MAX_RUNS, math.ceil(_RUNS_SCALE / math.sqrt(terms))))
     run_bytes = max(_search_bytes(search.direct.matrix), _search_bytes(search.transposed.matrix))
-    workers = _workers(terms, run_bytes, default_memory_budget() if budget is None else budget)
+    workers = _workers(terms, run_bytes, _parallel_memory(default_memory_budget() if budget is None else budget))
     best: AdderGraph | None = None
     scores: dict[str, int] = {}
 
@@ -1359,6 +1379,7 @@ def merged_adder_graph(
     if effort not in EFFORTS:
         raise TwnError(f"merge effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     spans = _merge_plan(w, memory_budget, name)
+    _check_available(w, spans, name)
     if len(spans) == 1:
         best = _merged_whole(w, limit, seed, effort, memory_budget)
     else:
@@ -1406,6 +1427,23 @@ def _merge_plan(w: _Int64Array, memory_budget: int | None, name: str | None) -> 
             "or more, or --adder-graph naive"
         )
     return spans
+
+
+def _check_available(w: _Int64Array, spans: list[tuple[int, int]], name: str | None) -> None:
+    """Refuse (exit 2) a merge whose planned peak exceeds the memory available now, rather than
+    be killed by the kernel or quietly plan another graph: the plan depends on the budget only."""
+    free = available_memory()
+    if free is None or w.size == 0:
+        return
+    need = max(merge_memory_estimate(w[:, lo:hi]) for lo, hi in spans)
+    if need <= free:
+        return
+    how = "whole" if len(spans) == 1 else f"in {len(spans)} blocks of inputs"
+    raise TwnError(
+        f"{_what(w, name)} needs about {_gb(need)} to merge {how} under the merge memory budget, and only "
+        f"{_gb(free)} is available now: give --merge-memory {free / (1 << 30) * 0.8:.2f} (smaller blocks, fewer "
+        "shared adders) or free memory"
+    )
 
 
 def _cache_dir(cache_dir: Path | None) -> Path:
