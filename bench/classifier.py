@@ -102,6 +102,7 @@ def main() -> None:
     import onnx
     from make_conv_net import vgg1d
 
+    commit = git_commit()  # the code that runs: taken before, not after, a run of many minutes
     twngen = str(Path(sys.executable).parent / "twngen")
     with tempfile.TemporaryDirectory(prefix="twngen-classifier-") as tmp:
         model = Path(tmp) / "classifier.onnx"
@@ -129,7 +130,7 @@ def main() -> None:
         verilog_bytes = (outdir / "rtl" / "twn_top.v").stat().st_size
 
     result = {
-        "twngen_commit": git_commit(),
+        "twngen_commit": commit,
         "model": f"vgg1d channels={args.channels} seed={args.seed} (examples/make_conv_net.py)",
         "command": " ".join(["twngen classifier.onnx --board zcu111 --input-rate", f"{args.rate:g}", *extra]),
         "build_seconds_cold_cache": round(build_s, 1),
