@@ -32,3 +32,16 @@ def git_commit() -> str | None:
     """The checkout's short commit (None outside git), recorded beside a bench's results."""
     proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     return proc.stdout.strip() or None
+
+
+def report_figures(report: dict) -> dict[str, object]:
+    """A build's headline figures from its report.json: adders, II, throughput, latency, estimate."""
+    return {
+        "adders": report["adders"],
+        "naive_adders": report["naive_adders"],
+        "initiation_interval_cycles": report["initiation_interval_cycles"],
+        "throughput_per_s": report["throughput_per_s"],
+        "latency_cycles": report["latency_cycles"],
+        "latency_us": report["latency_us"],
+        "estimate": report["resources"],
+    }

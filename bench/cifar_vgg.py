@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import git_commit, replace_between  # noqa: E402
+from _common import git_commit, replace_between, report_figures  # noqa: E402
 
 _DOCS = REPO / "docs" / "streaming.md"
 _BEGIN, _END = "<!-- bench/cifar_vgg.py: begin -->", "<!-- bench/cifar_vgg.py: end -->"
@@ -125,13 +125,7 @@ def _layers(report: dict) -> list[dict[str, object]]:
 
 def _from_report(report: dict) -> dict[str, object]:
     return {
-        "adders": report["adders"],
-        "naive_adders": report["naive_adders"],
-        "initiation_interval_cycles": report["initiation_interval_cycles"],
-        "throughput_per_s": report["throughput_per_s"],
-        "latency_cycles": report["latency_cycles"],
-        "latency_us": report["latency_us"],
-        "estimate": report["resources"],
+        **report_figures(report),
         "utilisation": report["utilisation"],
         "fits": report["fits"],
         "accuracy": report["accuracy"],
@@ -155,7 +149,8 @@ def build_and_verify(
     print(f"bench: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     run = run_measured(cmd, env)
     print(run["stderr"], file=sys.stderr)
-    failed = {
+    # What the build run measured, refused or not.
+    measured = {
         "model": f"examples/make_conv_net.py --preset cifar10-vgg --channels {channels} "
         f"--dense {','.join(map(str, dense))} --seed {seed}",
         "spec": cifar10_vgg_spec(channels, dense),
@@ -165,8 +160,8 @@ def build_and_verify(
         "build_peak_process_gb": run["peak_process_gb"],
         "build_peak_tree_gb": run["peak_tree_gb"],
         "build_stages_seconds": _stages(str(run["stderr"])),
-        "build_returncode": run["returncode"],
     }
+    failed = {**measured, "build_returncode": run["returncode"]}
     if run["returncode"] != 0:
         # A refusal is a result too: what the build says, and how long it took to say it; the
         # estimate (II, latency, area, fit) then comes from an estimate-only build (twngen explore).
@@ -185,16 +180,8 @@ def build_and_verify(
     report = json.loads((outdir / "report.json").read_text())
     summary = [line.strip() for line in str(run["stdout"]).splitlines() if "does not fit" in line]
     result: dict[str, object] = {
-        "model": f"examples/make_conv_net.py --preset cifar10-vgg --channels {channels} "
-        f"--dense {','.join(map(str, dense))} --seed {seed}",
-        "spec": cifar10_vgg_spec(channels, dense),
+        **measured,
         "command": "twngen cifar_vgg.onnx --board zcu111 --allow-overflow   (default --input-rate: 1 pixel/cycle)",
-        "build_seconds_cold_cache": run["seconds"],
-        "build_cpu_seconds": run["cpu_seconds"],
-        "load_average_at_end": run["load_average"],
-        "build_peak_process_gb": run["peak_process_gb"],
-        "build_peak_tree_gb": run["peak_tree_gb"],
-        "build_stages_seconds": _stages(str(run["stderr"])),
         "verilog_bytes": (outdir / "rtl" / "twn_top.v").stat().st_size,
         **_from_report(report),
         "does_not_fit": summary[0] if summary else None,

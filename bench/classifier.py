@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import git_commit, replace_between  # noqa: E402
+from _common import git_commit, replace_between, report_figures  # noqa: E402
 
 _DOCS = REPO / "docs" / "streaming.md"
 _BEGIN, _END = "<!-- bench/classifier.py --rate {rate}: begin -->", "<!-- bench/classifier.py --rate {rate}: end -->"
@@ -135,13 +135,7 @@ def main() -> None:
         "command": " ".join(["twngen classifier.onnx --board zcu111 --input-rate", f"{args.rate:g}", *extra]),
         "build_seconds_cold_cache": round(build_s, 1),
         "verilog_bytes": verilog_bytes,
-        "adders": report["adders"],
-        "naive_adders": report["naive_adders"],
-        "initiation_interval_cycles": report["initiation_interval_cycles"],
-        "throughput_per_s": report["throughput_per_s"],
-        "latency_cycles": report["latency_cycles"],
-        "latency_us": report["latency_us"],
-        "estimate": report["resources"],
+        **report_figures(report),
         "estimate_by_part": report["resources_by_part"],
         "synthesis": report.get("synthesis"),
         "fits": report["fits"],
