@@ -445,7 +445,7 @@ def test_over_budget_layer_is_merged_in_blocks_and_says_so(trained: dict[str, np
     assert "layer Conv_14, a 32 x 288 weight matrix" in said[0]
     assert "in 2 blocks of about 144 inputs" in said[0] and "--merge-memory" in said[0]
     # Whole again once the budget allows.
-    assert merge_pairs._merge_plan(w, budget + 1, None) == [(0, 288)]
+    assert merge_pairs._merge_plan(w, budget + 1, None).spans == [(0, 288)]
 
 
 def test_blocks_keep_an_explicit_depth_limit() -> None:
@@ -581,7 +581,7 @@ def test_the_merge_plan_does_not_depend_on_the_memory_free_now(monkeypatch):
     graphs = []
     for free in (64 << 30, 2 * merge_pairs.merge_memory_estimate(w)):
         monkeypatch.setattr(merge_pairs, "available_memory", lambda free=free: free)
-        assert merge_pairs._merge_plan(w, None, None) == [(0, 160)]
+        assert merge_pairs._merge_plan(w, None, None).spans == [(0, 160)]
         graphs.append(merged_adder_graph(w))
     assert graphs[0].adders == graphs[1].adders and graphs[0].nodes == graphs[1].nodes
     monkeypatch.setattr(merge_pairs, "available_memory", lambda: 1 << 20)

@@ -90,6 +90,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -1167,17 +1168,23 @@ def _stderr_notice(message: str) -> None:
     print(f"twngen: {message}", file=sys.stderr, flush=True)
 
 
-def _column_blocks(w: _Int64Array, budget: int) -> list[tuple[int, int]]:
-    """Fewest equal blocks of columns each of which fits ``budget`` ([(lo, hi)]); [] if none does."""
+def _column_blocks(w: _Int64Array, budget: int) -> tuple[list[tuple[int, int]], int]:
+    """Fewest equal blocks of columns each of which fits ``budget`` ([(lo, hi)]) and the largest
+    block's estimate; ([], 0) if none does."""
     n = w.shape[1]
     blocks = 1
     while True:
         edges = [round(k * n / blocks) for k in range(blocks + 1)]
         spans = list(itertools.pairwise(edges))
-        if all(merge_memory_estimate(w[:, lo:hi]) <= budget for lo, hi in spans):
-            return spans
+        peak = 0
+        for lo, hi in spans:
+            peak = max(peak, merge_memory_estimate(w[:, lo:hi]))
+            if peak > budget:
+                break
+        else:
+            return spans, peak
         if n // (blocks * 2) < _MIN_BLOCK_COLUMNS:
-            return []
+            return [], 0
         blocks *= 2
 
 
@@ -1378,8 +1385,9 @@ def merged_adder_graph(
         raise TwnError(f"max_depth must be at least {least} (a row has {int(_row_terms(w).max())} terms), not {limit}")
     if effort not in EFFORTS:
         raise TwnError(f"merge effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
-    spans = _merge_plan(w, memory_budget, name)
-    _check_available(w, spans, name)
+    plan = _merge_plan(w, memory_budget, name)
+    _check_available(w, plan, name)
+    spans = plan.spans
     if len(spans) == 1:
         best = _merged_whole(w, limit, seed, effort, memory_budget)
     else:
@@ -1387,7 +1395,7 @@ def merged_adder_graph(
             notice = _stderr_notice
         budget = default_memory_budget() if memory_budget is None else memory_budget
         notice(
-            f"{_what(w, name)} would need about {_gb(merge_memory_estimate(w))} to merge whole, more than the "
+            f"{_what(w, name)} would need about {_gb(plan.whole)} to merge whole, more than the "
             f"merge memory budget of {_gb(budget)}: merging it in {len(spans)} blocks of about "
             f"{w.shape[1] // len(spans)} inputs instead (fewer shared adders; --merge-memory GB raises the budget)"
         )
@@ -1396,7 +1404,7 @@ def merged_adder_graph(
             raise TwnError(
                 f"{_what(w, name)}: merged in {len(spans)} blocks of inputs to fit the merge memory budget, its "
                 f"adder depth is {best.depth}, over the limit of {limit}; raise --max-depth to {best.depth} "
-                f"or --merge-memory to {_gb(merge_memory_estimate(w))}"
+                f"or --merge-memory to {_gb(plan.whole)}"
             )
     if not np.array_equal(best.coefficients(), w):
         raise AssertionError("merged adder graph does not compute the weight matrix")
@@ -1408,39 +1416,45 @@ def _what(w: _Int64Array, name: str | None) -> str:
     return f"{name}, {size}," if name else size
 
 
-def _merge_plan(w: _Int64Array, memory_budget: int | None, name: str | None) -> list[tuple[int, int]]:
+class _Plan(NamedTuple):
+    """How a matrix is merged: its blocks of columns (one when whole), the estimated peak of
+    merging it whole and of the plan (the largest block)."""
+
+    spans: list[tuple[int, int]]
+    whole: int
+    peak: int
+
+
+def _merge_plan(w: _Int64Array, memory_budget: int | None, name: str | None) -> _Plan:
     """Blocks of columns to merge separately: one block when the whole matrix fits the budget."""
     n = w.shape[1]
-    whole = [(0, n)]
     if w.size == 0:
-        return whole
+        return _Plan([(0, n)], _FIXED_BYTES, _FIXED_BYTES)
     budget = default_memory_budget() if memory_budget is None else int(memory_budget)
-    if merge_memory_estimate(w) <= budget:
-        return whole
-    spans = _column_blocks(w, budget)
+    whole = merge_memory_estimate(w)
+    if whole <= budget:
+        return _Plan([(0, n)], whole, whole)
+    spans, peak = _column_blocks(w, budget)
     if not spans:
         need = merge_memory_estimate(w[:, : min(n, _MIN_BLOCK_COLUMNS)])
         raise TwnError(
             f"{_what(w, name)} cannot be merged within the merge memory budget of {_gb(budget)}: even blocks "
             f"of {_MIN_BLOCK_COLUMNS} inputs need about {_gb(need)} (the whole matrix about "
-            f"{_gb(merge_memory_estimate(w))}); give --merge-memory {max(need, budget) / (1 << 30) * 1.25:.2f} "
+            f"{_gb(whole)}); give --merge-memory {max(need, budget) / (1 << 30) * 1.25:.2f} "
             "or more, or --adder-graph naive"
         )
-    return spans
+    return _Plan(spans, whole, peak)
 
 
-def _check_available(w: _Int64Array, spans: list[tuple[int, int]], name: str | None) -> None:
+def _check_available(w: _Int64Array, plan: _Plan, name: str | None) -> None:
     """Refuse (exit 2) a merge whose planned peak exceeds the memory available now, rather than
     be killed by the kernel or quietly plan another graph: the plan depends on the budget only."""
     free = available_memory()
-    if free is None or w.size == 0:
+    if free is None or w.size == 0 or plan.peak <= free:
         return
-    need = max(merge_memory_estimate(w[:, lo:hi]) for lo, hi in spans)
-    if need <= free:
-        return
-    how = "whole" if len(spans) == 1 else f"in {len(spans)} blocks of inputs"
+    how = "whole" if len(plan.spans) == 1 else f"in {len(plan.spans)} blocks of inputs"
     raise TwnError(
-        f"{_what(w, name)} needs about {_gb(need)} to merge {how} under the merge memory budget, and only "
+        f"{_what(w, name)} needs about {_gb(plan.peak)} to merge {how} under the merge memory budget, and only "
         f"{_gb(free)} is available now: give --merge-memory {free / (1 << 30) * 0.8:.2f} (smaller blocks, fewer "
         "shared adders) or free memory"
     )
@@ -1499,7 +1513,7 @@ def merged_adder_graph_cached(
     limit = min_depth(w) + 2 if max_depth is None else int(max_depth)
     if effort not in EFFORTS:
         raise TwnError(f"merge effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
-    blocks = len(_merge_plan(w, memory_budget, name))
+    blocks = len(_merge_plan(w, memory_budget, name).spans)
     directory = _cache_dir(cache_dir)
     path = directory / f"{_cache_key(w, max_depth, effort, blocks)}.json"
     if path.is_file():
