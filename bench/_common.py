@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
@@ -45,3 +46,10 @@ def report_figures(report: dict) -> dict[str, object]:
         "latency_us": report["latency_us"],
         "estimate": report["resources"],
     }
+
+
+def write_results(out: str | Path, result: dict) -> None:
+    """The bench's results as indented JSON at ``out`` (folders made as needed)."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import add_classifier_arguments, git_commit  # noqa: E402
+from _common import add_classifier_arguments, git_commit, write_results  # noqa: E402
 
 
 def _estimate(model: Path, calib: Path, precision: str, rate: float) -> dict[str, object]:
@@ -123,9 +123,7 @@ def main() -> None:
             {k: la[k] for k in ("name", "act_bits", "arithmetic", "lut", "ff", "dsp")} for la in report["layers"]
         ],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "layers"}, indent=1))
 
 

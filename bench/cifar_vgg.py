@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import git_commit, replace_between, report_figures  # noqa: E402
+from _common import git_commit, replace_between, report_figures, write_results  # noqa: E402
 
 _DOCS = REPO / "docs" / "streaming.md"
 _BEGIN, _END = "<!-- bench/cifar_vgg.py: begin -->", "<!-- bench/cifar_vgg.py: end -->"
@@ -340,9 +340,7 @@ def main() -> None:
         "arguments": " ".join(sys.argv[1:]),
         "runs": runs,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     text = table(result)
     print(text)
     if not args.no_docs:

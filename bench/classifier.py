@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import git_commit, replace_between, report_figures  # noqa: E402
+from _common import git_commit, replace_between, report_figures, write_results  # noqa: E402
 
 _DOCS = REPO / "docs" / "streaming.md"
 _BEGIN, _END = "<!-- bench/classifier.py --rate {rate}: begin -->", "<!-- bench/classifier.py --rate {rate}: end -->"
@@ -159,9 +159,7 @@ def main() -> None:
             else None,
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     print(json.dumps(result, indent=1))
     if args.docs:
         replace_between(

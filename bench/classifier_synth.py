@@ -14,7 +14,6 @@ stage Yosys's counts and the estimate's in ``bench/results/classifier_synth.json
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import add_classifier_arguments, git_commit  # noqa: E402
+from _common import add_classifier_arguments, git_commit, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -98,9 +97,7 @@ def main() -> None:
         "--synth-estimate --words WORDS",
         "points": points,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result_doc, indent=1) + "\n")
+    write_results(args.out, result_doc)
 
 
 if __name__ == "__main__":

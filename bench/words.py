@@ -15,7 +15,6 @@ the words' wraps changed (:func:`hwgen.golden.word_wraps`). Results in
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 sys.path.insert(0, str(REPO / "bench"))
-from _common import add_classifier_arguments, git_commit, replace_between  # noqa: E402
+from _common import add_classifier_arguments, git_commit, replace_between, write_results  # noqa: E402
 
 _DOCS = REPO / "docs" / "precision.md"
 _BEGIN, _END = "<!-- bench/words.py: begin -->", "<!-- bench/words.py: end -->"
@@ -111,9 +110,7 @@ def main() -> None:
         "command": f"twngen classifier.onnx --board zcu111 --input-rate {args.rate:g} --calibrate cal.npy",
         "points": points,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     table = _table(result)
     print(table)
     if not args.no_docs:
