@@ -381,8 +381,12 @@ def pool_cost(stage: WindowStage) -> Resources:
     lane-window pool's outputs are its own lanes', each comparing its lane's taps)."""
     nodes = stage.out_channels * (stage.pool_taps - 1)
     regs = stage.out_channels * max(1, stage.pool_taps - 1)
-    bits = stage.in_bits
-    return Resources(lut=nodes * (bits + (bits + 1) // 2 + POOL_NODE_LUT_EXTRA), ff=regs * bits)
+    return Resources(lut=nodes * _pool_node_lut(stage.in_bits), ff=regs * stage.in_bits)
+
+
+def _pool_node_lut(bits: int) -> int:
+    """LUTs of one compare-and-select node of ``bits``-bit codes (:data:`POOL_NODE_LUT_EXTRA`)."""
+    return bits + (bits + 1) // 2 + POOL_NODE_LUT_EXTRA
 
 
 def mac_cost(stage: MacStage) -> Resources:
@@ -514,8 +518,9 @@ def _frame_parts(plan: FramePlan) -> Estimate:
         elif isinstance(stage, LanePoolStage):
             outs = stage.layer.out_shape[0]
             nodes = outs * (stage.layer.group - 1)
-            node_lut = stage.bits + (stage.bits + 1) // 2 + POOL_NODE_LUT_EXTRA
-            rows.append({"pooling": Resources(lut=nodes * node_lut, ff=outs * stage.levels * stage.bits)})
+            rows.append(
+                {"pooling": Resources(lut=nodes * _pool_node_lut(stage.bits), ff=outs * stage.levels * stage.bits)}
+            )
         else:
             # The collector's registers.
             _add_part(outside, "collector", Resources(lut=8, ff=stage.channels * stage.positions * stage.bits + 12))
