@@ -428,8 +428,11 @@ def build(
         )
     if not emit_rtl:
         return _write_reports(out, network, report, {"network.json": network.to_json() + "\n"}, progress, warnings)
+    # A worker process costs more to start (importing Amaranth) than a small design's stages
+    # take to convert, so only designs of PARALLEL_VERILOG_LUT estimated LUTs or more use them.
+    verilog_jobs = jobs if int(report["resources"]["lut"]) >= PARALLEL_VERILOG_LUT else 1
     with progress.stage("emitting Verilog", unit="modules") as s:
-        verilog = generate_verilog(plan, jobs=jobs, on_module=s.update)
+        verilog = generate_verilog(plan, jobs=verilog_jobs, on_module=s.update)
     if synth_estimate:
         with progress.stage("synthesis with Yosys (--synth-estimate)"):
             report["synthesis"] = _synthesize(verilog, board_obj, plan, jobs)
@@ -757,6 +760,11 @@ def _backend_files(
 #: network's stages each on their own, counts summed): the flat run of a whole classifier
 #: (10.8 MB) exceeds the WebAssembly Yosys's 4 GB.
 SYNTH_BY_STAGE_BYTES = 2_000_000
+
+#: Estimated LUTs from which a frame network's stages are converted to Verilog in worker
+#: processes: below it (about 1.5 MB of Verilog, 5 s of conversion) starting the workers costs
+#: more CPU than it saves. The text is the same either way.
+PARALLEL_VERILOG_LUT = 30_000
 
 
 def _synthesize(verilog: str, board: Board, plan: object = None, jobs: int | None = None) -> dict[str, object]:

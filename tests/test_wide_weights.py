@@ -23,8 +23,6 @@ from hwgen.passes.schedule import ScheduleDigitWidths
 from hwgen.plan import plan_network
 from hwgen.verify import verify
 
-SIMULATORS = ["icarus", "verilator"]
-
 #: The published classifiers' shape, scaled down: an 8-bit first convolution, ternary hidden
 #: layers and a last layer at 1/64 resolution with magnitudes up to 3.375 (9 bits). At two
 #: samples a cycle the last layer has the idle cycles for weights in memory.
@@ -75,7 +73,8 @@ def test_golden_tracks_onnxruntime_on_wide_layers(wide_designs, design):
     assert acc["top1_agreement"] >= 0.97
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+# Icarus in `make test`; Verilator as well in `make bench` (pytest -m bench).
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.bench)])
 @pytest.mark.parametrize("design", ["tw64_shape", "sixteen_bit"])
 def test_wide_designs_match_golden_bit_exactly(wide_designs, design, simulator):
     r = verify(wide_designs[design], simulator, vectors=4, seed=6, stall=0.3)
