@@ -177,6 +177,8 @@ def verify(
                 results_json=work / "results.json",
                 toplevel=top,
                 on_phase=phase,
+                # Two passes over the vectors (the second with stalls), then the pipeline's drain.
+                cycles=2 * len(codes) * plan.initiation_interval + int(report["latency_cycles"]),
             )
         except runner.SimulatorUnavailable as exc:
             raise TwnError(str(exc)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -356,9 +356,35 @@ class StreamingFrameNetwork(wiring.Component):
         return m
 
 
-def _stage_verilog(job: tuple[int, Stage, int, str]) -> tuple[int, str]:
+#: RTLIL text per Yosys run when a frame network is written as Verilog. Each run costs about
+#: 0.3 s to start, more than a small stage takes to convert, so consecutive modules share runs
+#: up to this size; large designs still get several runs, side by side. The grouping depends
+#: only on the design, so the text does not depend on the number of workers.
+VERILOG_RUN_BYTES = 4_000_000
+
+
+def _stage_rtlil(job: tuple[int, Stage, int, str]) -> tuple[int, str]:
     k, stage, in_width, name = job
-    return k, verilog.convert(FrameStage(stage, in_width), name=name, emit_src=False)
+    return k, rtlil.convert(FrameStage(stage, in_width), name=name, emit_src=False)
+
+
+def _rtlil_to_verilog(text: str) -> str:
+    # Amaranth's own RTLIL-to-Verilog step (the script verilog.convert runs), on several
+    # modules at once. amaranth is pinned to 0.5.x, where it has this name.
+    return str(verilog._convert_rtlil_text(text))
+
+
+def _yosys_runs(texts: list[str]) -> list[str]:
+    """Consecutive RTLIL texts joined into runs of up to VERILOG_RUN_BYTES (at least one text each)."""
+    runs: list[list[str]] = []
+    size = 0
+    for text in texts:
+        if not runs or size + len(text) > VERILOG_RUN_BYTES:
+            runs.append([])
+            size = 0
+        runs[-1].append(text)
+        size += len(text)
+    return ["".join(run) for run in runs]
 
 
 def generate_verilog(
@@ -368,11 +394,12 @@ def generate_verilog(
 ) -> str:
     """Verilog for the network, top module ``twn_top`` (deterministic text).
 
-    A frame network's stages are converted one by one (in ``jobs`` worker
+    A frame network's stages are elaborated one by one (in ``jobs`` worker
     processes, default: the machine's cores) as modules ``twn_top_stageK``
-    that the top level instantiates; the text is the same however many
-    workers there are. ``on_module(done, total)`` is called (in this
-    process) as each of them is ready, for progress displays.
+    that the top level instantiates, then written as Verilog by Yosys in
+    runs of several modules (side by side); the text is the same however
+    many workers there are. ``on_module(done, total)`` is called (in this
+    process) as each module is elaborated, for progress displays.
     """
 
     def done(count: int, total: int) -> None:
@@ -392,14 +419,21 @@ def generate_verilog(
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for k, text in pool.imap_unordered(_stage_verilog, work, chunksize=1):
+            for k, text in pool.imap_unordered(_stage_rtlil, work, chunksize=1):
                 texts[k] = text
                 done(len(texts), total)
     else:
         for job in work:
-            k, text = _stage_verilog(job)
+            k, text = _stage_rtlil(job)
             texts[k] = text
             done(len(texts), total)
-    top = verilog.convert(StreamingFrameNetwork(plan, separate=True), name=TOP_NAME, emit_src=False)
+    top = rtlil.convert(StreamingFrameNetwork(plan, separate=True), name=TOP_NAME, emit_src=False)
     done(total, total)
-    return top + "".join(texts[k] for k in range(len(work)))
+    runs = _yosys_runs([top] + [texts[k] for k in range(len(work))])
+    if workers > 1 and len(runs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Each run is a Yosys process: threads suffice to keep them side by side.
+        with ThreadPoolExecutor(workers) as threads:
+            return "".join(threads.map(_rtlil_to_verilog, runs))
+    return "".join(_rtlil_to_verilog(run) for run in runs)
