@@ -90,11 +90,8 @@ def test_modules_are_split_with_their_attributes():
     assert "assign y = a;" in modules["top.sub"] and "(* top" not in modules["top.sub"]
 
 
-@needs_yosys
-def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch):
-    """--synth-estimate on a large frame network synthesises each stage alone (the flat run of a
-    whole classifier exceeds Yosys's memory); on a small one the sum equals the flat counts
-    within what crossing a registered boundary can change."""
+def _built_stage_by_stage(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A small frame network built with --synth-estimate as if it were large (stage by stage)."""
     import sys
     from pathlib import Path
 
@@ -107,7 +104,15 @@ def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch)
 
     onnx.save(stack("c4k3p1,m2,o3", (2, 16), seed=5), str(tmp_path / "m.onnx"))
     monkeypatch.setattr(build_module, "SYNTH_BY_STAGE_BYTES", 0)
-    result = build_module.build(tmp_path / "m.onnx", "zcu111", tmp_path / "out", input_rate=0.5, synth_estimate=True)
+    return build_module.build(tmp_path / "m.onnx", "zcu111", tmp_path / "out", input_rate=0.5, synth_estimate=True)
+
+
+@needs_yosys
+def test_stage_by_stage_synthesis_counts_every_stage(tmp_path, monkeypatch):
+    """--synth-estimate on a large frame network synthesises each stage alone (the flat run of a
+    whole classifier exceeds Yosys's memory): one row per layer and for the logic around them,
+    summed into the totals and shown in report.md."""
+    result = _built_stage_by_stage(tmp_path, monkeypatch)
     syn = result.report["synthesis"]
     assert syn["method"].startswith("stage by stage")
     stages = syn["stages"]
@@ -115,6 +120,15 @@ def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch)
     for key in ("lut_sites", "ff", "dsp"):
         assert syn[key] == sum(s[key] for s in stages)
     assert "| /conv" in (tmp_path / "out" / "report.md").read_text()
+
+
+@needs_yosys
+@pytest.mark.bench
+def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch):
+    """On a small network the stages' sum equals the flat counts within what crossing a
+    registered boundary can change (a flat run on top of the stage runs: `make bench`)."""
+    result = _built_stage_by_stage(tmp_path, monkeypatch)
+    syn = result.report["synthesis"]
     flat = synthesize(tmp_path / "out" / "rtl" / "twn_top.v", "twn_top")
     assert syn["dsp"] == flat.dsp
     assert abs(syn["ff"] - flat.ff) <= 0.02 * flat.ff
