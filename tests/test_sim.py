@@ -37,9 +37,9 @@ def designs(tmp_path_factory):
 
 
 # Both simulators on every design in `make bench`; in `make test` the binary and argmax designs
-# (the example's arithmetic, narrower) on Icarus alone, the digit-serial one (40 ms a cycle on
+# (the example's arithmetic, narrower) and the sparse MatMul one on Icarus alone, the digit-serial one (40 ms a cycle on
 # Icarus) on Verilator alone: tests/test_serial.py runs serial graphs on Icarus.
-IN_BENCH = {("verilator", "binary"), ("verilator", "argmax"), ("icarus", "serial")}
+IN_BENCH = {("verilator", "binary"), ("verilator", "argmax"), ("verilator", "sparse_matmul"), ("icarus", "serial")}
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,8 @@ def test_rtl_matches_golden_and_the_reported_timing(designs, design, simulator):
     assert r.measured_ii_cycles == r.expected_ii_cycles == (25 if design == "serial" else 1)
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+# The AXI-Stream top on Verilator in `make test` is tests/test_frames.py's 2-D lane design.
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.bench)])
 def test_axi_stream_wrapper_under_random_backpressure(designs, simulator):
     r = verify(designs["sparse_matmul"], simulator, vectors=300, seed=9, stall=0.5, top="twn_axis")
     assert (r.passed, r.failed, r.extra_outputs) == (300, 0, 0), r.mismatches

@@ -174,7 +174,8 @@ def test_wrapped_frame_network_reports_its_words(wrapped_frames):
     assert "Accumulator words that wrap (--words 12)" in (outdir / "report.md").read_text()
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+# Icarus in `make test` (4-state: a wrapped word that reads X fails there first); both in `make bench`.
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.bench)])
 def test_wrapped_frame_network_is_bit_exact(wrapped_frames, simulator):
     _, outdir = wrapped_frames
     vectors = 3 if simulator == "icarus" else 8
