@@ -428,8 +428,6 @@ def build(
         )
     if not emit_rtl:
         return _write_reports(out, network, report, {"network.json": network.to_json() + "\n"}, progress, warnings)
-    # A worker process costs more to start (importing Amaranth) than a small design's stages
-    # take to convert, so only designs of PARALLEL_VERILOG_LUT estimated LUTs or more use them.
     verilog_jobs = jobs if int(report["resources"]["lut"]) >= PARALLEL_VERILOG_LUT else 1
     with progress.stage("emitting Verilog", unit="modules") as s:
         verilog = generate_verilog(plan, jobs=verilog_jobs, on_module=s.update)

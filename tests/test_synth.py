@@ -90,8 +90,10 @@ def test_modules_are_split_with_their_attributes():
     assert "assign y = a;" in modules["top.sub"] and "(* top" not in modules["top.sub"]
 
 
-def _built_stage_by_stage(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """A small frame network built with --synth-estimate as if it were large (stage by stage)."""
+@pytest.fixture(scope="module")
+def stage_by_stage_build(tmp_path_factory):
+    """A small frame network built with --synth-estimate as if it were large (stage by stage):
+    built once for the tests that read it."""
     import sys
     from pathlib import Path
 
@@ -102,34 +104,35 @@ def _built_stage_by_stage(tmp_path, monkeypatch):  # type: ignore[no-untyped-def
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from make_conv_net import stack
 
-    onnx.save(stack("c4k3p1,m2,o3", (2, 16), seed=5), str(tmp_path / "m.onnx"))
-    monkeypatch.setattr(build_module, "SYNTH_BY_STAGE_BYTES", 0)
-    return build_module.build(tmp_path / "m.onnx", "zcu111", tmp_path / "out", input_rate=0.5, synth_estimate=True)
+    root = tmp_path_factory.mktemp("by_stage")
+    onnx.save(stack("c4k3p1,m2,o3", (2, 16), seed=5), str(root / "m.onnx"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build_module, "SYNTH_BY_STAGE_BYTES", 0)
+        return build_module.build(root / "m.onnx", "zcu111", root / "out", input_rate=0.5, synth_estimate=True)
 
 
 @needs_yosys
-def test_stage_by_stage_synthesis_counts_every_stage(tmp_path, monkeypatch):
+def test_stage_by_stage_synthesis_counts_every_stage(stage_by_stage_build):
     """--synth-estimate on a large frame network synthesises each stage alone (the flat run of a
     whole classifier exceeds Yosys's memory): one row per layer and for the logic around them,
     summed into the totals and shown in report.md."""
-    result = _built_stage_by_stage(tmp_path, monkeypatch)
+    result = stage_by_stage_build
     syn = result.report["synthesis"]
     assert syn["method"].startswith("stage by stage")
     stages = syn["stages"]
     assert len(stages) == len(result.report["layers"]) + sum(1 for s in stages if s["what"][0] != "/")
     for key in ("lut_sites", "ff", "dsp"):
         assert syn[key] == sum(s[key] for s in stages)
-    assert "| /conv" in (tmp_path / "out" / "report.md").read_text()
+    assert "| /conv" in (result.outdir / "report.md").read_text()
 
 
 @needs_yosys
 @pytest.mark.bench
-def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(tmp_path, monkeypatch):
+def test_stage_by_stage_synthesis_adds_up_to_the_flat_run(stage_by_stage_build):
     """On a small network the stages' sum equals the flat counts within what crossing a
     registered boundary can change (a flat run on top of the stage runs: `make bench`)."""
-    result = _built_stage_by_stage(tmp_path, monkeypatch)
-    syn = result.report["synthesis"]
-    flat = synthesize(tmp_path / "out" / "rtl" / "twn_top.v", "twn_top")
+    syn = stage_by_stage_build.report["synthesis"]
+    flat = synthesize(stage_by_stage_build.outdir / "rtl" / "twn_top.v", "twn_top")
     assert syn["dsp"] == flat.dsp
     assert abs(syn["ff"] - flat.ff) <= 0.02 * flat.ff
     assert abs(syn["lut_sites"] - flat.lut_total) <= 0.05 * flat.lut_total
